@@ -1,0 +1,79 @@
+"""The ``galsim-vae`` command line: a thin shell over the library.
+
+Each sub-command lives in :mod:`galsim_vae.commands` as a module with
+``add_parser(subparsers)`` and ``run(args) -> int``.  Errors galsim-vae raises on purpose
+(and missing files, permission problems) print one line naming the problem and exit
+with status 2; nothing half-written is left behind because every writer is atomic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from ._version import __version__
+from .errors import GalsimVAEError
+
+#: Sub-commands, in the order ``--help`` lists them: name -> module in galsim_vae.commands.
+COMMANDS = {
+    "prepare": "prepare",
+    "simulate": "simulate",
+    "train": "train",
+    "evaluate": "evaluate",
+    "sample": "sample",
+    "demo": "demo",
+}
+
+#: Exit status for bad input or a failed operation.
+EXIT_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command whose module is present."""
+    parser = argparse.ArgumentParser(
+        prog="galsim-vae",
+        description="Data-driven galaxy morphologies for GalSim: prepare Hubble training "
+                    "sets, train TFP VAEs, render VAE galaxies.")
+    parser.add_argument("--version", action="version", version=f"galsim-vae {__version__}")
+    parser.add_argument("--quiet", action="store_true", help="hide progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module_name in COMMANDS.values():
+        try:
+            module = importlib.import_module(f"galsim_vae.commands.{module_name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"galsim_vae.commands.{module_name}":
+                continue  # command not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``galsim-vae`` console script; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quiet:
+        os.environ["GALSIM_VAE_PROGRESS"] = "0"
+    else:
+        os.environ.setdefault("GALSIM_VAE_PROGRESS", "1")
+    try:
+        return int(args.run(args) or 0)
+    except GalsimVAEError as err:
+        print(f"galsim-vae {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
+        print(f"galsim-vae {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"galsim-vae {args.command}: interrupted; no partial output was kept",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

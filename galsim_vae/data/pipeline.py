@@ -1,0 +1,111 @@
+"""``tf.data`` input pipeline that streams a data set from disk.
+
+Only row indices live in the ``tf.data`` graph; each batch is gathered from the
+memory-mapped arrays, so memory stays at a few batches whatever the data set size.
+Pixels are divided by the data set's ``flux_scale`` (a linear map: fluxes stay
+physical), conditions are standardised with the training-split mean and std.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .dataset import Dataset
+
+
+def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
+                    batch_size: int = 64, shuffle: bool = True, seed: int = 0,
+                    conditions: Sequence[str] = (), with_psf: bool = True,
+                    repeat: bool = False, drop_remainder: bool = False,
+                    indices: np.ndarray | None = None):
+    """Build a ``tf.data.Dataset`` of batches from a data set folder.
+
+    Parameters:
+        dataset:    A :class:`Dataset` or the path of one.
+        split:      ``"train"``, ``"validation"``, ``"test"`` or None for all rows.
+        batch_size: Galaxies per batch.
+        shuffle:    Reshuffle the rows every epoch (seeded by ``seed``).
+        seed:       Shuffle seed.
+        conditions: Catalog columns to pass as conditions (e.g. ``("zphot",)``); rows
+                    where any is not finite are left out, with a warning.
+        with_psf:   Include each galaxy's PSF (the data set must have PSFs).
+        repeat:     Repeat forever.
+        drop_remainder: Drop the last incomplete batch.
+        indices:    Explicit row indices (overrides ``split``).
+
+    Returns:
+        A ``tf.data.Dataset`` whose elements are dicts of float32 tensors:
+        ``image`` (B, S, S, 1) in units of ``flux_scale``; ``noise_std`` (B,) in the same
+        units; ``psf`` (B, P, P, 1) of unit sum (if ``with_psf``); ``conditions`` (B, k)
+        standardised (if any); ``index`` (B,) int64 rows of the data set.
+    """
+    import tensorflow as tf
+
+    if not isinstance(dataset, Dataset):
+        dataset = Dataset(dataset)
+    conditions = tuple(conditions)
+    if with_psf and not dataset.has_psf:
+        from ..errors import InputDataError
+
+        raise InputDataError(f"data set {str(dataset.path)!r} has no PSF images; "
+                             "use with_psf=False")
+    if indices is None:
+        indices = dataset.indices(split, require_finite=conditions)
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.size == 0:
+        from ..errors import InputDataError
+
+        raise InputDataError(f"split {split!r} of data set {str(dataset.path)!r} is empty")
+
+    catalog = dataset.catalog
+    scale = np.float32(dataset.flux_scale)
+    noise_std = (np.sqrt(np.asarray(catalog["noise_variance"], dtype=np.float64))
+                 / dataset.flux_scale).astype(np.float32)
+    cond_values = None
+    if conditions:
+        raw = np.stack([np.asarray(catalog[c], dtype=np.float64) for c in conditions], axis=-1)
+        cond_values = dataset.normalise_conditions(raw, conditions).astype(np.float32)
+    images, psfs = dataset.images, dataset.psfs
+
+    def gather(rows: np.ndarray):
+        order = np.argsort(rows)                    # sorted reads from the memory map
+        sorted_rows = rows[order]
+        back = np.argsort(order)
+        out = [(np.asarray(images[sorted_rows]) / scale)[back].astype(np.float32),
+               noise_std[rows]]
+        if with_psf:
+            out.append(np.asarray(psfs[sorted_rows])[back])
+        if cond_values is not None:
+            out.append(cond_values[rows])
+        return tuple(out)
+
+    out_types = [tf.float32, tf.float32]
+    if with_psf:
+        out_types.append(tf.float32)
+    if cond_values is not None:
+        out_types.append(tf.float32)
+    s, p, k = dataset.stamp_size, dataset.psf_size, len(conditions)
+
+    def load(rows):
+        parts = tf.numpy_function(gather, [rows], out_types, stateful=False)
+        batch = {"image": tf.reshape(parts[0], [-1, s, s, 1]),
+                 "noise_std": tf.reshape(parts[1], [-1]),
+                 "index": rows}
+        i = 2
+        if with_psf:
+            batch["psf"] = tf.reshape(parts[i], [-1, p, p, 1])
+            i += 1
+        if cond_values is not None:
+            batch["conditions"] = tf.reshape(parts[i], [-1, k])
+        return batch
+
+    ds = tf.data.Dataset.from_tensor_slices(indices)
+    if shuffle:
+        ds = ds.shuffle(indices.size, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)

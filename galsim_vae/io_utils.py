@@ -1,0 +1,113 @@
+"""Atomic output and progress reporting.
+
+Nothing galsim-vae writes is ever left half-written: outputs are produced under a
+temporary name beside the final one and renamed into place only when complete, so a
+killed or failed run leaves either the previous state or nothing that reads as valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
+
+from .errors import MissingInputError, OutputExistsError
+
+T = TypeVar("T")
+
+#: Suffix of the temporary folders/files made beside an output while it is written.
+TMP_MARK = ".tmp-"
+
+
+def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check that ``path`` can be created: its parent exists and is writable, and it does
+    not exist unless ``overwrite``.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        MissingInputError: the parent folder does not exist.
+        PermissionError: the parent folder is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"output path {str(path)!r} exists already; choose another path or pass "
+            "overwrite=True (--overwrite on the command line)")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise MissingInputError(
+            f"cannot write {str(path)!r}: folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"cannot write {str(path)!r}: folder {str(parent)!r} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Create the folder ``path`` atomically.
+
+    Yields a temporary folder beside ``path``; when the ``with`` block ends without an
+    exception it is renamed to ``path`` (replacing an existing one only if ``overwrite``).
+    On any exception, including KeyboardInterrupt, the temporary folder is removed.
+    A SIGKILL leaves only a folder whose name contains ``.tmp-``, never ``path``.
+    """
+    path = check_output_path(path, overwrite=overwrite)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + TMP_MARK, dir=path.absolute().parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        old = path.with_name(path.name + TMP_MARK + "old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Write the file ``path`` atomically: yields a temporary path in the same folder,
+    renamed to ``path`` when the block succeeds, removed when it fails."""
+    path = check_output_path(path, overwrite=overwrite)
+    fd, name = tempfile.mkstemp(prefix=path.name + TMP_MARK, dir=path.absolute().parent,
+                                suffix=path.suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+def require_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """Return ``path`` as a Path, or raise MissingInputError naming it and what it is."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{what} {str(path)!r} does not exist")
+    return path
+
+
+def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "",
+             disable: bool | None = None) -> Iterable[T]:
+    """Wrap ``iterable`` in a tqdm progress bar on stderr.
+
+    The bar is shown when stderr is a terminal, or when ``GALSIM_VAE_PROGRESS=1``; it is
+    hidden when ``GALSIM_VAE_PROGRESS=0`` or ``disable=True``.
+    """
+    from tqdm.auto import tqdm
+
+    if disable is None:
+        env = os.environ.get("GALSIM_VAE_PROGRESS")
+        disable = (env == "0") if env is not None else not sys.stderr.isatty()
+    return tqdm(iterable, total=total, desc=desc, disable=disable, file=sys.stderr,
+                mininterval=1.0, dynamic_ncols=True)
