@@ -399,7 +399,7 @@ class Dataset:
             path = self.path / _CATALOG
             if not path.is_file():
                 raise MissingInputError(f"data set file {str(path)!r} does not exist")
-            table = Table.read(path, format="fits")
+            table = Table.read(path, format="fits", mask_invalid=False)
             if len(table) != self.n_galaxies:
                 raise InputDataError(f"{str(path)!r} has {len(table)} rows, the manifest says "
                                      f"{self.n_galaxies}")

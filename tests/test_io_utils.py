@@ -1,0 +1,57 @@
+"""Atomic output: nothing half-written is ever left at the final path."""
+
+from __future__ import annotations
+
+import pytest
+
+from galsim_vae.errors import MissingInputError, OutputExistsError
+from galsim_vae.io_utils import TMP_MARK, atomic_directory, atomic_file
+
+
+def test_atomic_directory_appears_only_on_success(tmp_path):
+    target = tmp_path / "out"
+    with atomic_directory(target) as tmp:
+        (tmp / "a.txt").write_text("x")
+        assert not target.exists()
+    assert (target / "a.txt").read_text() == "x"
+    assert not [p for p in tmp_path.iterdir() if TMP_MARK in p.name]
+
+
+def test_atomic_directory_removed_on_error(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target) as tmp:
+            (tmp / "a.txt").write_text("x")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_refused_unless_overwrite(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(OutputExistsError, match="exists already"):
+        with atomic_directory(target):
+            pass
+    with atomic_directory(target, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_missing_parent_folder_named(tmp_path):
+    with pytest.raises(MissingInputError, match="does not exist"):
+        with atomic_file(tmp_path / "nope" / "f.txt"):
+            pass
+
+
+def test_atomic_file(tmp_path):
+    target = tmp_path / "f.txt"
+    with pytest.raises(KeyError):
+        with atomic_file(target) as tmp:
+            tmp.write_text("partial")
+            raise KeyError("x")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_file(target) as tmp:
+        tmp.write_text("done")
+    assert target.read_text() == "done"
