@@ -440,10 +440,10 @@ class Dataset:
 
     def normalise_conditions(self, values: np.ndarray, names: Sequence[str]) -> np.ndarray:
         """Map raw condition values (..., len(names)) to the network's ``(v - mean) / std``."""
-        values = np.asarray(values, dtype=np.float32)
-        mean = np.array([self.condition_stats(n)["mean"] for n in names], dtype=np.float32)
-        std = np.array([self.condition_stats(n)["std"] for n in names], dtype=np.float32)
-        return (values - mean) / std
+        values = np.asarray(values, dtype=np.float64)
+        mean = np.array([self.condition_stats(n)["mean"] for n in names])
+        std = np.array([self.condition_stats(n)["std"] for n in names])
+        return ((values - mean) / std).astype(np.float32)
 
     def __len__(self) -> int:
         return self.n_galaxies

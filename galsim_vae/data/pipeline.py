@@ -53,6 +53,10 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
                              "use with_psf=False")
     if indices is None:
         indices = dataset.indices(split, require_finite=conditions)
+    else:
+        usable = dataset.indices(None, require_finite=conditions)
+        indices = np.asarray(indices, dtype=np.int64)
+        indices = indices[np.isin(indices, usable)]
     indices = np.asarray(indices, dtype=np.int64)
     if indices.size == 0:
         from ..errors import InputDataError
