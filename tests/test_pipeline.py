@@ -206,3 +206,20 @@ def test_data_set_is_memory_mapped_not_loaded(tmp_path):
     assert seen == n
     # numpy buffers allocated by the pipeline stay at a few batches, far below the data set
     assert peak < total_bytes / 4, (peak, total_bytes)
+
+
+def test_explicit_indices_also_drop_rows_without_conditions(tmp_path):
+    """Rows whose condition is NaN never reach a conditioned batch, even when chosen by index."""
+    from galsim_vae.data import DatasetWriter, make_tf_dataset
+
+    with DatasetWriter(tmp_path / "nan_z", max_galaxies=6, stamp_size=8, pixel_scale=0.03,
+                       flux_units="counts/s") as writer:
+        for i in range(6):
+            writer.add(np.full((8, 8), 1.0 + i), ident=i, noise_variance=1.0,
+                       zphot=np.nan if i == 2 else 0.5 + 0.1 * i)
+    with pytest.warns(UserWarning, match="zphot"):
+        batches = list(make_tf_dataset(tmp_path / "nan_z", indices=np.arange(6), with_psf=False,
+                                       conditions=("zphot",), shuffle=False, batch_size=10))
+    rows = np.concatenate([b["index"].numpy() for b in batches])
+    assert sorted(rows) == [0, 1, 3, 4, 5]
+    assert np.all(np.isfinite(np.concatenate([b["conditions"].numpy() for b in batches])))
