@@ -1,0 +1,168 @@
+"""Convolutional encoder and decoder stacks (Keras 3), derived from the stamp size.
+
+The layout follows the DCGAN-style networks of the seed project (Radford, Metz & Chintala
+2016, arXiv:1511.06434): stride-2 convolutions with kernel 4 that halve the map, each
+followed by a normalisation and a LeakyReLU of slope 0.2; a small convolution down to
+``head_channels`` channels whose flattened pixels feed the latent heads; a decoder that
+mirrors the encoder with stride-2 transposed convolutions.
+
+The number of stages comes from the stamp size: the map is halved (rounding up, so odd
+sizes work) until it is at most :data:`MAX_BOTTOM_SIZE` pixels, e.g.
+32-16-8, 35-18-9-5, 128-64-32-16-8, 158-79-40-20-10-5 (the seed's 158 stack).  The
+decoder doubles the map and crops one row and column where the encoder rounded up.
+
+Normalisation: :class:`keras.layers.GroupNormalization` (Wu & He 2018, arXiv:1803.08494),
+which normalises each galaxy over groups of channels and has no batch statistics.  It
+therefore behaves identically in training and inference, for any batch size (generation
+often draws one galaxy), and under ``tf.distribute`` -- the seed's BatchNorm, never
+switched to inference mode, made validation losses and samples depend on the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import keras
+
+#: The encoder stops halving once the map is at most this many pixels on a side.
+MAX_BOTTOM_SIZE = 8
+#: The seed project's channel widths (its 128x128 encoder); used when none are given.
+DEFAULT_CHANNELS = (64, 128, 256, 512)
+#: Slope of the LeakyReLU for negative inputs (DCGAN; the seed project).
+LEAKY_SLOPE = 0.2
+#: Kernel of the stride-2 (transposed) convolutions (DCGAN; the seed project).
+STAGE_KERNEL = 4
+#: Output activations the decoder supports.
+OUTPUT_ACTIVATIONS = ("softplus", "linear")
+
+
+def stage_sizes(stamp_size: int, max_bottom_size: int = MAX_BOTTOM_SIZE) -> list[int]:
+    """Map sizes of the encoder, from the stamp to the bottom of the stack.
+
+    Parameters:
+        stamp_size:      Stamp side in pixels (>= 4).
+        max_bottom_size: Halve (rounding up) until the map is at most this size.
+
+    Returns:
+        ``[stamp_size, ceil(stamp_size / 2), ..., bottom]``; one stage per step.
+    """
+    sizes = [int(stamp_size)]
+    while sizes[-1] > max_bottom_size:
+        sizes.append(math.ceil(sizes[-1] / 2))
+    return sizes
+
+
+def stage_channels(n_stages: int, channels: Sequence[int] | None = None) -> tuple[int, ...]:
+    """Channel widths of ``n_stages`` stages.
+
+    Parameters:
+        n_stages: Number of stride-2 stages.
+        channels: Widths to use; truncated to ``n_stages`` or extended by repeating the
+                  last width.  None: :data:`DEFAULT_CHANNELS`.
+    """
+    widths = tuple(int(c) for c in (channels if channels is not None else DEFAULT_CHANNELS))
+    if not widths:
+        widths = DEFAULT_CHANNELS
+    if len(widths) >= n_stages:
+        return widths[:n_stages]
+    return widths + (widths[-1],) * (n_stages - len(widths))
+
+
+def _groups(channels: int, max_groups: int = 8) -> int:
+    """Largest number of groups <= ``max_groups`` that divides ``channels``."""
+    return max(g for g in range(1, min(max_groups, channels) + 1) if channels % g == 0)
+
+
+def _norm_act(channels: int, name: str) -> list[keras.layers.Layer]:
+    return [keras.layers.GroupNormalization(groups=_groups(channels), name=f"{name}_norm"),
+            keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{name}_act")]
+
+
+def build_encoder_cnn(stamp_size: int, in_channels: int, channels: Sequence[int],
+                      head_channels: int, name: str = "encoder_cnn") -> keras.Sequential:
+    """The encoder convolutions: (B, S, S, in_channels) -> (B, bottom**2 * head_channels).
+
+    Parameters:
+        stamp_size:    Stamp side S in pixels.
+        in_channels:   Input channels (1 image + one constant plane per condition for
+                       ``cvae``/``fancy_cvae``).
+        channels:      Width of each stride-2 stage (see :func:`stage_channels`).
+        head_channels: Channels of the last (3x3) convolution, flattened into the features.
+        name:          Keras name of the stack.
+    """
+    sizes = stage_sizes(stamp_size)
+    widths = stage_channels(len(sizes) - 1, channels)
+    layers: list[keras.layers.Layer] = [keras.Input((stamp_size, stamp_size, in_channels))]
+    for i, width in enumerate(widths):
+        layers.append(keras.layers.Conv2D(width, STAGE_KERNEL, strides=2, padding="same",
+                                          name=f"down{i}"))
+        layers += _norm_act(width, f"down{i}")
+    layers.append(keras.layers.Conv2D(head_channels, 3, padding="same", name="to_heads"))
+    layers.append(keras.layers.Flatten(name="flatten"))
+    return keras.Sequential(layers, name=name)
+
+
+def build_decoder_cnn(stamp_size: int, in_features: int, channels: Sequence[int],
+                      output_activation: str, name: str = "decoder_cnn") -> keras.Sequential:
+    """The decoder: (B, in_features) -> (B, S, S, 1), mirroring :func:`build_encoder_cnn`.
+
+    A dense layer maps the input (latent, joined with the conditions) to the bottom map
+    with the deepest width; each stage doubles the map with a stride-2 transposed
+    convolution (cropping the last row/column where the encoder rounded an odd size up);
+    a 3x3 convolution gives the single output channel.
+
+    Parameters:
+        stamp_size:        Stamp side S in pixels.
+        in_features:       Length of the input vector.
+        channels:          Encoder widths (see :func:`stage_channels`); used in reverse.
+        output_activation: ``"softplus"`` (non-negative surface brightness) or ``"linear"``.
+        name:              Keras name of the stack.
+    """
+    if output_activation not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f"output_activation {output_activation!r} is not one of "
+                         f"{OUTPUT_ACTIVATIONS}")
+    sizes = stage_sizes(stamp_size)
+    widths = stage_channels(len(sizes) - 1, channels)
+    bottom = sizes[-1]
+    layers: list[keras.layers.Layer] = [
+        keras.Input((in_features,)),
+        keras.layers.Dense(bottom * bottom * widths[-1], name="from_latent"),
+        keras.layers.Reshape((bottom, bottom, widths[-1]), name="to_map"),
+    ]
+    layers += _norm_act(widths[-1], "from_latent")
+    for i in reversed(range(len(widths))):
+        width = widths[i - 1] if i > 0 else widths[0]
+        layers.append(keras.layers.Conv2DTranspose(width, STAGE_KERNEL, strides=2,
+                                                   padding="same", name=f"up{i}"))
+        excess = 2 * sizes[i + 1] - sizes[i]
+        if excess:
+            layers.append(keras.layers.Cropping2D(((0, excess), (0, excess)), name=f"crop{i}"))
+        layers += _norm_act(width, f"up{i}")
+    layers.append(keras.layers.Conv2D(1, 3, padding="same", activation=output_activation,
+                                      name="to_image"))
+    return keras.Sequential(layers, name=name)
+
+
+def build_mlp(in_features: int, hidden_units: Sequence[int], out_features: int, *,
+              name: str, zero_init_output: bool = False,
+              seed: int | None = None) -> keras.Sequential:
+    """A small fully connected network with LeakyReLU hidden layers and a linear output.
+
+    Parameters:
+        in_features:      Input length.
+        hidden_units:     Width of each hidden layer.
+        out_features:     Output length.
+        name:             Keras name.
+        zero_init_output: Start the output layer at zero (flows start at the identity).
+        seed:             Seed of the initial weights (None: Keras's global generator).
+    """
+    layers: list[keras.layers.Layer] = [keras.Input((in_features,))]
+    for i, units in enumerate(hidden_units):
+        init = keras.initializers.GlorotUniform(seed=None if seed is None else seed + i)
+        layers.append(keras.layers.Dense(int(units), kernel_initializer=init, name=f"hidden{i}"))
+        layers.append(keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"act{i}"))
+    init = ("zeros" if zero_init_output else
+            keras.initializers.GlorotUniform(seed=None if seed is None else seed + 1000))
+    layers.append(keras.layers.Dense(out_features, kernel_initializer=init, name="out"))
+    return keras.Sequential(layers, name=name)

@@ -1,0 +1,245 @@
+"""Priors over the latent space: the standard normal and a learned normalizing flow.
+
+A beta-VAE trained with a N(0, I) prior does not fill that prior evenly (the aggregate
+posterior has holes and a different shape), so samples from N(0, I) decode to worse
+galaxies than encoded ones.  As in Lanusse et al. (2021, MNRAS 504, 5543, section 3.3),
+after training the VAE we fit a normalizing flow to the encoded training set, here
+conditioned on the normalised redshift (and any other model conditions):
+
+    z = flow(eps; y),  eps ~ N(0, I)
+
+The flow is a stack of RealNVP affine couplings (Dinh, Sohl-Dickstein & Bengio 2017,
+arXiv:1605.08803) built from :class:`tfp.bijectors.RealNVP` with our own Keras 3 networks
+(``bijector_fn``; no ``tfb.AutoregressiveNetwork``/``tfp.layers``, which are Keras 2 only),
+fixed random permutations between couplings, and a fixed affine standardisation
+(mean and std of the fitted latents, stored as non-trainable weights).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from ..errors import ConditionError, InputDataError
+from ..io_utils import progress
+from .hyperparameters import HyperparameterMixin, config_property
+from .networks import build_mlp
+
+tfd = tfp.distributions
+tfb = tfp.bijectors
+
+#: Soft bound of each coupling's log-scale: ``c * tanh(raw / c)`` (keeps early steps stable).
+LOG_SCALE_BOUND = 3.0
+
+
+def check_conditions(conditions: Any, n_conditions: int, what: str) -> tf.Tensor | None:
+    """Validate a (B, k) condition array against the ``n_conditions`` a model expects.
+
+    Parameters:
+        conditions:   Array-like (B, n_conditions), or None.
+        n_conditions: Number of conditions expected (0: none allowed).
+        what:         Name of the model, used in messages.
+
+    Returns:
+        The conditions as a float32 tensor, or None when ``n_conditions`` is 0.
+    """
+    if n_conditions == 0:
+        if conditions is not None:
+            shape = tuple(np.shape(conditions))
+            raise ConditionError(f"{what} takes no conditions, got an array of shape {shape}; "
+                                 "pass conditions=None (or use a conditional architecture)")
+        return None
+    if conditions is None:
+        raise ConditionError(f"{what} needs {n_conditions} condition(s) per galaxy, shape "
+                             f"(B, {n_conditions}) (normalised redshift first); got None")
+    conditions = tf.cast(tf.convert_to_tensor(conditions), tf.float32)
+    if not shape_matches(conditions, (None, n_conditions)):
+        raise ConditionError(f"{what} needs conditions of shape (B, {n_conditions}) "
+                             f"(normalised redshift first); got shape {tuple(conditions.shape)}")
+    return tf.ensure_shape(conditions, (None, n_conditions))
+
+
+def shape_matches(tensor: tf.Tensor, expected: tuple) -> bool:
+    """True unless the tensor's static shape contradicts ``expected`` (None: any size).
+
+    Dimensions unknown at tracing time (``tf.function`` with relaxed shapes) are accepted
+    here; callers then pin them with ``tf.ensure_shape``, which checks them at run time.
+    """
+    shape = tensor.shape
+    if shape.rank is None:
+        return True
+    return shape.rank == len(expected) and all(
+        want is None or got is None or got == want for got, want in zip(shape, expected))
+
+
+def standard_normal_prior(latent_size: int,
+                          conditions: tf.Tensor | None = None) -> tfd.Distribution:
+    """N(0, I) over ``latent_size`` dimensions; batch shape (B,) if conditions (B, k) are given."""
+    if conditions is None:
+        loc = tf.zeros([latent_size], tf.float32)
+    else:
+        loc = tf.zeros(tf.stack([tf.shape(conditions)[0], latent_size]), tf.float32)
+    return tfd.MultivariateNormalDiag(loc=loc, scale_diag=tf.ones_like(loc))
+
+
+class FlowPrior(HyperparameterMixin, keras.Model):
+    """Conditional RealNVP normalizing flow over the latent space.
+
+    Parameters:
+        latent_size:  Dimension of z (>= 2).
+        n_conditions: Conditions the flow depends on (0: unconditional).
+        n_couplings:  Number of affine coupling layers.
+        hidden_units: Hidden layer widths of each coupling's network.
+        seed:         Seed of the permutations and of the initial weights.
+
+    The constructor's keyword arguments are :meth:`get_config_dict`; the weights (the
+    coupling networks and the standardisation) save with ``save_weights``.
+    """
+
+    def __init__(self, latent_size: int, n_conditions: int = 0, n_couplings: int = 6,
+                 hidden_units: Sequence[int] = (64, 64), seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if int(latent_size) < 2:
+            raise ConditionError(f"FlowPrior needs latent_size >= 2, got {latent_size}")
+        self._config = {"latent_size": int(latent_size), "n_conditions": int(n_conditions),
+                        "n_couplings": int(n_couplings),
+                        "hidden_units": [int(u) for u in hidden_units], "seed": int(seed)}
+        d, k = self._config["latent_size"], self._config["n_conditions"]
+        self._n_masked = d // 2
+        rng = np.random.RandomState(self._config["seed"])
+        self._permutations = [rng.permutation(d).astype(np.int32)
+                              for _ in range(max(self._config["n_couplings"] - 1, 0))]
+        self.coupling_networks = [
+            build_mlp(self._n_masked + k, self._config["hidden_units"], 2 * (d - self._n_masked),
+                      name=f"coupling{i}", zero_init_output=True,
+                      seed=self._config["seed"] + 97 * i)
+            for i in range(self._config["n_couplings"])]
+        self.shift = self.add_weight(shape=(d,), initializer="zeros", trainable=False,
+                                     name="standardisation_shift")
+        self.scale = self.add_weight(shape=(d,), initializer="ones", trainable=False,
+                                     name="standardisation_scale")
+        self.built = True          # every weight exists: save_weights/load_weights work now
+
+    latent_size = config_property("latent_size", "Dimension of z.")
+    n_conditions = config_property("n_conditions", "Conditions the flow depends on.")
+
+    def _coupling_fn(self, network: keras.Model, conditions: tf.Tensor | None):
+        def bijector_fn(x0, output_units, **_):
+            lead = tf.shape(x0)[:-1]
+            inputs = x0
+            if conditions is not None:
+                cond = tf.broadcast_to(conditions, tf.concat([lead, [self.n_conditions]], 0))
+                inputs = tf.concat([x0, cond], axis=-1)
+            flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
+            out = tf.reshape(network(flat), tf.concat([lead, [2 * output_units]], 0))
+            shift, raw_log_scale = tf.split(out, 2, axis=-1)
+            log_scale = LOG_SCALE_BOUND * tf.tanh(raw_log_scale / LOG_SCALE_BOUND)
+            return tfb.Chain([tfb.Shift(shift), tfb.Scale(log_scale=log_scale)])
+        return bijector_fn
+
+    def bijector(self, conditions: Any = None) -> tfb.Bijector:
+        """The flow eps -> z for the given conditions ((B, k), or None if unconditional)."""
+        conditions = check_conditions(conditions, self.n_conditions, "FlowPrior")
+        steps: list[tfb.Bijector] = []   # applied first to last; tfb.Chain wants the reverse
+        for i, network in enumerate(self.coupling_networks):
+            if i > 0:
+                steps.append(tfb.Permute(self._permutations[i - 1]))
+            steps.append(tfb.RealNVP(num_masked=self._n_masked,
+                                     bijector_fn=self._coupling_fn(network, conditions)))
+        steps += [tfb.Scale(tf.convert_to_tensor(self.scale)),
+                  tfb.Shift(tf.convert_to_tensor(self.shift))]
+        return tfb.Chain(steps[::-1], name="flow_prior")
+
+    def distribution(self, conditions: Any = None) -> tfd.Distribution:
+        """p(z | conditions): the flow applied to N(0, I); batch shape (B,) if conditioned."""
+        checked = check_conditions(conditions, self.n_conditions, "FlowPrior")
+        base = standard_normal_prior(self.latent_size, checked)
+        return tfd.TransformedDistribution(base, self.bijector(checked))
+
+    def call(self, latents, conditions=None):
+        """Log-density of ``latents`` (B, d) under the flow (nats)."""
+        return self.distribution(conditions).log_prob(tf.cast(latents, tf.float32))
+
+    def transform(self, eps: Any, conditions: Any = None) -> tf.Tensor:
+        """Map standard-normal ``eps`` (B, d) to prior samples z (B, d), deterministically."""
+        eps = tf.cast(tf.convert_to_tensor(eps), tf.float32)
+        if not shape_matches(eps, (None, self.latent_size)):
+            raise ConditionError(f"eps must have shape (B, {self.latent_size}); got "
+                                 f"{tuple(eps.shape)}")
+        return self.bijector(conditions).forward(tf.ensure_shape(eps, (None, self.latent_size)))
+
+
+def _as_float_array(values: Any, name: str, width: int | None = None) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float32)
+    if array.ndim != 2 or (width is not None and array.shape[1] != width):
+        want = f"(N, {width})" if width is not None else "(N, d)"
+        raise InputDataError(f"{name} must have shape {want}, got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.sum(~np.isfinite(array).all(axis=1)))
+        raise InputDataError(f"{name} has {bad} row(s) with non-finite values; drop them first")
+    return array
+
+
+def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
+                   batch_size: int = 256, learning_rate: float = 1e-3, seed: int = 0,
+                   n_couplings: int = 6, hidden_units: Sequence[int] = (64, 64)) -> FlowPrior:
+    """Fit a :class:`FlowPrior` to encoded latents by maximum likelihood.
+
+    Parameters:
+        latents:       (N, d) latents of the training set (posterior means or samples).
+        conditions:    (N, k) normalised conditions of the same galaxies, or None.
+        epochs:        Passes over the latents.
+        batch_size:    Latents per gradient step.
+        learning_rate: Initial Adam learning rate (cosine-decayed to 1% over the fit).
+        seed:          Seed of the flow's initial weights, permutations and shuffling.
+        n_couplings:   Coupling layers of the flow.
+        hidden_units:  Hidden widths of each coupling network.
+
+    Returns:
+        The fitted flow; ``flow.training_losses`` holds the mean negative log-likelihood
+        (nats per latent vector) of each epoch.
+    """
+    latents = _as_float_array(latents, "latents")
+    n, d = latents.shape
+    cond_array = None if conditions is None else _as_float_array(conditions, "conditions")
+    if cond_array is not None and cond_array.shape[0] != n:
+        raise ConditionError(f"conditions have {cond_array.shape[0]} rows but latents {n}")
+    if n < 2:
+        raise InputDataError(f"fit_flow_prior needs at least 2 latents, got {n}")
+    k = 0 if cond_array is None else cond_array.shape[1]
+    flow = FlowPrior(d, n_conditions=k, n_couplings=n_couplings, hidden_units=hidden_units,
+                     seed=seed)
+    flow.shift.assign(latents.mean(axis=0))
+    flow.scale.assign(np.maximum(latents.std(axis=0), 1e-6))
+
+    batch_size = int(min(batch_size, n))
+    steps_per_epoch = int(np.ceil(n / batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        learning_rate, max(epochs * steps_per_epoch, 1), alpha=0.01)
+    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=10.0)
+    tensors = (latents,) if cond_array is None else (latents, cond_array)
+    data = (tf.data.Dataset.from_tensor_slices(tensors)
+            .shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size))
+
+    @tf.function
+    def step(batch_latents, batch_conditions):
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(flow.distribution(batch_conditions).log_prob(batch_latents))
+        grads = tape.gradient(loss, flow.trainable_variables)
+        optimizer.apply_gradients(zip(grads, flow.trainable_variables))
+        return loss
+
+    losses = []
+    for _ in progress(range(int(epochs)), desc="flow prior"):
+        total, count = 0.0, 0
+        for batch in data:
+            loss = step(batch[0], batch[1] if k else None)
+            m = int(batch[0].shape[0])
+            total, count = total + float(loss) * m, count + m
+        losses.append(total / count)
+    flow.training_losses = losses
+    return flow
