@@ -1,0 +1,89 @@
+"""``galsim-vae train DATASET --out BUNDLE``: train a VAE and write a model bundle."""
+
+from __future__ import annotations
+
+import argparse
+
+#: --likelihood choices -> psf_free.
+LIKELIHOODS = {"psf": True, "noise": False}
+
+
+def _channels(text: str) -> list[int]:
+    try:
+        widths = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--channels {text!r}: give comma-separated whole numbers, e.g. 16,32,64,128") from None
+    if not widths or any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"--channels {text!r}: widths must be >= 1")
+    return widths
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``train`` sub-command."""
+    parser = subparsers.add_parser(
+        "train", help="train a VAE on a data set and write a model bundle",
+        description="Train a TFP VAE on a galsim-vae data set: beta and learning-rate "
+                    "schedules, a checkpoint per epoch (--resume continues), logs "
+                    "(history.csv, TensorBoard, loss curves), a flow prior fitted after "
+                    "training, and a model bundle with its model card.")
+    parser.add_argument("dataset", metavar="DATASET", help="data set folder")
+    parser.add_argument("--out", required=True, metavar="BUNDLE", help="bundle folder to write")
+    parser.add_argument("--model", default="cvae2", choices=("vae", "cvae", "cvae2", "fancy_cvae"),
+                        help="architecture (default: cvae2)")
+    parser.add_argument("--conditions", nargs="*", default=None, metavar="COLUMN",
+                        help="condition columns, redshift first (default: zphot; none for vae)")
+    parser.add_argument("--epochs", type=int, default=100, help="epochs (default: 100)")
+    parser.add_argument("--batch-size", type=int, default=64, help="galaxies per step (default: 64)")
+    parser.add_argument("--beta", default="0.1",
+                        help="KL weight: 0.1, one per epoch 0.1,0.2,..., warmup:MAX:N[:START], "
+                             "linear:START:END:N or cyclical:MAX:PERIOD[:RATIO] (default: 0.1)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    parser.add_argument("--lr-decay", default=None,
+                        help="per-epoch factor (0.97) or plateau[:FACTOR[:PATIENCE[:MIN_LR]]]")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="early-stopping patience in epochs (default: none)")
+    parser.add_argument("--latent-size", type=int, default=32, help="latent dimension (default: 32)")
+    parser.add_argument("--channels", type=_channels, default=None,
+                        help="encoder widths, e.g. 16,32,64,128 (default: the model's)")
+    parser.add_argument("--likelihood", choices=tuple(LIKELIHOODS), default=None,
+                        help="psf: PSF-free profiles, the likelihood convolves each galaxy's PSF "
+                             "(default when the data set has PSFs); noise: no PSF, samples "
+                             "carry the HST PSF")
+    parser.add_argument("--no-flow-prior", action="store_true",
+                        help="keep the N(0, I) prior (no flow fitted after training)")
+    parser.add_argument("--seed", type=int, default=None, help="seed (reproducible runs)")
+    parser.add_argument("--checkpoint-dir", default=None,
+                        help="checkpoints and logs (default: BUNDLE.checkpoints)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run checkpointed in the checkpoint folder")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="float16 compute with loss scaling (GPUs)")
+    parser.add_argument("--xla", action="store_true", help="XLA-compile the train step")
+    parser.add_argument("--max-steps-per-epoch", type=int, default=None,
+                        help="cap on training steps per epoch")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing bundle (and checkpoint folder without --resume)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``galsim-vae train``."""
+    from ..training import train
+
+    conditions = args.conditions
+    if conditions is not None and len(conditions) == 0:
+        conditions = ()
+    psf_free = None if args.likelihood is None else LIKELIHOODS[args.likelihood]
+    out = train(args.dataset, args.out, architecture=args.model, conditions=conditions,
+                latent_size=args.latent_size, channels=args.channels, psf_free=psf_free,
+                epochs=args.epochs, batch_size=args.batch_size, beta=args.beta,
+                learning_rate=args.lr, lr_decay=args.lr_decay,
+                early_stopping_patience=args.patience, seed=args.seed,
+                checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                flow_prior=not args.no_flow_prior, mixed_precision=args.mixed_precision,
+                xla=args.xla, max_steps_per_epoch=args.max_steps_per_epoch,
+                overwrite=args.overwrite)
+    print(f"wrote model bundle {out}")
+    return 0

@@ -1,0 +1,356 @@
+"""Training: schedules, the beta actually applied, reproducibility, resume, logs, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from galsim_vae.errors import MissingInputError, OutputExistsError
+from galsim_vae.training import BetaSchedule, LearningRateSchedule, TrainingConfigError
+from galsim_vae.training.schedules import epochs_without_improvement
+
+#: Tiny, fast settings shared by the training runs.
+TINY = dict(architecture="cvae2", channels=[4, 8], latent_size=4, batch_size=16,
+            max_steps_per_epoch=2, flow_prior=False)
+
+
+# ----------------------------------------------------------------------- schedules
+def test_constant_and_list_beta():
+    assert BetaSchedule.parse(0.1).values(3) == [0.1, 0.1, 0.1]
+    assert BetaSchedule.parse("0.25").values(2) == [0.25, 0.25]
+    assert BetaSchedule.parse("0.1,0.2,0.5").values(3) == [0.1, 0.2, 0.5]
+    assert BetaSchedule.parse([0.0, 1.0]).values(2) == [0.0, 1.0]
+    with pytest.raises(TrainingConfigError, match="2 value.*3 epochs"):
+        BetaSchedule.parse("0.1,0.2").check_epochs(3)
+
+
+def test_warmup_linear_cyclical_values():
+    assert BetaSchedule.parse("warmup:0.1:4").values(6) == pytest.approx(
+        [0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
+    assert BetaSchedule.parse("warmup:1:2:0.5").values(3) == pytest.approx([0.75, 1.0, 1.0])
+    assert BetaSchedule.parse("linear:1:0:3").values(4) == pytest.approx([1.0, 0.5, 0.0, 0.0])
+    # Fu et al. 2019: 0 at the start of each cycle, MAX after RATIO * PERIOD epochs
+    assert BetaSchedule.parse("cyclical:1:4").values(8) == pytest.approx(
+        [0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0, 1.0])
+    assert BetaSchedule.parse("cyclical:0.2:4:1").values(4) == pytest.approx([0, 0.05, 0.1, 0.15])
+    assert BetaSchedule.parse("warmup:0.1:4").reference(6) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("warmup:0.1", "warmup:MAX:N"),
+    ("warmup:abc:3", "'abc' is not a number"),
+    ("warmup:0.1:0", "whole number >= 1"),
+    ("sigmoid:1:2", "unknown schedule 'sigmoid'"),
+    ("cyclical:1:4:1.5", "RATIO must be in"),
+    ("-0.1", ">= 0"),
+    ("0.1,x", "'x' is not a number"),
+    ("nan", "finite"),
+    ("", "empty"),
+    ("fast", "not understood"),
+])
+def test_bad_beta_specs_name_the_spec(spec, message):
+    with pytest.raises(TrainingConfigError, match=message) as info:
+        BetaSchedule.parse(spec)
+    assert repr(spec) in str(info.value) or spec in str(info.value)
+
+
+def test_learning_rate_schedules():
+    assert LearningRateSchedule.parse(1e-3).value(5) == 1e-3
+    exp = LearningRateSchedule.parse(1e-3, 0.5)
+    assert [exp.value(e) for e in (1, 2, 3)] == pytest.approx([1e-3, 5e-4, 2.5e-4])
+    plateau = LearningRateSchedule.parse(1.0, "plateau:0.5:2:0.2")
+    losses = [5.0, 4.0, 4.5, 4.2, 4.1, 4.3, 4.4, 4.5, 4.6]
+    # epochs 3, 4 do not improve on 4.0 -> halved for epoch 5; 5, 6 -> again; floor 0.2
+    assert [plateau.value(e, losses) for e in range(1, 11)] == pytest.approx(
+        [1, 1, 1, 1, 0.5, 0.5, 0.25, 0.25, 0.2, 0.2])
+    for bad, message in (("plateau:2", "FACTOR"), ("1.5", r"\(0, 1\]"), ("fast", "not understood")):
+        with pytest.raises(TrainingConfigError, match=message):
+            LearningRateSchedule.parse(1e-3, bad)
+    with pytest.raises(TrainingConfigError, match="> 0"):
+        LearningRateSchedule.parse(-1.0)
+
+
+def test_epochs_without_improvement():
+    assert epochs_without_improvement([]) == 0
+    assert epochs_without_improvement([3, 2, 1]) == 0
+    assert epochs_without_improvement([3, 1, 2, 2]) == 2
+    assert epochs_without_improvement([1, math.nan, math.nan]) == 2
+
+
+# ------------------------------------------------------------------------ training
+def _history(checkpoint_dir):
+    from galsim_vae.training.logs import read_history_csv
+
+    return read_history_csv(checkpoint_dir / "history.csv")
+
+
+def _without_time(history):
+    return [{k: v for k, v in row.items() if k != "time"} for row in history]
+
+
+@pytest.fixture(scope="module")
+def warmup_run(tiny_dataset, tmp_path_factory):
+    """A 3-epoch cvae2 run with a warm-up beta schedule and the flow prior."""
+    from galsim_vae.training import train
+
+    root = tmp_path_factory.mktemp("warmup")
+    out = train(tiny_dataset, root / "bundle", **{**TINY, "flow_prior": True},
+                epochs=3, beta="warmup:0.3:3", learning_rate=2e-3, lr_decay=0.5, seed=11,
+                flow_prior_epochs=2)
+    return out, root / "bundle.checkpoints"
+
+
+def test_beta_schedule_reaches_the_loss(warmup_run):
+    _, checkpoint_dir = warmup_run
+    history = _history(checkpoint_dir)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert [row["beta"] for row in history] == pytest.approx([0.1, 0.2, 0.3])
+    assert [row["lr"] for row in history] == pytest.approx([2e-3, 1e-3, 5e-4])
+    for row in history:
+        # the KL weight applied in the loss is the schedule's beta of that epoch
+        for split in ("train", "val"):
+            loss, nll, kl = (row[f"{split}_{k}"] for k in ("loss", "nll", "kl"))
+            tolerance = 1e-6 * abs(loss)  # float32 sums
+            assert abs(loss - (nll + row["beta"] * kl)) < tolerance
+            # ... and not the beta of a neighbouring epoch
+            assert abs(loss - (nll + (row["beta"] + 0.1) * kl)) > 10 * tolerance
+        # the monitored loss ranks epochs at the final beta (0.3)
+        assert row["val_monitor"] == pytest.approx(row["val_nll"] + 0.3 * row["val_kl"], rel=1e-6)
+
+
+def test_beta_weights_kl_on_a_fixed_batch(tiny_dataset):
+    import tensorflow as tf
+
+    from galsim_vae.data import make_tf_dataset
+    from galsim_vae.models import build_model
+
+    batch = next(iter(make_tf_dataset(tiny_dataset, "train", batch_size=8, shuffle=False,
+                                      conditions=("zphot",))))
+    model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8], n_conditions=1,
+                        psf_free=True, psf_size=15)
+    seed = tf.constant([1, 2], tf.int32)
+    low = model.compute_losses(batch, 0.0, training=False, seed=seed)
+    high = model.compute_losses(batch, 3.0, training=False, seed=seed)
+    assert float(low["loss"]) == pytest.approx(float(low["nll"]), rel=1e-6)
+    assert float(high["loss"]) - float(low["loss"]) == pytest.approx(3.0 * float(low["kl"]),
+                                                                     rel=1e-4)
+
+
+def test_logs_csv_tensorboard_png(warmup_run):
+    import tensorflow as tf
+
+    out, checkpoint_dir = warmup_run
+    with open(checkpoint_dir / "history.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert header[:9] == ["epoch", "beta", "lr", "train_loss", "train_nll", "train_kl",
+                          "val_loss", "val_nll", "val_kl"]
+    assert header[-3:] == ["val_monitor", "steps", "time"]
+    assert (out / "history.csv").read_text() == (checkpoint_dir / "history.csv").read_text()
+    for png in (out / "loss_curve.png", checkpoint_dir / "loss_curve.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    events = list((checkpoint_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    seen: dict[str, list[tuple[int, float]]] = {}
+    for path in events:
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                seen.setdefault(value.tag, []).append(
+                    (event.step, float(tf.make_ndarray(value.tensor))))
+                assert value.metadata.plugin_data.plugin_name == "scalars"
+    history = _history(checkpoint_dir)
+    assert {"beta", "lr", "train_loss", "val_loss", "val_kl"} <= set(seen)
+    assert [step for step, _ in sorted(seen["beta"])] == [r["epoch"] for r in history]
+    assert [v for _, v in sorted(seen["beta"])] == pytest.approx([r["beta"] for r in history])
+
+
+def test_trained_bundle_metadata(warmup_run):
+    out, _ = warmup_run
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["architecture"] == "cvae2"
+    assert meta["prior"]["kind"] == "flow"
+    assert meta["psf_free"] is True and meta["hst_psf"] is None
+    assert meta["conditions"][0]["name"] == "zphot"
+    assert meta["training"]["epochs_trained"] == 3
+    assert meta["training"]["beta"] == "warmup:0.3:3"
+    assert meta["training"]["data"]["n_galaxies"] == 96
+    card = (out / "README.md").read_text()
+    assert "zphot" in card and "warmup:0.3:3" in card and "val_loss" in card
+
+
+def test_seed_reproducible_and_resume_equals_uninterrupted(tiny_dataset, tmp_path):
+    from galsim_vae.bundle import load_bundle
+    from galsim_vae.training import train
+
+    kwargs = dict(TINY, epochs=3, beta="warmup:0.2:2", seed=5)
+    first = train(tiny_dataset, tmp_path / "a", **kwargs)
+    second = train(tiny_dataset, tmp_path / "b", **kwargs)
+    straight = _without_time(_history(tmp_path / "a.checkpoints"))
+    assert straight == _without_time(_history(tmp_path / "b.checkpoints"))
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first(row):
+        if row["epoch"] == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(tiny_dataset, tmp_path / "c", **kwargs, on_epoch_end=stop_after_first)
+    assert not (tmp_path / "c").exists()
+    assert len(_history(tmp_path / "c.checkpoints")) == 1
+    # without --resume the existing checkpoint folder is refused
+    with pytest.raises(OutputExistsError, match="resume"):
+        train(tiny_dataset, tmp_path / "c", **kwargs)
+    # a resumed run must keep the settings that decide the result
+    with pytest.raises(TrainingConfigError, match="batch_size"):
+        train(tiny_dataset, tmp_path / "c", **{**kwargs, "batch_size": 8}, resume=True)
+    resumed = train(tiny_dataset, tmp_path / "c", **kwargs, resume=True)
+    assert _without_time(_history(tmp_path / "c.checkpoints")) == straight
+
+    models = [load_bundle(p)[0] for p in (first, second, resumed)]
+    for weights in zip(*(m.get_weights() for m in models)):
+        np.testing.assert_array_equal(weights[0], weights[1])
+        np.testing.assert_array_equal(weights[0], weights[2])
+
+
+def test_early_stopping_and_outputs_refused(tiny_dataset, tmp_path):
+    from galsim_vae.training import train
+
+    seen = []
+    # a learning rate of ~0 leaves the weights as they are: the monitored loss only
+    # fluctuates with the posterior samples, so a patience of 1 stops the run early
+    train(tiny_dataset, tmp_path / "stop", **{**TINY, "max_steps_per_epoch": 1}, epochs=6,
+          learning_rate=1e-12, early_stopping_patience=1, seed=1,
+          on_epoch_end=lambda row: seen.append(row["val_monitor"]))
+    assert 2 <= len(seen) < 6
+    assert epochs_without_improvement(seen) == 1
+    with pytest.raises(OutputExistsError):
+        train(tiny_dataset, tmp_path / "stop", **TINY, epochs=1)
+    with pytest.raises(TrainingConfigError, match="'vae' is unconditional"):
+        train(tiny_dataset, tmp_path / "v", **{**TINY, "architecture": "vae"},
+              conditions=("zphot",), epochs=1)
+    with pytest.raises(MissingInputError):
+        train(tmp_path / "nothing", tmp_path / "x", **TINY, epochs=1)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.checkpoints").exists()
+
+
+# ------------------------------------------------------------------------------ CLI
+def test_cli_train_runs(tiny_dataset, tmp_path):
+    from galsim_vae.cli import main
+
+    out = tmp_path / "cli_bundle"
+    status = main(["--quiet", "train", str(tiny_dataset), "--out", str(out), "--model", "vae",
+                   "--epochs", "1", "--batch-size", "16", "--max-steps-per-epoch", "1",
+                   "--latent-size", "3", "--channels", "4,8", "--no-flow-prior",
+                   "--likelihood", "noise", "--beta", "0.5", "--seed", "2"])
+    assert status == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["architecture"] == "vae" and meta["conditions"] == []
+    assert meta["psf_free"] is False and meta["hst_psf"] == "hst_psf.fits"
+    assert meta["prior"] == {"kind": "normal"}
+
+
+def test_cli_errors_leave_no_output(tiny_dataset, tmp_path, capsys):
+    from galsim_vae.cli import main
+
+    out = tmp_path / "b"
+    assert main(["train", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert main(["train", str(tiny_dataset), "--out", str(out), "--beta", "warmup:x:3"]) == 2
+    err = capsys.readouterr().err
+    assert "warmup:x:3" in err and "not a number" in err
+    assert main(["train", str(tiny_dataset), "--out", str(out), "--beta", "0.1,0.2",
+                 "--epochs", "3"]) == 2
+    assert "one value per epoch" in capsys.readouterr().err
+    assert main(["train", str(tiny_dataset), "--out", str(out), "--lr-decay", "2"]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_two_replicas(tiny_dataset, tmp_path):
+    """The multi-replica path (what several GPUs use) on two logical CPUs, in a subprocess
+    (logical devices must be configured before TensorFlow starts)."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from galsim_vae.training import train
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+train({str(tiny_dataset)!r}, {str(tmp_path / 'mirrored')!r}, architecture="cvae2",
+      channels=[4, 8], latent_size=4, batch_size=16, max_steps_per_epoch=2, epochs=2,
+      beta=[0.5, 1.0], flow_prior=False, seed=3, strategy=strategy)
+"""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", GALSIM_VAE_PROGRESS="0")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = json.loads((tmp_path / "mirrored" / "model.json").read_text())
+    assert meta["training"]["replicas"] == 2
+    history = _history(tmp_path / "mirrored.checkpoints")
+    assert [row["beta"] for row in history] == [0.5, 1.0]
+    for row in history:
+        assert math.isfinite(row["train_loss"])
+        assert row["train_loss"] == pytest.approx(row["train_nll"] + row["beta"] * row["train_kl"],
+                                                  rel=1e-6)
+    assert history[1]["train_loss"] < history[0]["train_loss"] * 1.5
+
+
+def test_mixed_precision_and_xla_run(tiny_dataset, tmp_path):
+    import keras
+
+    from galsim_vae.training import train
+
+    before = keras.mixed_precision.dtype_policy().name
+    for options in ({"mixed_precision": True}, {"xla": True}):
+        out = train(tiny_dataset, tmp_path / next(iter(options)), **{**TINY,
+                    "max_steps_per_epoch": 1}, epochs=1, seed=4, **options)
+        row = _history(out.with_name(out.name + ".checkpoints"))[0]
+        assert all(math.isfinite(row[k]) for k in ("train_loss", "val_loss", "val_kl"))
+        assert json.loads((out / "model.json").read_text())["training"][next(iter(options))]
+    assert keras.mixed_precision.dtype_policy().name == before  # the global policy is restored
+
+
+def test_never_reads_the_test_split(tiny_dataset, tmp_path, monkeypatch):
+    import galsim_vae.data as data
+    from galsim_vae.training import train
+
+    real = data.make_tf_dataset
+    calls = []
+
+    def recording(dataset, split="train", **kwargs):
+        calls.append((split, kwargs.get("indices"), kwargs.get("shuffle", True)))
+        return real(dataset, split, **kwargs)
+
+    monkeypatch.setattr(data, "make_tf_dataset", recording)
+    from galsim_vae.training import trainer
+
+    runners = []
+
+    class RecordingSteps(trainer._Steps):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            runners.append(self)
+
+    monkeypatch.setattr(trainer, "_Steps", RecordingSteps)
+    train(tiny_dataset, tmp_path / "b", **{**TINY, "flow_prior": True,
+                                          "max_steps_per_epoch": 3}, epochs=2,
+          flow_prior_epochs=1, seed=2)
+    # the steps are traced once per batch shape (full, last partial), not once per epoch
+    assert len(runners) == 1
+    assert runners[0].train_step.experimental_get_tracing_count() == 1
+    assert runners[0].eval_step.experimental_get_tracing_count() == 1
+    splits = [split for split, _, _ in calls]
+    assert set(splits) == {"train", "validation"}
+    assert all(indices is None for _, indices, _ in calls)
+    # training batches shuffled (one pipeline per epoch), validation in order, and the
+    # flow prior encodes the training split
+    assert [shuffle for split, _, shuffle in calls if split == "train"] == [True, True, False]
+    assert [shuffle for split, _, shuffle in calls if split == "validation"] == [False]
