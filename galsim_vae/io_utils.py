@@ -19,6 +19,13 @@ from .errors import MissingInputError, OutputExistsError
 
 T = TypeVar("T")
 
+
+def _umask() -> int:
+    """The process umask (read without changing it for longer than the call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 #: Suffix of the temporary folders/files made beside an output while it is written.
 TMP_MARK = ".tmp-"
 
@@ -57,6 +64,7 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     """
     path = check_output_path(path, overwrite=overwrite)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + TMP_MARK, dir=path.absolute().parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual mode
     try:
         yield tmp
     except BaseException:
@@ -81,6 +89,7 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
                                 suffix=path.suffix)
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp
     except BaseException:

@@ -55,3 +55,18 @@ def test_atomic_file(tmp_path):
     with atomic_file(target) as tmp:
         tmp.write_text("done")
     assert target.read_text() == "done"
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_directory(tmp_path / "d"):
+            pass
+        with atomic_file(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
