@@ -3,9 +3,13 @@
 Variational autoencoders (TensorFlow + TensorFlow Probability) trained on Hubble galaxy
 images, wrapped as GalSim profiles (:class:`VAEGalaxy`) and GalSim YAML types.
 Importing the package registers the config input ``vae_model`` and object type
-``VAEGalaxy`` (``modules: [galsim_vae]`` in a YAML file).
+``VAEGalaxy`` (``modules: [galsim_vae]`` in a YAML file).  TensorFlow is imported only
+when a model is loaded (:func:`load_model`).
 """
 
 from ._version import __version__
+from .generator import GalaxyModel, load_model
+from .gsobject import VAEGalaxy
+from . import config  # noqa: F401  (registers the GalSim YAML types)
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load_model", "GalaxyModel", "VAEGalaxy"]

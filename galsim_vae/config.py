@@ -1,0 +1,274 @@
+"""GalSim YAML support: input type ``vae_model`` and object type ``VAEGalaxy``.
+
+Pattern of GalSim's ``galsim/config/input_real.py``: the profile class
+(:class:`~galsim_vae.gsobject.VAEGalaxy`) and its config builder live apart.  Importing
+``galsim_vae`` registers both (``modules: [galsim_vae]``)::
+
+    modules: [galsim_vae]
+    input:
+        vae_model: {file_name: cvae2_cosmos_sim}      # bundle name or path
+    gal:
+        type: VAEGalaxy
+        redshift: {type: Random, min: 0.2, max: 1.2}  # any GalSim float value
+        flux: 1.e4                                    # optional
+
+Randomness: each galaxy's latent noise is drawn from ``galsim.config.GetRNG(config, base)``,
+the object's own rng, so a field is the same for the same seed and any ``image.nproc``.
+
+Speed: one network call per galaxy costs far more than drawing it.  So on the first
+galaxy of a run of objects the builder makes a *dry run* of the next ``batch_size`` objects
+(on a copy of the config: same per-object rngs, nothing drawn, nothing recorded), collects
+their (conditions, latent noise), and has the input object decode them in one batched
+call; the stamps are cached by the exact (conditions, noise) values, so each object then
+gets the stamp it would have got alone (a dry run that predicts wrongly only costs a cache
+miss).  With ``image.nproc > 1`` the model lives in GalSim's input-manager process behind
+its proxy, and only numpy arrays cross it.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import numpy as np
+import galsim
+from galsim.config import (GetAllParams, GetInputObj, GetRNG, InputLoader, ParseValue,
+                           RegisterInputType, RegisterObjectType, SkipThisObject)
+from galsim.errors import GalSimConfigError
+
+from .errors import ConditionError
+from .generator import draw_latent_noise
+
+#: Default number of objects decoded per network call in a YAML run.
+DEFAULT_BATCH_SIZE = 64
+
+#: Key of the base config dict marking a dry run (recording what the objects need).
+_RECORD_KEY = "_vae_galaxy_record"
+
+
+class VAEModelInput:
+    """The ``vae_model`` input object: a :class:`GalaxyModel` with a stamp cache.
+
+    Its public methods take and return only numpy arrays and plain Python values, so they
+    are cheap to call through GalSim's multiprocessing proxy (``image.nproc > 1``).
+
+    Parameters:
+        file_name:      bundle name (shipped in ``galsim_vae.trained``) or bundle path.
+        batch_size:     objects decoded per network call (1: one call per galaxy, no
+                        dry run). [default: 64]
+    """
+
+    _req_params = {"file_name": str}
+    _opt_params = {"batch_size": int}
+    _single_params: list = []
+    _takes_rng = False
+
+    def __init__(self, file_name: str, batch_size: int = DEFAULT_BATCH_SIZE):
+        from .generator import load_model
+
+        if batch_size < 1:
+            raise GalSimConfigError(f"input.vae_model.batch_size={batch_size} must be >= 1")
+        self._model = load_model(file_name)
+        self._batch_size = int(batch_size)
+        self._cache: collections.OrderedDict = collections.OrderedDict()
+        self._max_cache = 4 * self._batch_size
+        self._lock = threading.Lock()
+        self._counts = {"network_calls": 0, "stamps": 0, "cache_hits": 0}
+
+    # Accessors (methods, so that they work through the proxy).
+    def getInfo(self):
+        """The model's picklable :class:`~galsim_vae.generator.ModelInfo`."""
+        return self._model.info
+
+    def getLatentSize(self) -> int:
+        """Dimension of the latent noise each galaxy draws."""
+        return self._model.latent_size
+
+    def getBatchSize(self) -> int:
+        """Objects decoded per network call."""
+        return self._batch_size
+
+    def getRedshiftRange(self):
+        """(min, max) training redshift, or None for an unconditional model."""
+        return self._model.redshift_range
+
+    def getCounts(self) -> dict:
+        """Number of network calls, stamps generated and cache hits so far."""
+        return dict(self._counts)
+
+    def conditionValues(self, redshift, clip: bool = False):
+        """Checked physical conditions (1, k) for one galaxy, or None (unconditional)."""
+        return self._model.condition_values(1, redshift, clip=clip)
+
+    @staticmethod
+    def _key(values: np.ndarray, conditions, from_noise: bool) -> bytes:
+        cond = b"" if conditions is None else np.asarray(conditions, float).tobytes()
+        return bytes([from_noise]) + np.asarray(values, float).tobytes() + b"|" + cond
+
+    def _requests(self, values, conditions, from_noise):
+        """(values (n, L) float, conditions (n, k) or None, cache keys) of n objects."""
+        values = np.asarray(values, dtype=float)
+        conditions = None if conditions is None else np.asarray(conditions, dtype=float)
+        keys = [self._key(values[i], None if conditions is None else conditions[i], from_noise)
+                for i in range(len(values))]
+        return values, conditions, keys
+
+    def _decode(self, values, conditions, rows, from_noise) -> np.ndarray:
+        """One network call for the objects ``rows`` (call with the lock held)."""
+        stamps = self._model.decode_batch(
+            values[rows], None if conditions is None else conditions[rows],
+            from_noise=from_noise)
+        self._counts["network_calls"] += 1
+        self._counts["stamps"] += len(rows)
+        return stamps
+
+    def generateStamps(self, values, conditions, from_noise: bool = True) -> np.ndarray:
+        """Stamps (n, S, S) for ``values`` (n, latent_size) and physical ``conditions``
+        (n, k) or None: cached ones are returned (and dropped from the cache), the rest
+        decoded in one network call."""
+        values, conditions, keys = self._requests(values, conditions, from_noise)
+        with self._lock:
+            out = [self._cache.pop(k, None) for k in keys]
+            self._counts["cache_hits"] += sum(o is not None for o in out)
+            todo = [i for i, o in enumerate(out) if o is None]
+            if todo:
+                for i, stamp in zip(todo, self._decode(values, conditions, todo, from_noise)):
+                    out[i] = stamp
+            return np.stack(out)
+
+    def isCached(self, values, conditions, from_noise: bool = True) -> bool:
+        """Whether the stamp of one object (values (1, L), conditions (1, k)) is cached."""
+        return self._requests(values, conditions, from_noise)[2][0] in self._cache
+
+    def prefetch(self, values, conditions, from_noise: bool = True) -> int:
+        """Decode the stamps of several objects in one network call and cache them for the
+        objects that will ask for them; returns the number decoded (those cached already
+        are skipped).  The cache keeps at most ``4 * batch_size`` stamps (oldest dropped)."""
+        values, conditions, keys = self._requests(values, conditions, from_noise)
+        with self._lock:
+            todo = [i for i, k in enumerate(keys) if k not in self._cache]
+            if todo:
+                for i, stamp in zip(todo, self._decode(values, conditions, todo, from_noise)):
+                    self._cache[keys[i]] = stamp
+                while len(self._cache) > self._max_cache:
+                    self._cache.popitem(last=False)
+            return len(todo)
+
+
+RegisterInputType("vae_model", InputLoader(VAEModelInput))
+
+
+#: Parameters of the VAEGalaxy object type (``latent`` is a list, parsed separately).
+_OPT_PARAMS = {"redshift": float, "flux": float, "x_interpolant": str, "k_interpolant": str,
+               "pad_factor": float, "clip": bool}
+
+
+def _parse_latent(config, base, latent_size):
+    """The ``latent`` list of a VAEGalaxy item: each entry any GalSim float value."""
+    latent = config["latent"]
+    if not isinstance(latent, (list, tuple)) or len(latent) != latent_size:
+        raise GalSimConfigError(
+            f"VAEGalaxy.latent must be a list of {latent_size} floats (the model's "
+            f"latent_size), got {latent!r}")
+    return np.array([ParseValue(latent, i, base, float)[0] for i in range(latent_size)])
+
+
+def _object_request(config, base, ignore, logger, model_input):
+    """Parse one VAEGalaxy item: (kwargs, values (1, L), conditions, from_noise)."""
+    # GalSim lists ``redshift`` among the generic gal keys it ignores (it sets
+    # ``gsobject.redshift`` after the build); here it is the generating condition.
+    ignore = [key for key in ignore if key != "redshift"] + ["latent"]
+    kwargs, _ = GetAllParams(config, base, opt=_OPT_PARAMS, ignore=ignore)
+    names = model_input.getInfo().condition_names
+    if names and "redshift" not in config:
+        raise GalSimConfigError(
+            f"Attribute redshift is required for type = VAEGalaxy: model "
+            f"{model_input.getInfo().name!r} is conditioned on {', '.join(names)} "
+            f"(training range {model_input.getRedshiftRange()})")
+    redshift = kwargs.pop("redshift", None)
+    clip = kwargs.pop("clip", False)
+    try:
+        conditions = model_input.conditionValues(redshift, clip)
+    except ConditionError as err:
+        raise ConditionError(f"VAEGalaxy (object {base.get('obj_num', 0)}): {err}") from None
+    latent_size = model_input.getLatentSize()
+    if "latent" in config:
+        values = _parse_latent(config, base, latent_size)[None, :]
+        from_noise = False
+    else:
+        rng = GetRNG(config, base, logger, "VAEGalaxy")
+        values = draw_latent_noise(1, latent_size, rng)
+        from_noise = True
+    return kwargs, values, conditions, from_noise
+
+
+def _dry_run(base, obj_nums, logger):
+    """Run the stamp building of ``obj_nums`` on a copy of ``base`` without drawing and
+    return the (values, conditions, from_noise) each VAEGalaxy item asked for."""
+    record: list = []
+    dry = galsim.config.CopyConfig(base)
+    dry.pop("extra_builder", None)  # no truth/extra outputs from the dry run
+    dry[_RECORD_KEY] = record
+    for obj_num in obj_nums:
+        try:
+            galsim.config.BuildStamp(dry, obj_num, do_noise=False, logger=None)
+        except Exception as err:  # a failure here only costs a cache miss later
+            logger.debug("VAEGalaxy dry run of object %d failed: %s", obj_num, err)
+    return record
+
+
+def _last_obj_num(base) -> int:
+    """One past the last object number of the current image."""
+    start = int(base.get("start_obj_num", 0))
+    try:
+        nobj = galsim.config.GetNObjForImage(base, int(base.get("image_num", 0)))
+    except Exception:  # noqa: BLE001 - no image context (e.g. BuildGSObject alone)
+        return start
+    return start + int(nobj)
+
+
+def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
+    """Build a VAEGalaxy from the ``vae_model`` input item (GalSim builder signature)."""
+    from .gsobject import VAEGalaxy
+
+    model_input = GetInputObj("vae_model", config, base, "VAEGalaxy")
+    kwargs, values, conditions, from_noise = _object_request(
+        config, base, ignore, logger, model_input)
+
+    record = base.get(_RECORD_KEY)
+    if record is not None:  # dry run: note what this object needs, build nothing
+        record.append((values[0], None if conditions is None else conditions[0], from_noise))
+        raise SkipThisObject("")
+
+    batch_size = model_input.getBatchSize()
+    obj_num = int(base.get("obj_num", 0))
+    if batch_size > 1 and from_noise:
+        stop = min(obj_num + batch_size, _last_obj_num(base))
+        if stop > obj_num + 1:
+            _prefetch(model_input, base, range(obj_num + 1, stop), values, conditions, logger)
+    stamp = model_input.generateStamps(values, conditions, from_noise)[0]
+
+    info = model_input.getInfo()
+    cond = None if conditions is None else dict(zip(info.condition_names,
+                                                    conditions[0].tolist()))
+    if gsparams:
+        kwargs["gsparams"] = galsim.GSParams(**gsparams)
+    logger.debug("obj %d: VAEGalaxy kwargs = %s", obj_num, kwargs)
+    gal = VAEGalaxy.from_stamp(stamp, info, conditions=cond, **kwargs)
+    return gal, False  # random: never reuse across objects
+
+
+def _prefetch(model_input, base, obj_nums, values, conditions, logger):
+    """Dry-run ``obj_nums`` and decode this object and theirs in one network call (only
+    when this object's stamp is not cached yet, i.e. at the start of a batch)."""
+    if model_input.isCached(values, conditions, True):
+        return
+    record = [r for r in _dry_run(base, obj_nums, logger) if r[2]]
+    all_values = np.concatenate([values] + [r[0][None, :] for r in record])
+    all_conditions = None
+    if conditions is not None:
+        all_conditions = np.concatenate([conditions] + [r[1][None, :] for r in record])
+    model_input.prefetch(all_values, all_conditions, True)
+
+
+RegisterObjectType("VAEGalaxy", _BuildVAEGalaxy, input_type="vae_model")

@@ -1,0 +1,134 @@
+"""VAEGalaxy: stamp round trip, flux, PSF convolution, shear, pickling, HST PSF path."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import galsim
+
+import galsim_vae
+from galsim_vae import VAEGalaxy
+from test_generator import tiny_bundle
+
+pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def model(tiny_dataset, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bundles_gsobject")
+    return galsim_vae.load_model(tiny_bundle("conditional", tiny_dataset, folder))
+
+
+@pytest.fixture(scope="module")
+def gal(model):
+    return VAEGalaxy(model, redshift=0.6, rng=galsim.BaseDeviate(1234))
+
+
+def test_drawn_at_model_scale_reproduces_stamp(model, gal):
+    image = galsim.ImageD(model.stamp_size, model.stamp_size, scale=model.pixel_scale)
+    gal.drawImage(image, method="no_pixel")
+    np.testing.assert_allclose(image.array, gal.stamp, rtol=0, atol=1e-12 * gal.stamp.max())
+    assert gal.flux == pytest.approx(gal.stamp.sum(), rel=1e-12)
+    assert gal.stamp_flux == pytest.approx(gal.stamp.sum())
+    # the same stamp the model generates for the same rng
+    np.testing.assert_array_equal(gal.stamp, model.generate(redshift=0.6, rng=1234)[0])
+    assert gal.redshift == pytest.approx(0.6)
+    assert gal.pixel_scale == model.pixel_scale and gal.flux_units == "counts/s"
+
+
+def test_flux_rescales(model, gal):
+    bright = VAEGalaxy(model, redshift=0.6, rng=galsim.BaseDeviate(1234), flux=250.0)
+    assert bright.flux == pytest.approx(250.0)
+    image = bright.drawImage(nx=32, ny=32, scale=model.pixel_scale, method="no_pixel",
+                             dtype=float)
+    np.testing.assert_allclose(image.array, gal.stamp * 250.0 / gal.stamp.sum(),
+                               rtol=1e-10, atol=1e-12 * 250)
+    assert gal.withFlux(3.0).flux == pytest.approx(3.0)
+    assert (gal * 2).flux == pytest.approx(2 * gal.flux)
+
+
+def test_flux_conserved_through_psf_convolution(gal):
+    psf = galsim.Moffat(beta=3.0, fwhm=0.1)
+    image = galsim.Convolve(gal, psf).drawImage(nx=256, ny=256, scale=0.03)
+    assert image.array.sum() == pytest.approx(gal.flux, rel=1e-3)
+    # survey scale, survey PSF
+    survey = galsim.Convolve(gal, galsim.Kolmogorov(fwhm=0.7)).drawImage(
+        nx=256, ny=256, scale=0.2)  # Kolmogorov wings: 0.2% of the flux beyond 6"
+    assert survey.array.sum() == pytest.approx(gal.flux, rel=1e-3)
+
+
+def test_shear_changes_hsm_shape_by_the_applied_shear(gal):
+    def shape(obj):
+        image = obj.drawImage(nx=128, ny=128, scale=0.01, method="no_pixel")
+        return galsim.hsm.FindAdaptiveMom(image).observed_shape
+
+    psf = galsim.Gaussian(fwhm=0.06)
+    applied = galsim.Shear(g1=0.08, g2=-0.05)
+    intrinsic = shape(galsim.Convolve(gal, psf))
+    sheared = shape(galsim.Convolve(gal.shear(applied), psf))
+    expected = applied + intrinsic
+    # adaptive moments are weighted; the PSF is small: agreement to about 0.01
+    assert sheared.g1 == pytest.approx(expected.g1, abs=0.01)
+    assert sheared.g2 == pytest.approx(expected.g2, abs=0.01)
+    assert abs(sheared.g1 - intrinsic.g1) > 0.04
+
+
+def test_behaves_like_a_gsobject(gal):
+    psf = galsim.Moffat(beta=3.5, fwhm=0.7)
+    for obj in (gal.shear(g1=0.1, g2=0.0), gal.rotate(30 * galsim.degrees), gal.dilate(1.5),
+                gal.shift(0.1, -0.05), gal.lens(0.02, 0.01, 1.05),
+                gal.withGSParams(folding_threshold=1e-3)):
+        image = galsim.Convolve(obj, psf).drawImage(nx=64, ny=64, scale=0.2)
+        assert np.isfinite(image.array).all()
+        assert image.array.sum() == pytest.approx(obj.flux, rel=2e-3)
+    assert gal.withGSParams(folding_threshold=1e-3).gsparams.folding_threshold == 1e-3
+    assert gal.withGSParams(gal.gsparams) is gal
+    assert gal.dilate(1.5).flux == pytest.approx(gal.flux)
+    photons = gal.drawImage(nx=32, ny=32, scale=0.03, method="phot", n_photons=20000,
+                            rng=galsim.BaseDeviate(3))
+    assert photons.array.sum() == pytest.approx(gal.flux, rel=0.05)
+
+
+def test_pickle_eq_hash_repr(model, gal):
+    galsim.utilities.check_pickle(gal, irreprable=True)
+    galsim.utilities.check_pickle(gal.shear(g1=0.1, g2=0.2), irreprable=True)
+    data = pickle.dumps(gal)
+    assert b"tensorflow" not in data and b"keras" not in data
+    same = VAEGalaxy(model, redshift=0.6, rng=galsim.BaseDeviate(1234))
+    other = VAEGalaxy(model, redshift=0.6, rng=galsim.BaseDeviate(1235))
+    assert same == gal and hash(same) == hash(gal)
+    assert other != gal
+    assert gal.withFlux(2.0) != gal
+    text = repr(gal)
+    assert "model='tiny_cvae2'" in text and "zphot=0.6" in text and "flux=" in text
+    assert "tiny_cvae2" in str(gal) and "redshift=0.6" in str(gal)
+
+
+def test_from_stamp_round_trip(model, gal):
+    rebuilt = VAEGalaxy.from_stamp(gal.stamp, model.info, conditions={"zphot": 0.6})
+    assert rebuilt == gal
+    with pytest.raises(ValueError, match="square 2-d"):
+        VAEGalaxy.from_stamp(np.zeros((3, 4)), model.info)
+
+
+def test_hst_psf_is_deconvolved_when_samples_carry_it(tiny_dataset, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bundles_hst")
+    model = galsim_vae.load_model(tiny_bundle("hst_psf", tiny_dataset, folder))
+    assert model.psf_free is False
+    gal = VAEGalaxy(model, redshift=0.6, rng=galsim.BaseDeviate(9))
+    assert gal.original_psf is not None
+    assert not gal.is_analytic_x  # a deconvolution is known in Fourier space only
+    assert isinstance(gal._profile, galsim.Convolution)
+    # the profile is original_gal / HST PSF in Fourier space (as RealGalaxy)
+    for kx, ky in [(0.0, 0.0), (5.0, 0.0), (3.0, -7.0), (20.0, 11.0)]:
+        k = galsim.PositionD(kx, ky)
+        expected = gal.original_gal.kValue(k) / gal.original_psf.kValue(k)
+        assert gal.kValue(k) == pytest.approx(expected, rel=1e-10, abs=1e-14)
+    np.testing.assert_allclose(
+        gal.original_gal.drawImage(nx=32, ny=32, scale=0.03, method="no_pixel",
+                                   dtype=float).array, gal.stamp, atol=1e-12)
+    assert gal.flux == pytest.approx(gal.stamp.sum(), rel=1e-6)
+    galsim.utilities.check_pickle(gal, irreprable=True)
