@@ -358,6 +358,43 @@ def make_model_card(meta: Mapping[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------- load
+def set_model_card(path: str | os.PathLike, text: str, *,
+                   extra_folders: Mapping[str, str | os.PathLike] | None = None) -> Path:
+    """Replace a bundle's model card (``README.md``) and refresh its checksum.
+
+    Used to add what is known only after training (the evaluation report, limits, the
+    commands to retrain).  The bundle is validated first and rewritten as a whole
+    (a copy is edited, then swapped in), so a crash leaves the old bundle intact.
+
+    Parameters:
+        path:          The bundle folder.
+        text:          The new model card (Markdown).
+        extra_folders: Sub-folders to copy into the bundle, e.g. ``{"report": DIR}``;
+                       documentation only, not checksummed (the loader never reads them).
+
+    Returns:
+        The bundle path.
+    """
+    path = Path(path)
+    meta = read_bundle_metadata(path)
+    for folder in (extra_folders or {}):
+        if Path(folder).name != folder or folder in meta["files"]:
+            raise BundleError(f"extra folder name {folder!r} must be a plain name that is not "
+                              "a bundle file")
+    with atomic_directory(path, overwrite=True) as tmp:
+        shutil.rmtree(tmp)
+        shutil.copytree(path, tmp)
+        (tmp / MODEL_CARD).write_text(text)
+        for folder, source in (extra_folders or {}).items():
+            shutil.rmtree(tmp / folder, ignore_errors=True)
+            shutil.copytree(source, tmp / folder)
+        meta["files"][MODEL_CARD] = sha256_file(tmp / MODEL_CARD)
+        with open(tmp / MODEL_JSON, "w") as f:
+            json.dump(meta, f, indent=2)
+            f.write("\n")
+    return path
+
+
 def read_bundle_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a bundle's ``model.json`` and files without building the model.
 
@@ -466,6 +503,7 @@ def load_bundle(path: str | os.PathLike):
         raise BundleError(f"{source!r}: cannot build {architecture!r} from its "
                           f"hyperparameters: {err}") from None
     _build_model_variables(model)
+    _check_weight_file(path / WEIGHTS_FILE)
     try:
         model.load_weights(str(path / WEIGHTS_FILE))
     except (ValueError, KeyError, OSError) as err:
@@ -480,6 +518,7 @@ def load_bundle(path: str | os.PathLike):
             raise BundleError(f"{source!r}: cannot build the flow prior from its "
                               f"hyperparameters: {err}") from None
         _build_prior_variables(prior)
+        _check_weight_file(path / meta["prior"]["file"])
         try:
             prior.load_weights(str(path / meta["prior"]["file"]))
         except (ValueError, KeyError, OSError) as err:
@@ -487,6 +526,30 @@ def load_bundle(path: str | os.PathLike):
                               f"prior described in model.json: {err}") from None
         model.attach_prior(prior)
     return model, meta
+
+
+def _check_weight_file(path: Path) -> None:
+    """Refuse a weight file that is not a Keras ``.weights.h5`` file of plain arrays: a
+    pickle, a zip (``.keras``) archive, or a whole serialised Keras model (``model_config``
+    attribute: layer classes, maybe Lambda code).  Nothing in it is ever deserialised."""
+    import h5py
+
+    fix = ("galsim-vae reads only arrays from Keras .weights.h5 files and never unpickles "
+           "or deserialises models: copy the bundle again, or re-save the model with "
+           "galsim_vae.bundle.save_bundle")
+    if not h5py.is_hdf5(path):
+        with open(path, "rb") as f:
+            head = f.read(4)
+        kind = ("a Python pickle" if head[:1] == b"\x80" else
+                "a zip archive (a .keras model?)" if head[:2] == b"PK" else "not an HDF5 file")
+        raise BundleError(f"weight file {str(path)!r} is {kind}; {fix}")
+    with h5py.File(path, "r") as f:
+        config = f.attrs.get("model_config", f.attrs.get("training_config"))
+    if config is not None:
+        text = config.decode() if isinstance(config, bytes) else str(config)
+        code = " including a Lambda layer (Python code)" if '"Lambda"' in text else ""
+        raise BundleError(f"weight file {str(path)!r} holds a whole serialised Keras model "
+                          f"(a layer configuration{code}), not weights only; {fix}")
 
 
 def _build_model_variables(model) -> None:

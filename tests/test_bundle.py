@@ -209,3 +209,21 @@ def test_resolve_bundle(saved, tmp_path):
         resolve_bundle("no-such-model")
     for name in names:
         assert (resolve_bundle(name) / "model.json").is_file()
+
+
+def test_set_model_card_refreshes_checksum_and_adds_report(saved, tmp_path):
+    from galsim_vae.bundle import set_model_card
+
+    _, path = saved
+    bundle = _copy(path, tmp_path)
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").write_text("# report")
+    set_model_card(bundle, "# tiny\n\nEvaluated.\n", extra_folders={"report": report})
+    assert (bundle / "README.md").read_text() == "# tiny\n\nEvaluated.\n"
+    assert (bundle / "report" / "report.md").read_text() == "# report"
+    meta = read_bundle_metadata(bundle)          # checksums verified
+    assert meta["files"]["README.md"] == sha256_file(bundle / "README.md")
+    load_bundle(bundle)
+    with pytest.raises(BundleError, match="plain name"):
+        set_model_card(bundle, "x", extra_folders={"README.md": report})
