@@ -438,3 +438,25 @@ def test_decoding_in_a_tf_function_with_unknown_shapes():
                                rtol=1e-5, atol=1e-7)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[2,5\].*\[\?,4\]"):
         run(np.zeros((2, 5), np.float32), cond)
+
+
+@pytest.mark.parametrize("size", [32, 35])
+def test_resize_decoder_has_no_transposed_convolutions(size):
+    """upsampling='resize' swaps the seed's transposed convolutions for resize + conv
+    (no checkerboard), keeps the output shape and round-trips through the config."""
+    import keras
+
+    model = build_model("cvae2", stamp_size=size, latent_size=4, channels=[4, 8], n_conditions=1,
+                        psf_size=7, upsampling="resize", output_activation="linear")
+    kinds = {type(layer) for layer in model.decoder_cnn.layers}
+    assert keras.layers.Conv2DTranspose not in kinds and keras.layers.UpSampling2D in kinds
+    out = model.decode(np.zeros((2, 4), np.float32), np.zeros((2, 1), np.float32))
+    assert out.shape == (2, size, size, 1)
+    config = model.get_config_dict()
+    assert config["upsampling"] == "resize" and config["output_activation"] == "linear"
+    assert build_model("cvae2", **config).count_params() == model.count_params()
+    default = build_model("cvae2", stamp_size=size, latent_size=4, channels=[4, 8],
+                          n_conditions=1, psf_size=7)
+    assert keras.layers.Conv2DTranspose in {type(layer) for layer in default.decoder_cnn.layers}
+    with pytest.raises(InputDataError, match="upsampling"):
+        build_model("vae", stamp_size=size, latent_size=4, channels=[4, 8], upsampling="bicubic")

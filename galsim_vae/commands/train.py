@@ -46,6 +46,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--latent-size", type=int, default=32, help="latent dimension (default: 32)")
     parser.add_argument("--channels", type=_channels, default=None,
                         help="encoder widths, e.g. 16,32,64,128 (default: the model's)")
+    parser.add_argument("--upsampling", choices=("transpose", "resize"), default=None,
+                        help="decoder up-sampling: transposed convolutions (default, the "
+                             "seed's) or resize + convolution (no checkerboard artefacts)")
+    parser.add_argument("--output-activation", choices=("softplus", "linear"), default=None,
+                        help="decoder output: softplus (default, non-negative) or linear")
     parser.add_argument("--likelihood", choices=tuple(LIKELIHOODS), default=None,
                         help="psf: PSF-free profiles, the likelihood convolves each galaxy's PSF "
                              "(default when the data set has PSFs); noise: no PSF, samples "
@@ -76,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if conditions is not None and len(conditions) == 0:
         conditions = ()
     psf_free = None if args.likelihood is None else LIKELIHOODS[args.likelihood]
+    model_options = {key: value for key, value in (("upsampling", args.upsampling),
+                                                   ("output_activation", args.output_activation))
+                     if value is not None}
     out = train(args.dataset, args.out, architecture=args.model, conditions=conditions,
                 latent_size=args.latent_size, channels=args.channels, psf_free=psf_free,
                 epochs=args.epochs, batch_size=args.batch_size, beta=args.beta,
@@ -84,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
                 checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                 flow_prior=not args.no_flow_prior, mixed_precision=args.mixed_precision,
                 xla=args.xla, max_steps_per_epoch=args.max_steps_per_epoch,
-                overwrite=args.overwrite)
+                overwrite=args.overwrite, model_options=model_options or None)
     print(f"wrote model bundle {out}")
     return 0

@@ -35,6 +35,11 @@ LEAKY_SLOPE = 0.2
 STAGE_KERNEL = 4
 #: Output activations the decoder supports.
 OUTPUT_ACTIVATIONS = ("softplus", "linear")
+#: Decoder up-sampling: the seed's stride-2 transposed convolutions, or nearest-neighbour
+#: resizing followed by a convolution, which avoids the checkerboard artefacts of
+#: transposed convolutions (Odena, Dumoulin & Olah 2016, Distill, "Deconvolution and
+#: Checkerboard Artifacts").
+UPSAMPLINGS = ("transpose", "resize")
 
 
 def stage_sizes(stamp_size: int, max_bottom_size: int = MAX_BOTTOM_SIZE) -> list[int]:
@@ -104,13 +109,15 @@ def build_encoder_cnn(stamp_size: int, in_channels: int, channels: Sequence[int]
 
 
 def build_decoder_cnn(stamp_size: int, in_features: int, channels: Sequence[int],
-                      output_activation: str, name: str = "decoder_cnn") -> keras.Sequential:
+                      output_activation: str, name: str = "decoder_cnn",
+                      upsampling: str = "transpose") -> keras.Sequential:
     """The decoder: (B, in_features) -> (B, S, S, 1), mirroring :func:`build_encoder_cnn`.
 
     A dense layer maps the input (latent, joined with the conditions) to the bottom map
     with the deepest width; each stage doubles the map with a stride-2 transposed
-    convolution (cropping the last row/column where the encoder rounded an odd size up);
-    a 3x3 convolution gives the single output channel.
+    convolution (``upsampling="transpose"``, the seed's) or a nearest-neighbour resize and
+    a 3x3 convolution (``"resize"``), cropping the last row/column where the encoder
+    rounded an odd size up; a 3x3 convolution gives the single output channel.
 
     Parameters:
         stamp_size:        Stamp side S in pixels.
@@ -118,7 +125,10 @@ def build_decoder_cnn(stamp_size: int, in_features: int, channels: Sequence[int]
         channels:          Encoder widths (see :func:`stage_channels`); used in reverse.
         output_activation: ``"softplus"`` (non-negative surface brightness) or ``"linear"``.
         name:              Keras name of the stack.
+        upsampling:        ``"transpose"`` or ``"resize"`` (see :data:`UPSAMPLINGS`).
     """
+    if upsampling not in UPSAMPLINGS:
+        raise ValueError(f"upsampling {upsampling!r} is not one of {UPSAMPLINGS}")
     if output_activation not in OUTPUT_ACTIVATIONS:
         raise ValueError(f"output_activation {output_activation!r} is not one of "
                          f"{OUTPUT_ACTIVATIONS}")
@@ -133,8 +143,13 @@ def build_decoder_cnn(stamp_size: int, in_features: int, channels: Sequence[int]
     layers += _norm_act(widths[-1], "from_latent")
     for i in reversed(range(len(widths))):
         width = widths[i - 1] if i > 0 else widths[0]
-        layers.append(keras.layers.Conv2DTranspose(width, STAGE_KERNEL, strides=2,
-                                                   padding="same", name=f"up{i}"))
+        if upsampling == "transpose":
+            layers.append(keras.layers.Conv2DTranspose(width, STAGE_KERNEL, strides=2,
+                                                       padding="same", name=f"up{i}"))
+        else:
+            layers.append(keras.layers.UpSampling2D(2, interpolation="nearest",
+                                                    name=f"resize{i}"))
+            layers.append(keras.layers.Conv2D(width, 3, padding="same", name=f"up{i}"))
         excess = 2 * sizes[i + 1] - sizes[i]
         if excess:
             layers.append(keras.layers.Cropping2D(((0, excess), (0, excess)), name=f"crop{i}"))

@@ -45,7 +45,8 @@ import tensorflow_probability as tfp
 from ..errors import ConditionError, InputDataError
 from .hyperparameters import HyperparameterMixin, config_property
 from .likelihood import convolve_psf, pixel_likelihood
-from .networks import (OUTPUT_ACTIVATIONS, build_decoder_cnn, build_encoder_cnn, build_mlp,
+from .networks import (OUTPUT_ACTIVATIONS, UPSAMPLINGS, build_decoder_cnn, build_encoder_cnn,
+                       build_mlp,
                        stage_channels, stage_sizes)
 from .prior import FlowPrior, check_conditions, shape_matches, standard_normal_prior
 
@@ -82,6 +83,8 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         head_channels:     Channels of the last encoder convolution (its pixels are the
                            features of the latent heads; the seed used 1).
         output_activation: ``"softplus"`` (default, non-negative profiles) or ``"linear"``.
+        upsampling:   decoder up-sampling, ``"transpose"`` (default, the seed's transposed
+                      convolutions) or ``"resize"`` (resize + convolution: no checkerboard).
     """
 
     architecture = "vae"
@@ -95,7 +98,8 @@ class BetaVAE(HyperparameterMixin, keras.Model):
     def __init__(self, stamp_size: int, latent_size: int = 32,
                  channels: Sequence[int] | None = None, n_conditions: int = 0,
                  psf_free: bool = True, psf_size: int | None = None, head_channels: int = 1,
-                 output_activation: str = "softplus", **kwargs):
+                 output_activation: str = "softplus", upsampling: str = "transpose",
+                 **kwargs):
         super().__init__(name=kwargs.pop("name", self.architecture), **kwargs)
         self._validate(stamp_size, latent_size, n_conditions, head_channels, output_activation)
         widths = stage_channels(len(stage_sizes(int(stamp_size))) - 1, channels)
@@ -106,7 +110,8 @@ class BetaVAE(HyperparameterMixin, keras.Model):
             "stamp_size": int(stamp_size), "latent_size": int(latent_size),
             "channels": list(widths), "n_conditions": int(n_conditions),
             "psf_free": bool(psf_free), "psf_size": None if psf_size is None else int(psf_size),
-            "head_channels": int(head_channels), "output_activation": str(output_activation)}
+            "head_channels": int(head_channels), "output_activation": str(output_activation),
+            "upsampling": str(upsampling)}
         s, k, d = self.stamp_size, self.n_conditions, self.latent_size
         in_channels = 1 + (k if self.condition_planes else 0)
         self.encoder_cnn = build_encoder_cnn(s, in_channels, widths, int(head_channels))
@@ -115,7 +120,11 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         self.scale_head = keras.layers.Dense(d, name="posterior_scale")
         self.loc_head.build((None, n_features))
         self.scale_head.build((None, n_features))
-        self.decoder_cnn = build_decoder_cnn(s, d + k, widths, str(output_activation))
+        if upsampling not in UPSAMPLINGS:
+            raise InputDataError(f"{self.architecture}: upsampling must be one of {UPSAMPLINGS}, "
+                                 f"got {upsampling!r}")
+        self.decoder_cnn = build_decoder_cnn(s, d + k, widths, str(output_activation),
+                                             upsampling=str(upsampling))
         self._prior_slot = _PriorSlot()
         self.built = True
 
