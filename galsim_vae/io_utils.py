@@ -8,10 +8,12 @@ killed or failed run leaves either the previous state or nothing that reads as v
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, TypeVar
 
@@ -36,7 +38,7 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
-        MissingInputError: the parent folder does not exist.
+        MissingInputError: the parent folder does not exist, or a file stands in its path.
         PermissionError: the parent folder is not writable.
     """
     path = Path(path)
@@ -46,11 +48,42 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
             "overwrite=True (--overwrite on the command line)")
     parent = path.absolute().parent
     if not parent.is_dir():
+        blocker = next((p for p in parent.parents if p.exists() and not p.is_dir()), None)
+        if parent.exists() or blocker is not None:
+            blocker = parent if parent.exists() else blocker
+            raise MissingInputError(
+                f"cannot write {str(path)!r}: {str(blocker)!r} is a file, not a folder; "
+                "choose an output path inside a folder")
         raise MissingInputError(
-            f"cannot write {str(path)!r}: folder {str(parent)!r} does not exist")
+            f"cannot write {str(path)!r}: folder {str(parent)!r} does not exist; create it "
+            "first (mkdir -p) or choose another output path")
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"cannot write {str(path)!r}: folder {str(parent)!r} is not writable")
     return path
+
+
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Temporary folders/files left beside ``path`` by writers that were killed (SIGKILL,
+    power loss): siblings named ``<name>.tmp-*``.  They never read as valid outputs and
+    are not reused; galsim-vae leaves them alone (another run may still be writing one)."""
+    path = Path(path).absolute()
+    try:
+        return sorted(p for p in path.parent.glob(glob.escape(path.name) + TMP_MARK + "*"))
+    except OSError:
+        return []
+
+
+def _warn_stale(path: Path) -> None:
+    """Warn about the temporaries an interrupted earlier run left beside ``path``,
+    saying how to remove them."""
+    stale = stale_temporaries(path)
+    if stale:
+        names = " ".join(repr(str(p)) for p in stale[:5]) + (" ..." if len(stale) > 5 else "")
+        warnings.warn(
+            f"{len(stale)} temporary output(s) of an interrupted earlier run lie beside "
+            f"{str(path)!r} and are ignored: {names}. Unless another galsim-vae run is "
+            f"writing {str(path)!r} right now, delete them: rm -rf {names}",
+            UserWarning, stacklevel=3)
 
 
 @contextlib.contextmanager
@@ -63,6 +96,7 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     A SIGKILL leaves only a folder whose name contains ``.tmp-``, never ``path``.
     """
     path = check_output_path(path, overwrite=overwrite)
+    _warn_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + TMP_MARK, dir=path.absolute().parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual mode
     try:
@@ -85,6 +119,7 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     """Write the file ``path`` atomically: yields a temporary path in the same folder,
     renamed to ``path`` when the block succeeds, removed when it fails."""
     path = check_output_path(path, overwrite=overwrite)
+    _warn_stale(path)
     fd, name = tempfile.mkstemp(prefix=path.name + TMP_MARK, dir=path.absolute().parent,
                                 suffix=path.suffix)
     os.close(fd)

@@ -135,8 +135,10 @@ def _read_table(path: Path):
     try:
         with fits.open(path, memmap=False) as hdus:
             return hdus[1].data, list(hdus[1].columns.names)
-    except (OSError, IndexError) as err:
-        raise InputDataError(f"catalog {str(path)!r} is not a readable FITS table: {err}") from None
+    except (OSError, IndexError, ValueError, TypeError) as err:
+        raise InputDataError(f"catalog {str(path)!r} is not a readable FITS table (corrupt or "
+                             f"truncated?): {err}. Fix: download it again with "
+                             "'galsim_download_cosmos'") from None
 
 
 def _column(data, names, name: str, index: int | None = None) -> np.ndarray:
@@ -436,7 +438,7 @@ def _write_galaxies(writer: DatasetWriter, sel: CosmosSelection, hdus, padding,
         canvas = (padding.field(index, (size, size), noise_seed_for(ident, noise_seed))
                   if padded else None)
         image, (off_x, off_y), kept = place_centred(stamp, size, canvas)
-        psf_raw = rgc.getPSFImage(index).array
+        psf_raw = repair.read_catalog_image(rgc, index, "PSF").array
         psf_total = float(np.sum(psf_raw))
         if not (np.all(np.isfinite(psf_raw)) and psf_total > 0):
             raise InputDataError(

@@ -49,6 +49,8 @@ SELECTION_FALLBACK = {"marginal": "bad_fits", "bad_stamp": "none"}
 STAMP_FLUX_RTOL = 1e-5
 #: Individual HDU-repair warnings issued before they are only counted.
 MAX_REPAIR_WARNINGS = 20
+#: What astropy and GalSim raise reading a corrupt or truncated FITS file.
+UNREADABLE_FITS = (OSError, ValueError, TypeError, IndexError, KeyError)
 
 
 def column_lookup(names: Sequence[str], wanted: str) -> str | None:
@@ -148,6 +150,23 @@ def warn(notes: list[str], message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
+def read_catalog_image(rgc, index: int, kind: str = "galaxy"):
+    """``rgc.getGalImage(index)`` (kind "galaxy") or ``rgc.getPSFImage(index)`` ("PSF");
+    a corrupt or truncated file raises InputDataError naming the file, HDU and galaxy."""
+    if kind == "galaxy":
+        read, file_name, hdu = rgc.getGalImage, rgc.gal_file_name[index], rgc.gal_hdu[index]
+    else:
+        read, file_name, hdu = rgc.getPSFImage, rgc.psf_file_name[index], rgc.psf_hdu[index]
+    try:
+        return read(index)
+    except UNREADABLE_FITS as err:
+        raise InputDataError(
+            f"{kind} image file {file_name!r} (HDU {int(hdu)}, galaxy IDENT "
+            f"{rgc.ident[index]}) is corrupt or truncated: {type(err).__name__}: {err}. Fix: "
+            "copy or download the file again (for COSMOS samples: 'galsim_download_cosmos')"
+        ) from None
+
+
 def check_galaxy_files(rgc, indices: np.ndarray, sample: str | None) -> None:
     """Raise MissingInputError naming the first galaxy image file that is absent."""
     names = rgc.gal_file_name
@@ -204,8 +223,9 @@ def first_image_hdu(path: str) -> int:
             for k, hdu in enumerate(hdus):
                 if hdu.is_image and hdu.data is not None and hdu.data.ndim == 2:
                     return k
-    except OSError as err:
-        raise InputDataError(f"PSF file {path!r} is not a readable FITS file: {err}") from None
+    except UNREADABLE_FITS as err:
+        raise InputDataError(f"PSF file {path!r} is not a readable FITS file (corrupt or "
+                             f"truncated?): {err}. Fix: give an intact FITS PSF image") from None
     raise InputDataError(f"PSF file {path!r} holds no 2-D image HDU")
 
 
@@ -297,7 +317,14 @@ class PaddingNoise:
         scale = float(self.rgc.pixel_scale[index])
         key = (name, scale, shape)
         if key not in self._rootps:
-            noise = self.rgc.getNoise(index).withVariance(1.0)
+            try:
+                noise = self.rgc.getNoise(index).withVariance(1.0)
+            except UNREADABLE_FITS as err:
+                raise InputDataError(
+                    f"noise-correlation file {name!r} (galaxy IDENT {self.rgc.ident[index]}) "
+                    f"is corrupt or truncated: {err}. Fix: download it again "
+                    "('galsim_download_cosmos'), or delete it: padding then uses a substitute "
+                    "noise model, with a warning") from None
             cf = noise.drawImage(galsim.ImageD(shape[1], shape[0], scale=scale))
             self._rootps[key] = np.sqrt(np.abs(np.fft.rfft2(cf.array)))
         return self._rootps[key]
@@ -338,7 +365,7 @@ class HduChecker:
 
     def image(self, index: int):
         """Galaxy ``index``'s stamp as a GalSim Image, read from the right HDU."""
-        image = self.rgc.getGalImage(index)
+        image = read_catalog_image(self.rgc, index)
         if not self.enabled or not np.all(np.isfinite(image.array)):
             return image  # NaN stamps are reported by the caller
         target = float(self.stamp_flux[index])
@@ -366,7 +393,7 @@ class HduChecker:
             warn(self.notes, f"galaxy IDENT {ident}: catalog gives HDU {given} of "
                              f"{file_name!r}, whose stamp does not sum to stamp_flux "
                              f"{target:.6g}; using HDU {repaired}, whose stamp does")
-        return self.rgc.getGalImage(index)
+        return read_catalog_image(self.rgc, index)
 
     def summary(self) -> None:
         """Warn once about repairs beyond the individually reported ones."""
@@ -380,10 +407,15 @@ class HduChecker:
             from astropy.io import fits
 
             sums = []
-            with fits.open(file_name, memmap=True) as hdus:
-                for k, hdu in enumerate(hdus):
-                    if hdu.is_image and hdu.data is not None and hdu.data.ndim == 2:
-                        data = np.asarray(hdu.data, dtype=np.float64)
-                        sums.append((k, float(data.sum()), float(np.abs(data).sum())))
+            try:
+                with fits.open(file_name, memmap=True) as hdus:
+                    for k, hdu in enumerate(hdus):
+                        if hdu.is_image and hdu.data is not None and hdu.data.ndim == 2:
+                            data = np.asarray(hdu.data, dtype=np.float64)
+                            sums.append((k, float(data.sum()), float(np.abs(data).sum())))
+            except UNREADABLE_FITS as err:
+                raise InputDataError(
+                    f"galaxy image file {file_name!r} is corrupt or truncated: {err}. Fix: "
+                    "download it again ('galsim_download_cosmos')") from None
             self._sums[file_name] = sums
         return self._sums[file_name]

@@ -379,7 +379,9 @@ class Dataset:
         try:
             array = np.load(path, mmap_mode="r")
         except (ValueError, OSError) as err:
-            raise InputDataError(f"data set file {str(path)!r} is unreadable or truncated: {err}") from None
+            raise InputDataError(f"data set file {str(path)!r} is unreadable or truncated: {err}. "
+                                 "Fix: make the data set again ('galsim-vae prepare' or "
+                                 "'galsim-vae simulate')") from None
         if array.shape != shape or array.dtype != np.float32:
             raise InputDataError(f"data set file {str(path)!r} holds {array.dtype}{array.shape}, "
                                  f"the manifest says float32{shape}")
@@ -399,7 +401,13 @@ class Dataset:
             path = self.path / _CATALOG
             if not path.is_file():
                 raise MissingInputError(f"data set file {str(path)!r} does not exist")
-            table = Table.read(path, format="fits", mask_invalid=False)
+            try:
+                table = Table.read(path, format="fits", mask_invalid=False)
+            except (OSError, ValueError, TypeError, IndexError) as err:
+                raise InputDataError(
+                    f"data set file {str(path)!r} is not a readable FITS table (corrupt or "
+                    f"truncated?): {err}. Fix: make the data set again ('galsim-vae "
+                    "prepare' or 'galsim-vae simulate')") from None
             if len(table) != self.n_galaxies:
                 raise InputDataError(f"{str(path)!r} has {len(table)} rows, the manifest says "
                                      f"{self.n_galaxies}")

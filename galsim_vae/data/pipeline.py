@@ -43,6 +43,10 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
     """
     import tensorflow as tf
 
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        from ..errors import InputDataError
+
+        raise InputDataError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     if not isinstance(dataset, Dataset):
         dataset = Dataset(dataset)
     conditions = tuple(conditions)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .._version import __version__
-from ..errors import OutputExistsError
+from ..errors import InputDataError, OutputExistsError
 from ..io_utils import check_output_path, progress
 from .checkpoints import TrainingState, check_run_settings, write_run_settings
 from .errors import TrainingConfigError
@@ -96,6 +96,35 @@ def _mean_psf(dataset, indices: np.ndarray) -> np.ndarray:
         total += np.asarray(dataset.psfs[np.sort(indices[start:start + 1024])],
                             dtype=np.float64).sum(axis=0)
     return total / total.sum()
+
+
+def _first_nonfinite_row(dataset, indices: np.ndarray) -> int | None:
+    """First of ``indices`` whose stamp or PSF has a NaN/inf pixel (chunked reads), or None."""
+    indices = np.sort(np.asarray(indices, dtype=np.int64))
+    for start in range(0, indices.size, 1024):
+        rows = indices[start:start + 1024]
+        for arrays in (dataset.images, dataset.psfs):
+            if arrays is None:
+                continue
+            bad = ~np.isfinite(np.asarray(arrays[rows])).reshape(len(rows), -1).all(axis=1)
+            if bad.any():
+                return int(rows[np.argmax(bad)])
+    return None
+
+
+def _divergence_error(dataset, indices: np.ndarray, epoch: int, loss, lr: float):
+    """The error for a non-finite training loss: names a damaged stamp when there is one."""
+    row = _first_nonfinite_row(dataset, indices)
+    if row is not None:
+        ident = dataset.catalog["ident"][row]
+        return InputDataError(
+            f"training loss became {loss} in epoch {epoch} because data set "
+            f"{str(dataset.path)!r} has NaN/inf pixels (first in row {row}, ident {ident}) "
+            "in its images or PSFs; the data set is damaged: make it again with 'galsim-vae "
+            "prepare' (whose --skip-invalid leaves such galaxies out)")
+    return TrainingConfigError(
+        f"training diverged in epoch {epoch} (loss {loss}); "
+        f"lower the learning rate (now {lr:g}) or beta, or check the data set")
 
 
 class _Steps:
@@ -329,6 +358,8 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
     if mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
     tensorboard = None
+    state = None
+    created_checkpoint_dir = False
     try:
         strategy = strategy or _select_strategy()
         with_psf = bool(psf_free)
@@ -356,6 +387,7 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
             optimizer.build(model.trainable_variables)
             state = TrainingState(checkpoint_dir, model, optimizer)
         # the first output: only once the data and the model are known to be usable
+        created_checkpoint_dir = not checkpoint_dir.exists()
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         if not resuming:
             write_run_settings(checkpoint_dir, settings)
@@ -386,9 +418,7 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
                 desc=f"epoch {epoch}/{epochs}")
             global_step += n_steps
             if not math.isfinite(train_means.get("loss", math.nan)):
-                raise TrainingConfigError(
-                    f"training diverged in epoch {epoch} (loss {train_means.get('loss')}); "
-                    f"lower the learning rate (now {lr_e:g}) or beta, or check the data set")
+                raise _divergence_error(dataset, train_rows, epoch, train_means.get("loss"), lr_e)
             if validation is not None:
                 val_means, _ = steps.run_epoch(validation, beta_e, run_seed + 1, epoch * 100003,
                                                train=False, total=None, desc="validation")
@@ -449,6 +479,15 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
             extra_files={"history.csv": checkpoint_dir / "history.csv",
                          "loss_curve.png": checkpoint_dir / "loss_curve.png"},
             overwrite=overwrite)
+    except BaseException:
+        # a run that fails before its first checkpoint leaves no checkpoint folder behind
+        # (it would only make the next attempt ask for --resume or --overwrite)
+        if created_checkpoint_dir and (state is None or state.latest is None):
+            if tensorboard is not None:
+                tensorboard.close()
+                tensorboard = None
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        raise
     finally:
         if tensorboard is not None:
             tensorboard.close()
