@@ -21,7 +21,7 @@ The data sets are written with :class:`galsim_vae.data.DatasetWriter` by the wri
 Usage::
 
     python benchmarks/training.py [--sizes 128 158] [--batch-size 8] [--steps 2] [--rounds 2]
-                                  [--compare-likelihoods]
+                                  [--compare-likelihoods] [--skip-epoch-times]
 """
 
 from __future__ import annotations
@@ -120,6 +120,8 @@ def main(argv=None) -> int:
     parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES),
                         choices=ARCHITECTURES)
     parser.add_argument("--epoch-batch-size", type=int, default=32)
+    parser.add_argument("--skip-epoch-times", action="store_true",
+                        help="only the train-step throughput (part 1; used by run_all.py)")
     parser.add_argument("--compare-likelihoods", action="store_true")
     parser.add_argument("--likelihood-epochs", type=int, default=3)
     parser.add_argument("--workdir", help="folder for the data sets (default: a temporary one)")
@@ -155,6 +157,8 @@ def main(argv=None) -> int:
                 print(f"{architecture:<11} {size:>5} " + " ".join(cells), flush=True)
             del timers
         size = args.sizes[0]
+        if args.skip_epoch_times:
+            return 0
         print(f"\n2. seconds per epoch (best of epochs 2-3) at {size}x{size}, small channels, batch "
               f"{args.epoch_batch_size}, {len(Dataset(paths[size]).indices('train'))} "
               "training galaxies")

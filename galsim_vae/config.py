@@ -37,7 +37,7 @@ from galsim.config import (GetAllParams, GetInputObj, GetRNG, InputLoader, Parse
 from galsim.errors import GalSimConfigError
 
 from .errors import ConditionError
-from .generator import draw_latent_noise
+from .generator import check_condition_values, draw_latent_noise
 
 #: Default number of objects decoded per network call in a YAML run.
 DEFAULT_BATCH_SIZE = 64
@@ -95,6 +95,10 @@ class VAEModelInput:
     def getCounts(self) -> dict:
         """Number of network calls, stamps generated and cache hits so far."""
         return dict(self._counts)
+
+    def getConditions(self) -> list:
+        """The bundle's conditions (dicts ``name, mean, std, min, max``; [] if none)."""
+        return self._model.conditions
 
     def conditionValues(self, redshift, clip: bool = False):
         """Checked physical conditions (1, k) for one galaxy, or None (unconditional)."""
@@ -163,6 +167,37 @@ _OPT_PARAMS = {"redshift": float, "flux": float, "x_interpolant": str, "k_interp
                "pad_factor": float, "clip": bool}
 
 
+#: Key of the base config dict holding (input, object numbers) of this process's last
+#: prefetch: those objects skip asking the input whether their stamp is cached (if it was
+#: dropped meanwhile, ``generateStamps`` decodes it alone: same stamp, one more call).
+_PREFETCHED_KEY = "_vae_galaxy_prefetched"
+
+#: Key of the base config dict caching each input object's constant properties.
+_STATIC_KEY = "_vae_model_static"
+
+
+def _static_info(model_input, base) -> dict:
+    """The constant properties of a ``vae_model`` input (info, latent size, batch size,
+    redshift range, conditions), fetched once per process and input object.
+
+    With ``image.nproc > 1`` every method call on the input is a round trip to GalSim's
+    input-manager process (~0.1-1 ms on a busy machine); asking these once instead of
+    several times per object (and per dry-run object) is what keeps the bookkeeping of a
+    VAEGalaxy small (``benchmarks/README.md``).  The entry keeps a reference to the
+    input object, so its ``id`` cannot be reused by another one.
+    """
+    cache = base.setdefault(_STATIC_KEY, {})
+    entry = cache.get(id(model_input))
+    if entry is None or entry["input"] is not model_input:
+        entry = {"input": model_input, "info": model_input.getInfo(),
+                 "latent_size": model_input.getLatentSize(),
+                 "batch_size": model_input.getBatchSize(),
+                 "redshift_range": model_input.getRedshiftRange(),
+                 "conditions": model_input.getConditions()}
+        cache[id(model_input)] = entry
+    return entry
+
+
 def _parse_latent(config, base, latent_size):
     """The ``latent`` list of a VAEGalaxy item: each entry any GalSim float value."""
     latent = config["latent"]
@@ -179,19 +214,21 @@ def _object_request(config, base, ignore, logger, model_input):
     # ``gsobject.redshift`` after the build); here it is the generating condition.
     ignore = [key for key in ignore if key != "redshift"] + ["latent"]
     kwargs, _ = GetAllParams(config, base, opt=_OPT_PARAMS, ignore=ignore)
-    names = model_input.getInfo().condition_names
+    static = _static_info(model_input, base)
+    names = static["info"].condition_names
     if names and "redshift" not in config:
         raise GalSimConfigError(
             f"Attribute redshift is required for type = VAEGalaxy: model "
-            f"{model_input.getInfo().name!r} is conditioned on {', '.join(names)} "
-            f"(training range {model_input.getRedshiftRange()})")
+            f"{static['info'].name!r} is conditioned on {', '.join(names)} "
+            f"(training range {static['redshift_range']})")
     redshift = kwargs.pop("redshift", None)
     clip = kwargs.pop("clip", False)
     try:
-        conditions = model_input.conditionValues(redshift, clip)
+        conditions = check_condition_values(static["conditions"], static["info"].name, 1,
+                                            redshift, clip=clip)
     except ConditionError as err:
         raise ConditionError(f"VAEGalaxy (object {base.get('obj_num', 0)}): {err}") from None
-    latent_size = model_input.getLatentSize()
+    latent_size = static["latent_size"]
     if "latent" in config:
         values = _parse_latent(config, base, latent_size)[None, :]
         from_noise = False
@@ -240,7 +277,8 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         record.append((values[0], None if conditions is None else conditions[0], from_noise))
         raise SkipThisObject("")
 
-    batch_size = model_input.getBatchSize()
+    static = _static_info(model_input, base)
+    batch_size = static["batch_size"]
     obj_num = int(base.get("obj_num", 0))
     if batch_size > 1 and from_noise:
         stop = min(obj_num + batch_size, _last_obj_num(base))
@@ -248,7 +286,7 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
             _prefetch(model_input, base, range(obj_num + 1, stop), values, conditions, logger)
     stamp = model_input.generateStamps(values, conditions, from_noise)[0]
 
-    info = model_input.getInfo()
+    info = static["info"]
     cond = None if conditions is None else dict(zip(info.condition_names,
                                                     conditions[0].tolist()))
     if gsparams:
@@ -261,8 +299,13 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
 def _prefetch(model_input, base, obj_nums, values, conditions, logger):
     """Dry-run ``obj_nums`` and decode this object and theirs in one network call (only
     when this object's stamp is not cached yet, i.e. at the start of a batch)."""
+    obj_num = int(base.get("obj_num", 0))
+    done = base.get(_PREFETCHED_KEY)
+    if done is not None and done[0] is model_input and obj_num in done[1]:
+        return  # prefetched by this process: no round trip to ask the input
     if model_input.isCached(values, conditions, True):
         return
+    base[_PREFETCHED_KEY] = (model_input, range(obj_num, obj_nums.stop))
     record = [r for r in _dry_run(base, obj_nums, logger) if r[2]]
     all_values = np.concatenate([values] + [r[0][None, :] for r in record])
     all_conditions = None

@@ -36,6 +36,10 @@ MAX_BATCH = 512
 #: any batching and any nproc is the same to the last bit (tests/test_config.py checks).
 MIN_ROWS = 2
 
+#: Largest number of latent deviates drawn one by one rather than by the OpenMP-parallel
+#: ``GaussianDeviate.generate`` (see :func:`draw_latent_noise`); ~0.2 us per value.
+SERIAL_DRAW_LIMIT = 65536
+
 #: Process id that loaded a model (so ran TensorFlow); None before any load.
 _TF_PID: int | None = None
 
@@ -92,12 +96,102 @@ def draw_latent_noise(n: int, latent_size: int, rng=None) -> np.ndarray:
 
     Row ``i`` uses the deviates ``i*latent_size ... (i+1)*latent_size - 1`` of the stream,
     so drawing n galaxies at once equals drawing them one by one from the same rng.
+
+    Speed: ``GaussianDeviate.generate`` runs an OpenMP parallel region; on a busy machine
+    (or beside TensorFlow's thread pools) starting it costs 3-10 ms, 1000 times the cost
+    of drawing 32 values.  Up to :data:`SERIAL_DRAW_LIMIT` values are therefore drawn one
+    by one, which gives the same values and leaves the rng in the same state
+    (``benchmarks/README.md``; ``tests/test_latent_noise.py`` checks both paths agree).
     """
     import galsim
 
-    eps = np.empty(n * latent_size, dtype=float)
-    galsim.GaussianDeviate(_as_rng(rng)).generate(eps)
+    total = n * latent_size
+    deviate = galsim.GaussianDeviate(_as_rng(rng))
+    if total <= SERIAL_DRAW_LIMIT:
+        eps = np.fromiter((deviate() for _ in range(total)), dtype=float, count=total)
+    else:
+        eps = np.empty(total, dtype=float)
+        deviate.generate(eps)
     return eps.reshape(n, latent_size)
+
+
+def redshift_condition_name(conditions) -> str | None:
+    """Name of the condition a ``redshift=`` argument sets, among ``conditions`` (dicts with
+    ``name``): the one named like a redshift, else the only one, else None."""
+    names = [c["name"] for c in conditions]
+    for name in names:
+        if name.lower() in REDSHIFT_NAMES:
+            return name
+    return names[0] if len(names) == 1 else None
+
+
+def describe_conditions(conditions) -> str:
+    """``"zphot in [0.1, 3]"``-style description of conditions and their training ranges."""
+    return ", ".join(f"{c['name']} in [{float(c['min']):g}, {float(c['max']):g}]"
+                     for c in conditions)
+
+
+def check_condition_values(conditions, model_name: str, n: int, redshift=None, *,
+                           clip: bool = False) -> np.ndarray | None:
+    """:meth:`GalaxyModel.condition_values` from the model's metadata alone (TensorFlow-free,
+    so GalSim's worker processes check conditions without asking the model's process).
+
+    Parameters:
+        conditions:  the bundle's ``conditions`` (dicts with ``name, mean, std, min, max``).
+        model_name:  bundle name, for messages.
+        n, redshift, clip:  as for :meth:`GalaxyModel.condition_values`.
+    """
+    if not conditions:
+        if redshift is not None:
+            raise ConditionError(
+                f"model {model_name!r} is not conditioned on redshift (it has no "
+                f"conditions); do not pass redshift={redshift!r}")
+        return None
+    if redshift is None:
+        raise ConditionError(
+            f"model {model_name!r} is conditioned on "
+            f"{describe_conditions(conditions)}: pass redshift= (or a dict of conditions)")
+    redshift_name = redshift_condition_name(conditions)
+    if isinstance(redshift, Mapping):
+        given = dict(redshift)
+        if "redshift" in given and redshift_name not in given:
+            given[redshift_name] = given.pop("redshift")
+    else:
+        if redshift_name is None or len(conditions) != 1:
+            raise ConditionError(
+                f"model {model_name!r} has conditions {describe_conditions(conditions)}: "
+                "pass a dict {name: value} for each")
+        given = {redshift_name: redshift}
+    names = [c["name"] for c in conditions]
+    unknown = sorted(set(given) - set(names))
+    missing = [name for name in names if name not in given]
+    if unknown or missing:
+        raise ConditionError(
+            f"model {model_name!r} takes conditions {names}; got unknown {unknown}, "
+            f"missing {missing}")
+    values = np.empty((n, len(names)), dtype=float)
+    for k, cond in enumerate(conditions):
+        v = np.asarray(given[cond["name"]], dtype=float)
+        if v.ndim == 0:
+            v = np.full(n, float(v))
+        if v.shape != (n,):
+            raise ConditionError(
+                f"condition {cond['name']!r} of model {model_name!r} must be a scalar or an "
+                f"array of shape ({n},), got shape {v.shape}")
+        if not np.isfinite(v).all():
+            raise ConditionError(f"condition {cond['name']!r} has non-finite values: {v}")
+        lo, hi = float(cond["min"]), float(cond["max"])
+        if clip:
+            v = np.clip(v, lo, hi)
+        else:
+            bad = (v < lo) | (v > hi)
+            if bad.any():
+                raise ConditionError(
+                    f"{cond['name']}={v[bad][0]:g} is outside the training range "
+                    f"[{lo:g}, {hi:g}] of model {model_name!r}; choose a value inside it "
+                    "or pass clip=True")
+        values[:, k] = v
+    return values
 
 
 class GalaxyModel:
@@ -187,11 +281,7 @@ class GalaxyModel:
     @property
     def redshift_condition(self) -> str | None:
         """Name of the condition the ``redshift=`` argument sets (None if there is none)."""
-        names = [c["name"] for c in self._conditions]
-        for name in names:
-            if name.lower() in REDSHIFT_NAMES:
-                return name
-        return names[0] if len(names) == 1 else None
+        return redshift_condition_name(self._conditions)
 
     @property
     def redshift_range(self) -> tuple[float, float] | None:
@@ -237,60 +327,10 @@ class GalaxyModel:
                 given none, a wrong shape or name, or a value outside the training range
                 (unless ``clip``: then values are clipped into it).
         """
-        if not self._conditions:
-            if redshift is not None:
-                raise ConditionError(
-                    f"model {self.name!r} is not conditioned on redshift (it has no "
-                    f"conditions); do not pass redshift={redshift!r}")
-            return None
-        if redshift is None:
-            raise ConditionError(
-                f"model {self.name!r} is conditioned on "
-                f"{self._describe_conditions()}: pass redshift= (or a dict of conditions)")
-        if isinstance(redshift, Mapping):
-            given = dict(redshift)
-            if "redshift" in given and self.redshift_condition not in given:
-                given[self.redshift_condition] = given.pop("redshift")
-        else:
-            if self.redshift_condition is None or len(self._conditions) != 1:
-                raise ConditionError(
-                    f"model {self.name!r} has conditions {self._describe_conditions()}: "
-                    "pass a dict {name: value} for each")
-            given = {self.redshift_condition: redshift}
-        names = [c["name"] for c in self._conditions]
-        unknown = sorted(set(given) - set(names))
-        missing = [name for name in names if name not in given]
-        if unknown or missing:
-            raise ConditionError(
-                f"model {self.name!r} takes conditions {names}; got unknown {unknown}, "
-                f"missing {missing}")
-        values = np.empty((n, len(names)), dtype=float)
-        for k, cond in enumerate(self._conditions):
-            v = np.asarray(given[cond["name"]], dtype=float)
-            if v.ndim == 0:
-                v = np.full(n, float(v))
-            if v.shape != (n,):
-                raise ConditionError(
-                    f"condition {cond['name']!r} of model {self.name!r} must be a scalar or an "
-                    f"array of shape ({n},), got shape {v.shape}")
-            if not np.isfinite(v).all():
-                raise ConditionError(f"condition {cond['name']!r} has non-finite values: {v}")
-            lo, hi = float(cond["min"]), float(cond["max"])
-            if clip:
-                v = np.clip(v, lo, hi)
-            else:
-                bad = (v < lo) | (v > hi)
-                if bad.any():
-                    raise ConditionError(
-                        f"{cond['name']}={v[bad][0]:g} is outside the training range "
-                        f"[{lo:g}, {hi:g}] of model {self.name!r}; choose a value inside it "
-                        "or pass clip=True")
-            values[:, k] = v
-        return values
+        return check_condition_values(self._conditions, self.name, n, redshift, clip=clip)
 
     def _describe_conditions(self) -> str:
-        return ", ".join(f"{c['name']} in [{float(c['min']):g}, {float(c['max']):g}]"
-                         for c in self._conditions)
+        return describe_conditions(self._conditions)
 
     def standardise(self, values: np.ndarray | None) -> np.ndarray | None:
         """Physical condition values (n, k) -> network inputs ``(v - mean) / std``."""
