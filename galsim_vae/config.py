@@ -205,7 +205,11 @@ def _parse_latent(config, base, latent_size):
         raise GalSimConfigError(
             f"VAEGalaxy.latent must be a list of {latent_size} floats (the model's "
             f"latent_size), got {latent!r}")
-    return np.array([ParseValue(latent, i, base, float)[0] for i in range(latent_size)])
+    values = np.array([ParseValue(latent, i, base, float)[0] for i in range(latent_size)])
+    if not np.all(np.isfinite(values)):
+        raise ConditionError(f"VAEGalaxy.latent must be finite (no NaN or inf), got "
+                             f"{values.tolist()}")
+    return values
 
 
 def _object_request(config, base, ignore, logger, model_input):
@@ -255,13 +259,23 @@ def _dry_run(base, obj_nums, logger):
 
 
 def _last_obj_num(base) -> int:
-    """One past the last object number of the current image."""
+    """One past the last object number of the current image.
+
+    GalSim records the first object of the current *file* (``start_obj_num``) and, per
+    file, the object counts of its images (``nobj``); the current image starts after the
+    objects of the file's earlier images (as in ``galsim/config/extra.py``).
+    """
     start = int(base.get("start_obj_num", 0))
+    image_num = int(base.get("image_num", 0))
     try:
-        nobj = galsim.config.GetNObjForImage(base, int(base.get("image_num", 0)))
+        nobj = base.get("nobj") or [galsim.config.GetNObjForImage(base, image_num)]
     except Exception:  # noqa: BLE001 - no image context (e.g. BuildGSObject alone)
         return start
-    return start + int(nobj)
+    k = image_num - int(base.get("start_image_num", 0))
+    if not 0 <= k < len(nobj):  # image built outside a file (BuildImage calls)
+        obj_num = int(base.get("obj_num", start))
+        return obj_num + int(galsim.config.GetNObjForImage(base, image_num))
+    return start + int(sum(nobj[:k])) + int(nobj[k])
 
 
 def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):

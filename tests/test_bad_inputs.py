@@ -378,11 +378,7 @@ CASES = [
          lambda c: ((lambda: run_yaml(field_yaml(c.bundle("conditional"), c.tmp / "o",
                                                  gal={"latent": [float("nan"), 0.0, 0.0, 0.0]}))),
                     c.tmp / "o" / "field.fits"),
-         ConditionError, r"latent .*(finite|NaN)",
-         marks=(pytest.mark.xfail(strict=True, reason=(
-             "galsim_vae/config.py (_parse_latent) does not check that a YAML latent is finite: "
-             "the NaN reaches the network and VAEGalaxy reports 'the bundle's weights are "
-             "broken' (ValueError), blaming the model instead of the latent")),)),
+         ConditionError, r"latent .*(finite|NaN)"),
 ]
 
 

@@ -152,12 +152,6 @@ def test_second_image_batched_equals_unbatched(bundle):
     np.testing.assert_array_equal(batched, single)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "galsim_vae/config.py (_last_obj_num) takes the first object of the image from "
-    "base['start_obj_num'], which GalSim sets per *file*: for every image after the first "
-    "of a file (MultiFits/DataCube output, or BuildImage calls) the batch ends at once and "
-    "each galaxy costs its own network call (6 calls here instead of 1); results stay "
-    "identical, only speed suffers"))
 def test_second_image_of_a_file_is_decoded_in_one_batch(bundle):
     _, calls = build_two_images(bundle, 64)
     assert calls == 1
