@@ -189,7 +189,8 @@ def check_condition_values(conditions, model_name: str, n: int, redshift=None, *
                 raise ConditionError(
                     f"{cond['name']}={v[bad][0]:g} is outside the training range "
                     f"[{lo:g}, {hi:g}] of model {model_name!r}; choose a value inside it "
-                    "or pass clip=True")
+                    "or clip it to the range (clip=True in Python and YAML, --clip on the "
+                    "command line)")
         values[:, k] = v
     return values
 
@@ -417,10 +418,13 @@ class GalaxyModel:
             z = np.asarray(latent, dtype=float)
             if z.ndim == 1:
                 z = z[None, :]
-            if z.shape != (n, self.latent_size) or not np.isfinite(z).all():
+            if z.shape != (n, self.latent_size):
                 raise ConditionError(
-                    f"latent must be a finite array of shape ({n}, {self.latent_size}) for "
+                    f"latent must be an array of shape ({n}, {self.latent_size}) for "
                     f"model {self.name!r}, got shape {z.shape}")
+            if not np.isfinite(z).all():
+                raise ConditionError(f"latent must be finite for model {self.name!r}: it has "
+                                     f"{int((~np.isfinite(z)).sum())} NaN or inf values")
             return z, conditions, False
         return self.latent_noise(n, rng), conditions, True
 

@@ -216,3 +216,11 @@ def test_sample_returns_vaegalaxies_from_one_batch(model):
         np.testing.assert_array_equal(gal.stamp, stamp)
         assert gal.redshift == pytest.approx(z)
         assert gal.flux == pytest.approx(10.0)
+
+
+def test_nan_latent_named_as_such(conditional_bundle):
+    model = galsim_vae.load_model(conditional_bundle)
+    latent = np.zeros((1, model.latent_size))
+    latent[0, 0] = np.nan
+    with pytest.raises(ConditionError, match="1 NaN or inf"):
+        model.generate(latent=latent, redshift=1.0)
