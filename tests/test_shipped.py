@@ -1,0 +1,49 @@
+"""The bundles shipped in trained/ load, are what their cards say, and generate."""
+
+from __future__ import annotations
+
+import galsim
+import numpy as np
+import pytest
+
+import galsim_vae
+from galsim_vae.bundle import list_bundles, read_bundle_metadata, resolve_bundle
+
+SHIPPED = ("cvae2_cosmos_sim", "vae_cosmos_sim")
+
+
+def test_shipped_bundles_are_installed():
+    assert set(SHIPPED) <= set(list_bundles())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_bundle_loads_and_generates(name):
+    meta = read_bundle_metadata(resolve_bundle(name))      # checksums verified
+    assert meta["pixel_scale"] == pytest.approx(0.03)
+    assert meta["psf_free"] is True
+    assert "F814W" in meta["flux"]["units"]
+    assert meta["prior"]["kind"] == "flow"
+    model = galsim_vae.load_model(name)
+    conditional = bool(model.conditions)
+    assert conditional == (name == "cvae2_cosmos_sim")
+    redshift = 0.8 if conditional else None
+    stamps = model.generate(8, redshift=redshift, rng=galsim.BaseDeviate(5))
+    assert stamps.shape == (8, model.stamp_size, model.stamp_size)
+    assert np.all(np.isfinite(stamps))
+    fluxes = stamps.sum(axis=(1, 2))
+    # I<25.2 galaxies: 25.94 - 2.5 log10(flux) within a few magnitudes of the sample
+    mags = 25.94 - 2.5 * np.log10(fluxes)
+    assert np.all((mags > 15) & (mags < 29)), mags
+    again = model.generate(8, redshift=redshift, rng=galsim.BaseDeviate(5))
+    np.testing.assert_array_equal(stamps, again)
+    gal = model.sample(1, redshift=redshift, rng=galsim.BaseDeviate(5))[0]
+    drawn = gal.drawImage(nx=model.stamp_size, ny=model.stamp_size, scale=model.pixel_scale,
+                          method="no_pixel")
+    np.testing.assert_allclose(drawn.array, stamps[0], rtol=1e-4, atol=1e-6 * stamps[0].max())
+
+
+def test_shipped_cvae2_refuses_redshift_outside_training_range():
+    model = galsim_vae.load_model("cvae2_cosmos_sim")
+    low, high = model.redshift_range
+    with pytest.raises(galsim_vae.errors.ConditionError, match="outside the training range"):
+        model.generate(1, redshift=high + 1.0, rng=galsim.BaseDeviate(1))
