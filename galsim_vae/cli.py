@@ -9,12 +9,12 @@ with status 2; nothing half-written is left behind because every writer is atomi
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from typing import Sequence
 
 from ._version import __version__
+from .commands import add_command_parsers
 from .errors import GalsimVAEError
 
 #: Sub-commands, in the order ``--help`` lists them: name -> module in galsim_vae.commands.
@@ -41,14 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="hide progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module_name in COMMANDS.values():
-        try:
-            module = importlib.import_module(f"galsim_vae.commands.{module_name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"galsim_vae.commands.{module_name}":
-                continue  # command not built yet
-            raise
-        module.add_parser(sub)
+    add_command_parsers(sub, COMMANDS.values())
     return parser
 
 

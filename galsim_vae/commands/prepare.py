@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from . import add_command_parsers
 
 #: Sources of ``prepare``: name -> module in galsim_vae.commands.
 SOURCES = {"cosmos": "prepare_cosmos", "deepfield": "prepare_deepfield"}
@@ -16,12 +17,5 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Make a galsim-vae data set folder from Hubble data.")
     sources = parser.add_subparsers(dest="source", metavar="SOURCE")
     sources.required = True
-    for module_name in SOURCES.values():
-        try:
-            module = importlib.import_module(f"galsim_vae.commands.{module_name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"galsim_vae.commands.{module_name}":
-                continue
-            raise
-        module.add_parser(sources)
+    add_command_parsers(sources, SOURCES.values())
     return parser
