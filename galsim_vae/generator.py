@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .bundle import standardise_conditions
 from .errors import BundleError, ConditionError
 
 #: Largest number of galaxies decoded in one network call (memory bound: a 128x128 float32
@@ -337,9 +338,7 @@ class GalaxyModel:
         """Physical condition values (n, k) -> network inputs ``(v - mean) / std``."""
         if values is None:
             return None
-        mean = np.array([float(c["mean"]) for c in self._conditions])
-        std = np.array([float(c["std"]) or 1.0 for c in self._conditions])
-        return (values - mean) / std
+        return standardise_conditions(self._conditions, values)
 
     # ------------------------------------------------------------------ network
     def latent_noise(self, n: int, rng=None) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..bundle import standardise_conditions
 from ..errors import BundleError
 from ..io_utils import progress
 
@@ -74,8 +75,9 @@ def redshift_strip(model, meta: Mapping[str, Any], rng: np.random.Generator, *,
     conditions = meta.get("conditions") or []
     first = conditions[0]
     redshifts = np.linspace(float(first["min"]), float(first["max"]), int(n_steps))
-    normalised = np.zeros((n_steps, len(conditions)), dtype=np.float32)
-    normalised[:, 0] = (redshifts - float(first["mean"])) / float(first["std"])
+    raw = np.tile([float(c["mean"]) for c in conditions], (int(n_steps), 1))
+    raw[:, 0] = redshifts
+    normalised = standardise_conditions(conditions, raw)
     eps = np.repeat(rng.standard_normal((1, int(model.latent_size))), n_steps, axis=0)
     profiles = generate_profiles(model, eps, normalised, desc="redshift strip")
     return redshifts, profiles

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..bundle import standardise_conditions
 from ..errors import InputDataError
 
 #: Relative tolerance on the pixel scales of bundle and data set.
@@ -159,16 +160,6 @@ def check_compatibility(meta: Mapping[str, Any], dataset, *,
                          condition_names=names, notes=notes)
 
 
-def normalise_conditions(meta: Mapping[str, Any], raw: np.ndarray) -> np.ndarray:
-    """Standardise raw condition values (N, k) with the bundle's training mean and std
-    (``(v - mean) / std``: what the network was trained on), float32."""
-    conditions = meta.get("conditions") or []
-    raw = np.asarray(raw, dtype=np.float64).reshape(-1, len(conditions))
-    mean = np.array([float(c["mean"]) for c in conditions])
-    std = np.array([float(c["std"]) for c in conditions])
-    return ((raw - mean) / std).astype(np.float32)
-
-
 def condition_range_notes(meta: Mapping[str, Any], raw: np.ndarray) -> list[str]:
     """Notes on held-out condition values (N, k) outside the bundle's training ranges."""
     notes = []
@@ -262,7 +253,8 @@ def load_heldout(dataset, meta: Mapping[str, Any], rows: np.ndarray, split: str,
     psfs = None if dataset.psfs is None else np.asarray(dataset.psfs[rows], dtype=np.float64)
     raw = np.stack([np.asarray(catalog[n], dtype=np.float64)[rows] for n in condition_names],
                    axis=-1) if condition_names else np.zeros((rows.size, 0))
-    conditions = normalise_conditions(meta, raw) if condition_names else None
+    conditions = (standardise_conditions(meta["conditions"], raw) if condition_names
+                  else None)
     redshift, redshift_name = None, None
     if condition_names:
         redshift, redshift_name = raw[:, 0], condition_names[0]
