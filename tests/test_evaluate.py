@@ -19,8 +19,8 @@ TINY = dict(channels=[4, 8], latent_size=4, batch_size=16, max_steps_per_epoch=2
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: Top-level keys of metrics.json every report has.
 METRIC_KEYS = {"bundle", "dataset", "seed", "training", "reconstruction", "generation",
-               "latent", "morphology", "truth", "targets", "anchor", "figures", "notes",
-               "elapsed_s"}
+               "latent", "prior_typicality", "morphology", "truth", "targets", "anchor",
+               "figures", "notes", "elapsed_s"}
 
 
 @pytest.fixture(scope="module")
@@ -370,11 +370,69 @@ def test_heldout_falls_back_to_validation_and_colours_by_nothing(tmp_path):
     np.testing.assert_array_equal(subset, select_heldout(data, (), max_heldout=3, seed=5)[0])
     with pytest.raises(InputDataError, match="max_heldout"):
         select_heldout(data, (), max_heldout=0)
+    everything, split, _ = select_heldout(data, (), split="all")
+    assert split == "all" and everything.tolist() == list(range(20))
+    train_rows, split, _ = select_heldout(data, (), split="train")
+    assert split == "train" and train_rows.tolist() == data.indices("train").tolist()
+    with pytest.raises(InputDataError, match="no galaxies in its test split"):
+        select_heldout(data, (), split="test")
+    with pytest.raises(InputDataError, match="split must be one of"):
+        select_heldout(data, (), split="held-out")
     from galsim_vae.evaluation.plots import plot_latent_maps
 
     plot_latent_maps(rng.normal(size=(10, 2)), None, tmp_path / "latent.png", colour=None,
                      colour_label=None, explained=[0.7, 0.2])
     _check_png(tmp_path / "latent.png")
+
+
+def test_training_data_notes():
+    from types import SimpleNamespace
+
+    from galsim_vae.evaluation.report_inputs import training_data_notes
+
+    meta = {"training": {"data": {"path": "/surveys/sim20k"}}}
+    same, other = SimpleNamespace(path="/surveys/sim20k"), SimpleNamespace(path="/real/paltas")
+    assert training_data_notes(meta, same, "test") == []
+    assert "includes galaxies the model was trained on" in training_data_notes(meta, same,
+                                                                               "all")[0]
+    assert "unseen in training" in training_data_notes(meta, other, "all")[0]
+    assert "does not record" in training_data_notes({}, other, "all")[0]
+
+
+def test_prior_typicality_separates_prior_draws_from_outliers():
+    """Encodings drawn from the prior itself are typical (~99% above the prior samples'
+    1st percentile); encodings far out in the latent space are not."""
+    from galsim_vae.evaluation.latent import prior_typicality
+    from galsim_vae.models import build_model
+
+    model = build_model("vae", stamp_size=16, latent_size=4, channels=[4])     # N(0, I)
+    rng = np.random.default_rng(1)
+    typical = prior_typicality(model, rng.standard_normal((4000, 4)), None, seed=2)
+    assert typical["fraction_typical"] == pytest.approx(0.99, abs=0.01)
+    assert typical["median_log_density"] == pytest.approx(
+        typical["median_log_density_prior_samples"], abs=0.1)
+    # log N(0 | 0, I_4) = -2 log(2 pi) = -3.68 nats: the density's peak
+    assert typical["median_log_density"] < -2 * math.log(2 * math.pi)
+    far = prior_typicality(model, np.full((50, 4), 4.0), None, seed=2)
+    assert far["fraction_typical"] == 0.0 and far["n_galaxies"] == 50
+
+
+def test_report_on_a_data_set_the_model_never_saw(bundles, tiny_dataset, tmp_path):
+    """--split all on another data set (the real-galaxy use): every row is evaluated and
+    the report says the galaxies are unseen in training."""
+    from galsim_vae.cli import main
+    from galsim_vae.data import Dataset
+
+    other = write_tiny_dataset(tmp_path / "other", n=12, seed=8)
+    out = tmp_path / "report_all"
+    assert main(["--quiet", "evaluate", str(bundles["cvae2"]), "--data", str(other),
+                 "--out", str(out), "--split", "all", "--n-generated", "6"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["reconstruction"]["split"] == "all"
+    assert metrics["reconstruction"]["n_galaxies"] == Dataset(other).n_galaxies == 12
+    assert any("unseen in training" in note for note in metrics["notes"])
+    assert 0.0 <= metrics["prior_typicality"]["fraction_typical"] <= 1.0
+    assert "under the prior" in (out / "report.md").read_text()
 
 
 def test_bundle_without_history_is_reported(tmp_path):

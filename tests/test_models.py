@@ -460,3 +460,29 @@ def test_resize_decoder_has_no_transposed_convolutions(size):
     assert keras.layers.Conv2DTranspose in {type(layer) for layer in default.decoder_cnn.layers}
     with pytest.raises(InputDataError, match="upsampling"):
         build_model("vae", stamp_size=size, latent_size=4, channels=[4, 8], upsampling="bicubic")
+
+
+def test_light_full_resolution_stage_drops_only_the_last_norm():
+    """full_resolution_norm=False removes the GroupNormalization of the decoder's
+    full-resolution stage only (every deeper stage keeps its own), and the setting
+    survives get_config_dict and a bundle round trip with identical decodings."""
+    import keras
+
+    def norms(model):
+        return [layer.name for layer in model.decoder_cnn.layers
+                if isinstance(layer, keras.layers.GroupNormalization)]
+
+    kwargs = dict(stamp_size=32, latent_size=4, channels=[4, 8], n_conditions=1, psf_size=7)
+    default = build_model("cvae2", **kwargs)
+    light = build_model("cvae2", full_resolution_norm=False, **kwargs)
+    assert norms(default) == ["from_latent_norm", "up1_norm", "up0_norm"]
+    assert norms(light) == ["from_latent_norm", "up1_norm"]
+    assert default.count_params() - light.count_params() == 2 * 4    # gamma and beta of up0
+    z, c = np.ones((2, 4), np.float32), np.zeros((2, 1), np.float32)
+    assert light.decode(z, c).shape == (2, 32, 32, 1)
+    config = light.get_config_dict()
+    assert config["full_resolution_norm"] is False
+    assert default.get_config_dict()["full_resolution_norm"] is True
+    rebuilt = build_model("cvae2", **config)
+    rebuilt.set_weights(light.get_weights())
+    np.testing.assert_array_equal(rebuilt.decode(z, c).numpy(), light.decode(z, c).numpy())

@@ -254,6 +254,45 @@ def test_cli_train_runs(tiny_dataset, tmp_path):
     assert meta["prior"] == {"kind": "normal"}
 
 
+def test_clip_norm_bounds_the_steps(tiny_dataset, tmp_path):
+    """clip_norm caps each step's global gradient norm (Adam's global_clipnorm): with a
+    vanishing cap Adam's steps vanish too (its epsilon dominates), so the weights stay at
+    their seeded initial values; without it they move by ~lr per step.  The CLI records
+    the cap and the light decoder option in the bundle."""
+    import keras
+
+    from galsim_vae.bundle import load_bundle
+    from galsim_vae.cli import main
+    from galsim_vae.models import build_model
+    from galsim_vae.training import train
+
+    tiny = dict(architecture="vae", flow_prior=False, epochs=1, max_steps_per_epoch=2,
+                batch_size=16, latent_size=3, channels=[4, 8], seed=4)
+    moved = {}
+    for cap in (1e-12, None):
+        out = train(tiny_dataset, tmp_path / f"clip_{cap}", clip_norm=cap, **tiny)
+        trained, meta = load_bundle(out)
+        assert meta["training"]["clip_norm"] == cap
+        keras.utils.set_random_seed(4)
+        initial = build_model("vae", **meta["hyperparameters"])
+        moved[cap] = max(float(np.max(np.abs(a - b))) for a, b in
+                         zip(trained.get_weights(), initial.get_weights()))
+    assert moved[1e-12] < 1e-6 < 1e-4 < moved[None]
+    with pytest.raises(TrainingConfigError, match="clip_norm must be a finite number > 0"):
+        train(tiny_dataset, tmp_path / "bad", clip_norm=0.0, **tiny)
+    out = tmp_path / "cli_clip"
+    assert main(["--quiet", "train", str(tiny_dataset), "--out", str(out), "--model", "cvae2",
+                 "--epochs", "1", "--batch-size", "16", "--max-steps-per-epoch", "1",
+                 "--latent-size", "3", "--channels", "4,8", "--no-flow-prior",
+                 "--clip-norm", "50", "--no-full-resolution-norm", "--seed", "2"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["training"]["clip_norm"] == 50.0
+    assert meta["hyperparameters"]["full_resolution_norm"] is False
+    assert main(["train", str(tiny_dataset), "--out", str(tmp_path / "neg"),
+                 "--clip-norm", "-1"]) == 2
+    assert not (tmp_path / "neg").exists()
+
+
 def test_cli_errors_leave_no_output(tiny_dataset, tmp_path, capsys):
     from galsim_vae.cli import main
 

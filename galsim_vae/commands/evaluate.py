@@ -22,6 +22,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="generated galaxies (default: as many as held-out ones, at most 2000)")
     parser.add_argument("--max-heldout", type=int, default=None, metavar="N",
                         help="use at most N held-out galaxies (a seeded random subset)")
+    parser.add_argument("--split", choices=("auto", "test", "validation", "train", "all"),
+                        default="auto",
+                        help="galaxies to evaluate on: auto (the test split, else validation; "
+                             "default), one split, or all (a data set the model never saw, "
+                             "e.g. real galaxies for a model trained on a simulation)")
     parser.add_argument("--nonparametric", action="store_true",
                         help="also compare Gini, M20, C, A (statmorph; slow, ~0.15 s/stamp)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -38,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = evaluate(args.bundle, args.data, args.out, n_generated=args.n_generated,
                        max_heldout=args.max_heldout, nonparametric=args.nonparametric,
-                       seed=args.seed, overwrite=args.overwrite, batch_size=args.batch_size)
+                       seed=args.seed, overwrite=args.overwrite, batch_size=args.batch_size,
+                       split=args.split)
     met = sum(bool(t["met"]) for t in metrics["targets"])
     print(f"wrote {args.out}/{REPORT_FILE}: reconstruction chi2/pixel "
           f"{metrics['reconstruction']['chi2_per_pixel']}, {met} of "

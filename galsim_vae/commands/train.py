@@ -41,6 +41,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
     parser.add_argument("--lr-decay", default=None,
                         help="per-epoch factor (0.97) or plateau[:FACTOR[:PATIENCE[:MIN_LR]]]")
+    parser.add_argument("--clip-norm", type=float, default=None,
+                        help="clip each step's gradients to this global norm (default: none)")
     parser.add_argument("--patience", type=int, default=None,
                         help="early-stopping patience in epochs (default: none)")
     parser.add_argument("--latent-size", type=int, default=32, help="latent dimension (default: 32)")
@@ -49,6 +51,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--upsampling", choices=("transpose", "resize"), default=None,
                         help="decoder up-sampling: transposed convolutions (default, the "
                              "seed's) or resize + convolution (no checkerboard artefacts)")
+    parser.add_argument("--no-full-resolution-norm", dest="full_resolution_norm",
+                        action="store_false", default=None,
+                        help="no GroupNormalization in the decoder's last, full-resolution "
+                             "stage (about twice as fast to decode at 128x128)")
     parser.add_argument("--output-activation", choices=("softplus", "linear"), default=None,
                         help="decoder output: softplus (default, non-negative) or linear")
     parser.add_argument("--likelihood", choices=tuple(LIKELIHOODS), default=None,
@@ -81,13 +87,13 @@ def run(args: argparse.Namespace) -> int:
     if conditions is not None and len(conditions) == 0:
         conditions = ()
     psf_free = None if args.likelihood is None else LIKELIHOODS[args.likelihood]
-    model_options = {key: value for key, value in (("upsampling", args.upsampling),
-                                                   ("output_activation", args.output_activation))
-                     if value is not None}
+    model_options = {key: value for key, value in (
+        ("upsampling", args.upsampling), ("output_activation", args.output_activation),
+        ("full_resolution_norm", args.full_resolution_norm)) if value is not None}
     out = train(args.dataset, args.out, architecture=args.model, conditions=conditions,
                 latent_size=args.latent_size, channels=args.channels, psf_free=psf_free,
                 epochs=args.epochs, batch_size=args.batch_size, beta=args.beta,
-                learning_rate=args.lr, lr_decay=args.lr_decay,
+                learning_rate=args.lr, lr_decay=args.lr_decay, clip_norm=args.clip_norm,
                 early_stopping_patience=args.patience, seed=args.seed,
                 checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                 flow_prior=not args.no_flow_prior, mixed_precision=args.mixed_precision,

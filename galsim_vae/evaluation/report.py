@@ -26,7 +26,10 @@ with it ``n_epochs``, ``final`` (last epoch's row), ``best_epoch``, ``best_val_l
 ``chi2_per_pixel_median``, ``n_galaxies``, ``split``), ``generation`` (``n_generated``,
 ``seed``, ``pairing``), ``redshift_strip`` (conditional: ``redshift``, ``flux``,
 ``hlr_arcsec`` of the strip's profiles), ``latent`` (``pca_explained_variance_ratio``,
-``tsne_perplexity``, ``colour``), ``morphology`` (``columns``, ``statistics``: per column
+``tsne_perplexity``, ``colour``), ``prior_typicality`` (the held-out posterior means'
+log-density under the prior against prior samples': ``median_log_density``,
+``median_log_density_prior_samples``, ``threshold``, ``fraction_typical``; see
+:func:`galsim_vae.evaluation.latent.prior_typicality`), ``morphology`` (``columns``, ``statistics``: per column
 the :func:`compare_distributions` row plus ``ks_null_median`` (the median KS statistic of
 two samples of those sizes from one distribution), ``nonparametric``, ``seconds_per_stamp``,
 ``n_flagged_generated``, ``n_flagged_heldout``), ``redshift_bins`` (conditional: the
@@ -179,7 +182,8 @@ def _observe(profiles: np.ndarray, psfs: np.ndarray | None, noise_sigma: np.ndar
 def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
              out_dir: str | os.PathLike, *, n_generated: int | None = None,
              max_heldout: int | None = None, nonparametric: bool = False, seed: int = 0,
-             overwrite: bool = False, batch_size: int = 64) -> dict[str, Any]:
+             overwrite: bool = False, batch_size: int = 64,
+             split: str = "auto") -> dict[str, Any]:
     """Evaluate a model bundle on a data set's held-out galaxies and write the report.
 
     Parameters:
@@ -196,6 +200,10 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
         seed:           Seed of every random number of the report (numpy Generator).
         overwrite:      Replace an existing ``out_dir``.
         batch_size:     Galaxies per network call.
+        split:          Galaxies to evaluate on: ``"auto"`` (the test split, else the
+                        validation split), ``"test"``, ``"validation"``, ``"train"`` or
+                        ``"all"`` (every row: for a data set the model was not trained on,
+                        e.g. real COSMOS galaxies for a model trained on a simulation).
 
     Returns:
         The metrics (what ``metrics.json`` holds; see the module docstring).
@@ -208,7 +216,7 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
     from ..bundle import load_bundle, read_bundle_metadata, resolve_bundle
     from ..data import Dataset
     from .report_inputs import (check_compatibility, condition_range_notes, load_heldout,
-                                select_heldout)
+                                select_heldout, training_data_notes)
     from .report_markdown import render_report
 
     started = time.time()
@@ -223,9 +231,10 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
     dataset = Dataset(dataset_path)
     compat = check_compatibility(meta, dataset, bundle_path=str(bundle_path))
     rows, split, notes = select_heldout(dataset, compat.condition_names,
-                                        max_heldout=max_heldout, seed=seed)
+                                        max_heldout=max_heldout, seed=seed, split=split)
     heldout = load_heldout(dataset, meta, rows, split, compat.condition_names)
-    notes = compat.notes + notes + condition_range_notes(meta, heldout.raw_conditions)
+    notes = (compat.notes + notes + training_data_notes(meta, dataset, split)
+             + condition_range_notes(meta, heldout.raw_conditions))
 
     model, meta = load_bundle(bundle_path)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
@@ -326,7 +335,7 @@ def _run(model, meta, bundle_path: Path, dataset, heldout, compat, out: Path,
 
 def _reconstruction_section(ctx: _Context) -> dict[str, Any]:
     """Reconstructions, their chi-square per pixel and the latent maps of the held-out set."""
-    from .latent import latent_maps
+    from .latent import latent_maps, prior_typicality
     from .plots import plot_latent_maps, plot_reconstructions
     from .reconstruction import reconstruct
     from .report_inputs import read_images
@@ -352,6 +361,8 @@ def _reconstruction_section(ctx: _Context) -> dict[str, Any]:
                          recon.shown_sigma / net, ctx.figure("reconstructions"),
                          pixel_scale=ctx.dataset.pixel_scale,
                          chi2=recon.chi2[:len(recon.shown_rows)])
+    out["prior_typicality"] = prior_typicality(ctx.model, recon.latents, heldout.conditions,
+                                               seed=ctx.seed, batch_size=ctx.batch_size)
     if len(heldout) < 2:
         ctx.notes.append("fewer than 2 held-out galaxies: no latent-space maps")
         return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -172,47 +173,83 @@ def condition_range_notes(meta: Mapping[str, Any], raw: np.ndarray) -> list[str]
     return notes
 
 
-def select_heldout(dataset, condition_names: Sequence[str], *, max_heldout: int | None = None,
-                   seed: int = 0) -> tuple[np.ndarray, str, list[str]]:
-    """Rows of the held-out galaxies: the test split, else the validation split.
+def training_data_notes(meta: Mapping[str, Any], dataset, split: str) -> list[str]:
+    """Say whether the evaluated galaxies come from the bundle's training data set.
 
-    Rows without finite conditions are left out.  With ``max_heldout``, a random subset
-    (seeded numpy Generator) of that size is kept, sorted.
+    The bundle records the folder it was trained on (``training.data.path``).  Evaluating
+    the training or ``all`` split of that same data set includes training galaxies; any
+    other data set is independent of the training (e.g. real galaxies for a model trained
+    on a simulated survey).
+    """
+    trained_on = ((meta.get("training") or {}).get("data") or {}).get("path")
+    if not trained_on:
+        return ["the bundle does not record its training data set"]
+    same = Path(str(trained_on)).resolve() == Path(dataset.path).resolve()
+    if not same:
+        return [f"the model was trained on {trained_on!r}, not on this data set: every "
+                "galaxy evaluated here is unseen in training"]
+    if split in ("train", "all"):
+        return [f"the {split} split of the training data set includes galaxies the model "
+                "was trained on: reconstructions and comparisons are optimistic"]
+    return []
+
+
+#: ``split`` values of :func:`select_heldout`.
+HELDOUT_SPLITS = ("auto", "test", "validation", "train", "all")
+
+
+def select_heldout(dataset, condition_names: Sequence[str], *, max_heldout: int | None = None,
+                   seed: int = 0, split: str = "auto") -> tuple[np.ndarray, str, list[str]]:
+    """Rows of the galaxies to evaluate on.
+
+    Parameters:
+        dataset:         The :class:`~galsim_vae.data.Dataset`.
+        condition_names: Columns that must be finite (rows without them are left out).
+        max_heldout:     Keep a random subset (seeded numpy Generator) of this size, sorted.
+        seed:            Seed of that subset.
+        split:           ``"auto"`` (the test split, else the validation split), one
+                         split by name, or ``"all"`` (every row: for a data set the model
+                         never saw, e.g. real galaxies for a model trained on a simulation).
 
     Returns:
         (sorted row indices, split name, notes for the report).
 
     Raises:
-        InputDataError: both splits are empty; ``max_heldout`` < 1.
+        InputDataError: unknown ``split``; no rows; ``max_heldout`` < 1.
     """
     import warnings
 
+    if split not in HELDOUT_SPLITS:
+        raise InputDataError(f"split must be one of {list(HELDOUT_SPLITS)}, got {split!r}")
     if max_heldout is not None and (isinstance(max_heldout, bool) or int(max_heldout) < 1):
         raise InputDataError(f"max_heldout must be >= 1 (or None for all), got {max_heldout!r}")
     notes = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rows = dataset.indices("test", require_finite=condition_names)
-        split = "test"
-        if rows.size == 0:
+        name = "test" if split == "auto" else split
+        rows = dataset.indices(None if name == "all" else name, require_finite=condition_names)
+        if rows.size == 0 and split == "auto":
             rows = dataset.indices("validation", require_finite=condition_names)
-            split = "validation"
+            name = "validation"
             notes.append("the test split is empty: the validation split is used as the "
                          "held-out set (the model was monitored on it during training, so "
                          "it is not fully independent)")
     notes += [str(w.message) for w in caught]
     if rows.size == 0:
+        which = ("test or validation galaxies" if split == "auto" else
+                 "galaxies" if split == "all" else f"galaxies in its {split} split")
         raise InputDataError(
-            f"data set {str(dataset.path)!r} has no test or validation galaxies"
+            f"data set {str(dataset.path)!r} has no {which}"
             + (f" with finite {', '.join(condition_names)}" if condition_names else "")
-            + ": there is nothing held out to evaluate on; prepare it with non-zero test "
-            "and validation fractions")
+            + ": there is nothing to evaluate on"
+            + ("; prepare it with non-zero test and validation fractions, or evaluate on "
+               "every row with split 'all'" if split == "auto" else ""))
     if max_heldout is not None and rows.size > int(max_heldout):
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(rows, size=int(max_heldout), replace=False))
         notes.append(f"a random subset of {int(max_heldout)} held-out galaxies (seed {seed}) "
                      "was used (--max-heldout)")
-    return np.asarray(rows, dtype=np.int64), split, notes
+    return np.asarray(rows, dtype=np.int64), name, notes
 
 
 @dataclass

@@ -88,10 +88,25 @@ def _generation(metrics: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _typicality(metrics: Mapping[str, Any]) -> list[str]:
+    typ = metrics.get("prior_typicality")
+    if not typ:
+        return []
+    return ["### Held-out encodings under the prior", "",
+            f"Log-density of the posterior means under the model's prior, at each galaxy's "
+            f"conditions: median {_f(typ['median_log_density'])} nats, against "
+            f"{_f(typ['median_log_density_prior_samples'])} for prior samples drawn at the same "
+            f"conditions; **{_f(100 * typ['fraction_typical'], 3)}%** of the "
+            f"{typ['n_galaxies']} galaxies lie above the prior samples' "
+            f"{_f(typ['percentile'], 2)}st percentile ({_f(typ['threshold'])} nats).  Galaxies drawn "
+            "like the training set give close to 99%; a low fraction means the model encodes these "
+            "galaxies where its prior puts little mass (they are unlike its training set).", ""]
+
+
 def _latent(metrics: Mapping[str, Any]) -> list[str]:
     latent = metrics.get("latent")
     if not latent:
-        return []
+        return _typicality(metrics)
     ratios = ", ".join(_f(r, 3) for r in latent["pca_explained_variance_ratio"][:5])
     colour = (f"coloured by `{latent['colour']}`" if latent.get("colour")
               else "uncoloured (unconditional model, no redshift in the data set)")
@@ -100,7 +115,8 @@ def _latent(metrics: Mapping[str, Any]) -> list[str]:
     lines = ["## Latent space of the held-out set", "",
              f"Posterior means of {latent['n_galaxies']} held-out galaxies, {colour}.  PCA "
              f"explained-variance ratios of the first components: {ratios}; {perplexity}.", ""]
-    return lines + _figure(metrics, "latent", "PCA and t-SNE maps of the latent space")
+    return (lines + _figure(metrics, "latent", "PCA and t-SNE maps of the latent space")
+            + _typicality(metrics))
 
 
 def _morphology(metrics: Mapping[str, Any]) -> list[str]:

@@ -215,7 +215,8 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
           latent_size: int = 32, channels: Sequence[int] | None = None,
           psf_free: bool | None = None, epochs: int = 100, batch_size: int = 64,
           beta: float | str | Sequence[float] = 0.1, learning_rate: float = 1e-3,
-          lr_decay: float | str | None = None, early_stopping_patience: int | None = None,
+          lr_decay: float | str | None = None, clip_norm: float | None = None,
+          early_stopping_patience: int | None = None,
           restore_best: bool = True, seed: int | None = None,
           checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
           flow_prior: bool = True, flow_prior_epochs: int = 100,
@@ -245,6 +246,11 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
         learning_rate: Adam learning rate of epoch 1.
         lr_decay:      None, an exponential per-epoch factor (0.97) or
                        ``"plateau[:FACTOR[:PATIENCE[:MIN_LR]]]"``.
+        clip_norm:     Clip each step's gradients to this global norm (Adam's
+                       ``global_clipnorm``; None: no clipping).  With Adam this bounds the
+                       rare steps whose gradient is much larger than the running scale
+                       (e.g. a batch holding a galaxy of peak S/N ~1000), which otherwise
+                       throw the loss back by several epochs.
         early_stopping_patience: Stop after this many epochs without a better monitored
                        validation loss (None: never).
         restore_best:  Put the best epoch's weights in the bundle (else the last epoch's).
@@ -297,6 +303,12 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
     beta_schedule = BetaSchedule.parse(beta)
     beta_schedule.check_epochs(epochs)
     lr_schedule = LearningRateSchedule.parse(learning_rate, lr_decay)
+    if clip_norm is not None:
+        if (isinstance(clip_norm, bool) or not isinstance(clip_norm, (int, float))
+                or not math.isfinite(clip_norm) or clip_norm <= 0):
+            raise TrainingConfigError(f"clip_norm must be a finite number > 0 (or None), "
+                                      f"got {clip_norm!r}")
+        clip_norm = float(clip_norm)
     dataset = Dataset(dataset_path)
     conditions = _resolve_conditions(architecture, conditions, dataset)
     if psf_free is None:
@@ -327,7 +339,7 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
         "hyperparameters": hyperparameters, "conditions": list(conditions),
         "batch_size": batch_size, "beta": beta_schedule.spec,
         "learning_rate": lr_schedule.initial, "lr_decay": lr_schedule.spec,
-        "seed": seed, "max_steps_per_epoch": max_steps_per_epoch, "epochs": epochs,
+        "clip_norm": clip_norm, "seed": seed, "max_steps_per_epoch": max_steps_per_epoch, "epochs": epochs,
         "early_stopping_patience": early_stopping_patience, "restore_best": restore_best,
         "flow_prior": flow_prior, "flow_prior_epochs": flow_prior_epochs,
         "mixed_precision": mixed_precision, "xla": xla, "name": name}
@@ -381,7 +393,8 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
 
         with strategy.scope():
             model = build_model(architecture, **hyperparameters)
-            optimizer = keras.optimizers.Adam(learning_rate=lr_schedule.initial)
+            optimizer = keras.optimizers.Adam(learning_rate=lr_schedule.initial,
+                                              global_clipnorm=clip_norm)
             if mixed_precision:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(model.trainable_variables)
@@ -536,7 +549,7 @@ def _training_info(dataset, settings: Mapping[str, Any], history: list[dict[str,
         "batch_size": settings["batch_size"],
         "beta": settings["beta"],
         "learning_rate": settings["learning_rate"],
-        "lr_decay": settings["lr_decay"],
+        "lr_decay": settings["lr_decay"], "clip_norm": settings["clip_norm"],
         "early_stopping_patience": settings["early_stopping_patience"],
         "seed": settings["seed"],
         "max_steps_per_epoch": settings["max_steps_per_epoch"],
