@@ -2,8 +2,9 @@
 
 1. Throughput (images/s) of the compiled train step (forward, PSF-convolved likelihood,
    backward, Adam update) of ``vae``, ``cvae``, ``cvae2`` and ``fancy_cvae`` at each stamp
-   size, with the seed project's channel widths (64, 128, 256, 512) and small ones
-   (16, 32, 64, 128), on batches streamed by ``make_tf_dataset``.  One warm-up step
+   size, with the seed project's channel widths (64, 128, 256, 512), small ones
+   (16, 32, 64, 128) and the shipped model's layout (``shipped``: read from
+   ``cvae2_cosmos_sim``, light decoder), on batches streamed by ``make_tf_dataset``.  One warm-up step
    (tracing) is left out; all configurations are timed in interleaved rounds and the
    fastest step of each is reported (the least disturbed by other processes on a shared
    machine).
@@ -42,13 +43,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data_pipeline import write_dataset  # noqa: E402
 
 ARCHITECTURES = ("vae", "cvae", "cvae2", "fancy_cvae")
-CHANNELS = {"seed": (64, 128, 256, 512), "small": (16, 32, 64, 128)}
+CHANNELS = {"seed": (64, 128, 256, 512), "small": (16, 32, 64, 128), "shipped": None}
+
+
+def decoder_layout(name: str) -> tuple[tuple[int, ...], dict]:
+    """Channel widths and decoder options of a preset; ``shipped`` reads them from the
+    shipped ``cvae2_cosmos_sim`` bundle (its light decoder: no full-resolution norm)."""
+    if CHANNELS[name] is not None:
+        return CHANNELS[name], {}
+    from galsim_vae.bundle import read_bundle_metadata, resolve_bundle
+
+    hp = read_bundle_metadata(resolve_bundle("cvae2_cosmos_sim"))["hyperparameters"]
+    return tuple(hp["channels"]), {"full_resolution_norm": hp.get("full_resolution_norm", True)}
 
 
 class StepTimer:
     """A model, its optimizer and compiled train step on a stream of batches."""
 
-    def __init__(self, dataset, architecture: str, channels, batch_size: int,
+    def __init__(self, dataset, architecture: str, layout: str, batch_size: int,
                  latent_size: int = 32):
         import keras
         import tensorflow as tf
@@ -58,10 +70,11 @@ class StepTimer:
         from galsim_vae.training.trainer import _Steps
 
         conditions = () if architecture == "vae" else ("zphot",)
+        channels, options = decoder_layout(layout)
         self.model = build_model(architecture, stamp_size=dataset.stamp_size,
                                  latent_size=latent_size, channels=list(channels),
                                  n_conditions=len(conditions), psf_free=True,
-                                 psf_size=dataset.psf_size)
+                                 psf_size=dataset.psf_size, **options)
         optimizer = keras.optimizers.Adam(1e-4)
         optimizer.build(self.model.trainable_variables)
         self.runner = _Steps(self.model, optimizer, tf.distribute.get_strategy(), xla=False,
@@ -145,7 +158,7 @@ def main(argv=None) -> int:
         print(f"{'model':<11} {'size':>5} " + " ".join(f"{c:>16}" for c in args.channels))
         for size in args.sizes:
             dataset = Dataset(paths[size])
-            timers = {(a, c): StepTimer(dataset, a, CHANNELS[c], args.batch_size)
+            timers = {(a, c): StepTimer(dataset, a, c, args.batch_size)
                       for a in args.architectures for c in args.channels}
             # interleaved rounds: a burst of load from other processes hits every model
             for _ in range(args.rounds):
