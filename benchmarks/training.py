@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import shutil
@@ -46,6 +47,7 @@ ARCHITECTURES = ("vae", "cvae", "cvae2", "fancy_cvae")
 CHANNELS = {"seed": (64, 128, 256, 512), "small": (16, 32, 64, 128), "shipped": None}
 
 
+@functools.lru_cache(maxsize=None)
 def decoder_layout(name: str) -> tuple[tuple[int, ...], dict]:
     """Channel widths and decoder options of a preset; ``shipped`` reads them from the
     shipped ``cvae2_cosmos_sim`` bundle (its light decoder: no full-resolution norm)."""

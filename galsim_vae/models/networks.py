@@ -79,9 +79,11 @@ def _groups(channels: int, max_groups: int = 8) -> int:
     return max(g for g in range(1, min(max_groups, channels) + 1) if channels % g == 0)
 
 
-def _norm_act(channels: int, name: str) -> list[keras.layers.Layer]:
-    return [keras.layers.GroupNormalization(groups=_groups(channels), name=f"{name}_norm"),
-            keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{name}_act")]
+def _norm_act(channels: int, name: str, normalise: bool = True) -> list[keras.layers.Layer]:
+    """GroupNormalization (unless ``normalise`` is False) then LeakyReLU."""
+    norm = ([keras.layers.GroupNormalization(groups=_groups(channels), name=f"{name}_norm")]
+            if normalise else [])
+    return norm + [keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{name}_act")]
 
 
 def build_encoder_cnn(stamp_size: int, in_channels: int, channels: Sequence[int],
@@ -160,10 +162,7 @@ def build_decoder_cnn(stamp_size: int, in_features: int, channels: Sequence[int]
         excess = 2 * sizes[i + 1] - sizes[i]
         if excess:
             layers.append(keras.layers.Cropping2D(((0, excess), (0, excess)), name=f"crop{i}"))
-        if i == 0 and not full_resolution_norm:
-            layers.append(keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"up{i}_act"))
-        else:
-            layers += _norm_act(width, f"up{i}")
+        layers += _norm_act(width, f"up{i}", normalise=i > 0 or full_resolution_norm)
     layers.append(keras.layers.Conv2D(1, 3, padding="same", activation=output_activation,
                                       name="to_image"))
     return keras.Sequential(layers, name=name)
