@@ -112,7 +112,8 @@ def parametric_row(rec: dict, pixel_scale: float) -> dict:
     use_bulgefit = int(t["bulge_n"] == 4.0 and 0.05 <= bt)
     sersicfit = _component(t["flux"], rec["sersic_n"], rec["sersic_hlr"], q_sersic, x0, y0,
                            t["beta"], pixel_scale)
-    disk_pars = _component(max(disk_flux, 1e-30), 1.0, t["disk_hlr"], t["disk_q"], x0, y0,
+    disk_pars = _component(max(disk_flux, 1e-30), t.get("disk_n", 1.0), t["disk_hlr"],
+                           t["disk_q"], x0, y0,
                            t["beta"], pixel_scale)
     bulge_pars = _component(max(t["bulge_flux"], 1e-30), t["bulge_n"], t["bulge_hlr"],
                             t["bulge_q"], x0, y0, t["beta"], pixel_scale)
@@ -176,10 +177,11 @@ TRUTH_COLUMNS = (
     ("hlr", "arcsec", "circularised half-light radius of bulge + disk"),
     ("bulge_fraction", "", "bulge-to-total flux ratio"),
     ("bulge_flux", "count/s", "bulge flux"),
-    ("disk_flux", "count/s", "smooth exponential disk flux (without knots)"),
+    ("disk_flux", "count/s", "smooth Sersic disk flux (without knots)"),
     ("knot_flux", "count/s", "flux in star-forming knots (RandomKnots)"),
     ("n_knots", "", "number of knots"),
     ("bulge_n", "", "bulge Sersic index (4 = de Vaucouleurs)"),
+    ("disk_n", "", "disk Sersic index (1 = exponential)"),
     ("bulge_hlr", "arcsec", "bulge circularised half-light radius"),
     ("disk_hlr", "arcsec", "disk circularised half-light radius"),
     ("bulge_q", "", "bulge axis ratio"),
@@ -208,7 +210,8 @@ def truth_row(rec: dict) -> dict:
     dg1, dg2 = _reduced_shear(t["disk_q"], t["beta"])
     row = {k: t[k] for k in ("zphot", "mag", "flux", "log_mstar", "r_eff_kpc", "hlr",
                              "bulge_fraction", "bulge_flux", "disk_flux", "knot_flux", "n_knots",
-                             "bulge_n", "bulge_hlr", "disk_hlr", "bulge_q", "disk_q", "beta")}
+                             "bulge_n", "disk_n", "bulge_hlr", "disk_hlr", "bulge_q", "disk_q",
+                             "beta")}
     row.update(IDENT=rec["ident"], galaxy_type=t["kind"], bulge_g1=bg1, bulge_g2=bg2,
                disk_g1=dg1, disk_g2=dg2, psf_index=rec["psf_index"],
                noiseless_stamp_flux=rec["noiseless_stamp_flux"], knot_seed=rec["knot_seed"],

@@ -271,6 +271,29 @@ def sample_bulge_sersic_index(rng: np.random.Generator, kind: str) -> float:
     return float(rng.choice([1.0, 1.5, 2.0, 2.5]))
 
 
+#: Disk Sersic index: log-normal, median DISK_N_MEDIAN, DISK_N_SCATTER dex, clipped to
+#: [DISK_N_MIN, DISK_N_MAX] and rounded to DISK_N_STEP (so GalSim reuses its Sersic tables).
+DISK_N_MEDIAN = 0.85
+DISK_N_SCATTER = 0.15
+DISK_N_MIN = 0.4
+DISK_N_MAX = 2.0
+DISK_N_STEP = 0.05
+
+
+def sample_disk_sersic_index(rng: np.random.Generator) -> float:
+    """Sersic index of the disk component.
+
+    Disks are not all exponential: single-Sersic fits of disk-dominated galaxies scatter
+    around n ~ 1 with many below it (Lange et al. 2016, MNRAS 462, 1470: disk n ~ 0.5-2),
+    and the COSMOS F814W single-Sersic fits (GalSim's ``cosmos_sersics_sample_N300``
+    table, shipped in ``share/``) have 5% of galaxies below n = 0.42 and a quarter below
+    n = 0.82.  An exponential-only disk gives fitted n >= 1 for every galaxy.
+    """
+    n = 10.0 ** rng.normal(math.log10(DISK_N_MEDIAN), DISK_N_SCATTER)
+    n = float(np.clip(n, DISK_N_MIN, DISK_N_MAX))
+    return round(round(n / DISK_N_STEP) * DISK_N_STEP, 2)
+
+
 def sample_disk_axis_ratio(rng: np.random.Generator) -> float:
     """Projected axis ratio of a thick disk at random inclination:
     q = sqrt(cos^2 i + q0^2 sin^2 i), cos i uniform, q0 = DISK_THICKNESS."""

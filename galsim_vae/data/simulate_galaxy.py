@@ -1,7 +1,7 @@
 """One simulated COSMOS galaxy: PSF-free truth, HST-PSF-convolved noisy stamp, and the
 catalog quantities measured on it.
 
-A galaxy is a bulge (de Vaucouleurs or Sersic) plus an exponential disk whose
+A galaxy is a bulge (de Vaucouleurs or Sersic) plus a Sersic (n ~ 0.4-2) disk whose
 star-forming knots (``galsim.RandomKnots``) carry part of the disk flux.  It is drawn at
 0.03"/pixel in counts/s (F814W, zero point 25.94), convolved with one of the 100 real
 COSMOS HST PSF images (which include the pixel response, hence ``method='no_pixel'``),
@@ -93,34 +93,35 @@ def _enclosed_sersic(r: np.ndarray, n: float, hlr: float) -> np.ndarray:
 
 
 def composite_hlr(bulge_fraction: float, bulge_n: float, bulge_hlr: float,
-                  disk_hlr: float) -> float:
-    """Half-light radius of a (circular) bulge + exponential disk sum."""
+                  disk_hlr: float, disk_n: float = 1.0) -> float:
+    """Half-light radius of a (circular) bulge + Sersic-``disk_n`` disk sum."""
     from scipy.optimize import brentq
 
     def excess(r):
         return (bulge_fraction * _enclosed_sersic(r, bulge_n, bulge_hlr)
-                + (1.0 - bulge_fraction) * _enclosed_sersic(r, 1.0, disk_hlr) - 0.5)
+                + (1.0 - bulge_fraction) * _enclosed_sersic(r, disk_n, disk_hlr) - 0.5)
 
     hi = max(bulge_hlr, disk_hlr)
     return float(brentq(excess, 1e-4 * hi, 10.0 * hi, xtol=1e-6 * hi))
 
 
 def fit_single_sersic(bulge_fraction: float, bulge_n: float, bulge_hlr: float,
-                      disk_hlr: float) -> tuple[float, float]:
+                      disk_hlr: float, disk_n: float = 1.0) -> tuple[float, float]:
     """Single-Sersic approximation (n, hlr) of a circular bulge + disk: least squares on
     the enclosed-flux curve between 0.1 and 4 composite half-light radii.  n is limited
     to GalSim's 0.3 <= n <= 6, as are the COSMOS ``sersicfit`` values."""
     from scipy.optimize import least_squares
 
-    h = composite_hlr(bulge_fraction, bulge_n, bulge_hlr, disk_hlr)
+    h = composite_hlr(bulge_fraction, bulge_n, bulge_hlr, disk_hlr, disk_n)
     r = h * np.geomspace(0.1, 4.0, 40)
     target = (bulge_fraction * _enclosed_sersic(r, bulge_n, bulge_hlr)
-              + (1.0 - bulge_fraction) * _enclosed_sersic(r, 1.0, disk_hlr))
+              + (1.0 - bulge_fraction) * _enclosed_sersic(r, disk_n, disk_hlr))
 
     def resid(p):
         return _enclosed_sersic(r, p[0], h * math.exp(p[1])) - target
 
-    n0 = 1.0 + 3.0 * bulge_fraction if bulge_n >= 3.5 else 1.0 + bulge_fraction * (bulge_n - 1.0)
+    n0 = (disk_n + 3.0 * bulge_fraction if bulge_n >= 3.5
+          else disk_n + bulge_fraction * (bulge_n - disk_n))
     sol = least_squares(resid, x0=[min(max(n0, 0.35), 5.9), 0.0],
                         bounds=([0.3, -1.5], [6.0, 1.5]))
     return float(sol.x[0]), float(h * math.exp(sol.x[1]))
@@ -143,6 +144,7 @@ def draw_truth(rng: np.random.Generator, mag: float) -> dict:
 
     bt = sr.sample_bulge_fraction(rng, kind)
     bulge_n = sr.sample_bulge_sersic_index(rng, kind)
+    disk_n = sr.sample_disk_sersic_index(rng)
     bulge_q = sr.sample_spheroid_axis_ratio(rng)
     disk_q = bulge_q if kind == "early" and rng.uniform() < 0.5 else sr.sample_disk_axis_ratio(rng)
     if kind == "early":
@@ -154,7 +156,7 @@ def draw_truth(rng: np.random.Generator, mag: float) -> dict:
     if bt <= 0.0:
         disk_hlr, bulge_hlr = hlr_target, size_ratio * hlr_target
     else:
-        unit = composite_hlr(bt, bulge_n, size_ratio, 1.0)
+        unit = composite_hlr(bt, bulge_n, size_ratio, 1.0, disk_n)
         disk_hlr = hlr_target / unit
         bulge_hlr = size_ratio * disk_hlr
     n_knots, knot_fraction = sr.sample_knots(rng, kind, z)
@@ -167,7 +169,7 @@ def draw_truth(rng: np.random.Generator, mag: float) -> dict:
         "r_eff_major": r_eff_major, "mag": float(mag), "flux": flux,
         "bulge_fraction": bt, "bulge_flux": bt * flux,
         "disk_flux": disk_total * (1.0 - knot_fraction), "knot_flux": disk_total * knot_fraction,
-        "n_knots": n_knots, "bulge_n": bulge_n, "bulge_hlr": bulge_hlr, "disk_hlr": disk_hlr,
+        "n_knots": n_knots, "bulge_n": bulge_n, "disk_n": disk_n, "bulge_hlr": bulge_hlr, "disk_hlr": disk_hlr,
         "hlr": hlr_target, "bulge_q": bulge_q, "disk_q": disk_q, "beta": beta,
     }
 
@@ -187,7 +189,8 @@ def build_profiles(truth: dict, knot_seed: int):
                                   flux=truth["bulge_flux"])
         parts.append(bulge.shear(q=truth["bulge_q"], beta=beta))
     if truth["disk_flux"] > 0:
-        disk = galsim.Exponential(half_light_radius=truth["disk_hlr"], flux=truth["disk_flux"])
+        disk = galsim.Sersic(truth.get("disk_n", 1.0), half_light_radius=truth["disk_hlr"],
+                             flux=truth["disk_flux"])
         parts.append(disk.shear(q=truth["disk_q"], beta=beta))
     smooth = parts[0] if len(parts) == 1 else galsim.Add(parts)
     knots = None
@@ -321,7 +324,8 @@ def simulate_galaxy(index: int, seed: int, mag_limit: float) -> dict | None:
         return None
 
     sersic_n, sersic_hlr = fit_single_sersic(truth["bulge_fraction"], truth["bulge_n"],
-                                             truth["bulge_hlr"], truth["disk_hlr"])
+                                             truth["bulge_hlr"], truth["disk_hlr"],
+                                             truth["disk_n"])
     stamp_flux = float(np.sum(image.array, dtype=np.float64))
     residual = image.array - model.array
     mad = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
