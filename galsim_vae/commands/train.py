@@ -57,6 +57,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "stage (about twice as fast to decode at 128x128)")
     parser.add_argument("--output-activation", choices=("softplus", "linear"), default=None,
                         help="decoder output: softplus (default, non-negative) or linear")
+    parser.add_argument("--model-error", type=float, default=None, metavar="FRACTION",
+                        help="fractional model error added to each pixel's noise (e.g. 0.03): "
+                             "caps the weight of very bright pixels (default: 0)")
+    parser.add_argument("--flux-condition", default=None, metavar="COLUMN",
+                        help="magnitude condition (e.g. mag_auto) that sets each stamp's flux "
+                             "scale: the networks see flux-normalised stamps")
+    parser.add_argument("--augment", action="store_true",
+                        help="train on the 8 rotations/flips of each stamp and its PSF "
+                             "(an isotropic model; needs odd PSF sizes)")
+    parser.add_argument("--monitor", choices=("median", "mean"), default="median",
+                        help="validation figure for early stopping, plateau decay and the "
+                             "best epoch: median (default, robust to very bright galaxies) "
+                             "or mean per-galaxy loss")
     parser.add_argument("--likelihood", choices=tuple(LIKELIHOODS), default=None,
                         help="psf: PSF-free profiles, the likelihood convolves each galaxy's PSF "
                              "(default when the data set has PSFs); noise: no PSF, samples "
@@ -89,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     psf_free = None if args.likelihood is None else LIKELIHOODS[args.likelihood]
     model_options = {key: value for key, value in (
         ("upsampling", args.upsampling), ("output_activation", args.output_activation),
-        ("full_resolution_norm", args.full_resolution_norm)) if value is not None}
+        ("full_resolution_norm", args.full_resolution_norm),
+        ("model_error", args.model_error)) if value is not None}
     out = train(args.dataset, args.out, architecture=args.model, conditions=conditions,
                 latent_size=args.latent_size, channels=args.channels, psf_free=psf_free,
                 epochs=args.epochs, batch_size=args.batch_size, beta=args.beta,
@@ -98,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
                 checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                 flow_prior=not args.no_flow_prior, mixed_precision=args.mixed_precision,
                 xla=args.xla, max_steps_per_epoch=args.max_steps_per_epoch,
-                overwrite=args.overwrite, model_options=model_options or None)
+                overwrite=args.overwrite, model_options=model_options or None,
+                monitor=args.monitor, augment=args.augment,
+                flux_condition=args.flux_condition)
     print(f"wrote model bundle {out}")
     return 0

@@ -15,11 +15,38 @@ import numpy as np
 from .dataset import Dataset
 
 
+def dihedral_codes(rows: np.ndarray, seed: int) -> np.ndarray:
+    """One of the eight dihedral transforms (0-7) per row, a hash of (seed, row)
+    (splitmix64-style mixing, arithmetic modulo 2**64)."""
+    with np.errstate(over="ignore"):
+        key = np.array([int(seed) % 2**63], dtype=np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
+        mixed = np.asarray(rows, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ key
+        mixed ^= mixed >> np.uint64(31)
+        mixed *= np.uint64(0x94D049BB133111EB)
+    return (mixed >> np.uint64(61)).astype(np.int64)
+
+
+def apply_dihedral(stamps: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Rotate stamp i by ``codes[i] % 4`` quarter turns, then transpose it if
+    ``codes[i] >= 4``: the eight symmetries of the square, about the array centre.
+
+    About the array centre, these are exact for the galaxy (GalSim centres a stamp on its
+    ``true_center``, the array centre) and for an odd-sized PSF (centred on its middle
+    pixel), and the PSF-convolved model of a transformed pair is the transformed model,
+    so the likelihood is unchanged.  Input (B, N, N), returns a new array.
+    """
+    out = np.empty_like(stamps)
+    for i, code in enumerate(np.asarray(codes)):
+        turned = np.rot90(stamps[i], int(code) % 4)
+        out[i] = turned.T if code >= 4 else turned
+    return out
+
+
 def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
                     batch_size: int = 64, shuffle: bool = True, seed: int = 0,
                     conditions: Sequence[str] = (), with_psf: bool = True,
                     repeat: bool = False, drop_remainder: bool = False,
-                    indices: np.ndarray | None = None):
+                    indices: np.ndarray | None = None, augment: bool = False):
     """Build a ``tf.data.Dataset`` of batches from a data set folder.
 
     Parameters:
@@ -34,6 +61,10 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
         repeat:     Repeat forever.
         drop_remainder: Drop the last incomplete batch.
         indices:    Explicit row indices (overrides ``split``).
+        augment:    Give each galaxy one of the eight pixel-exact rotations by multiples
+                    of 90 degrees and flips (:func:`dihedral_codes`), the same for its
+                    stamp and its PSF, drawn from ``seed`` and the row: a different one
+                    each epoch when ``seed`` changes with the epoch.
 
     Returns:
         A ``tf.data.Dataset`` whose elements are dicts of float32 tensors:
@@ -81,10 +112,12 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
         order = np.argsort(rows)                    # sorted reads from the memory map
         sorted_rows = rows[order]
         back = np.argsort(order)
-        out = [(np.asarray(images[sorted_rows]) / scale)[back].astype(np.float32),
-               noise_std[rows]]
+        stamps = (np.asarray(images[sorted_rows]) / scale)[back].astype(np.float32)
+        codes = dihedral_codes(rows, seed) if augment else None
+        out = [stamps if codes is None else apply_dihedral(stamps, codes), noise_std[rows]]
         if with_psf:
-            out.append(np.asarray(psfs[sorted_rows])[back])
+            psf_rows = np.asarray(psfs[sorted_rows])[back]
+            out.append(psf_rows if codes is None else apply_dihedral(psf_rows, codes))
         if cond_values is not None:
             out.append(cond_values[rows])
         return tuple(out)

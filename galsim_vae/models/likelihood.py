@@ -67,12 +67,18 @@ def convolve_psf(profile: tf.Tensor, psf: tf.Tensor) -> tf.Tensor:
     return full[:, start:start + size, start:start + size, None]
 
 
-def pixel_likelihood(mean: tf.Tensor, noise_std: tf.Tensor) -> tfd.Distribution:
-    """Independent Gaussian pixels: ``Independent(Normal(mean, noise_std), 3)``.
+def pixel_likelihood(mean: tf.Tensor, noise_std: tf.Tensor,
+                     model_error: float = 0.0) -> tfd.Distribution:
+    """Independent Gaussian pixels: ``Independent(Normal(mean, sigma), 3)`` with
+    ``sigma**2 = noise_std**2 + (model_error * |mean|)**2``.
 
     Parameters:
-        mean:      (B, S, S, 1) expected noise-free image (network units).
-        noise_std: (B,) each galaxy's pixel noise standard deviation (same units), > 0.
+        mean:        (B, S, S, 1) expected noise-free image (network units).
+        noise_std:   (B,) each galaxy's pixel noise standard deviation (same units), > 0.
+        model_error: Fractional model error (0: noise only).  It enters sigma with
+                     ``tf.stop_gradient`` on the mean: it re-weights the pixels (a pixel
+                     of S/N above ``1 / model_error`` counts as if it had that S/N)
+                     without rewarding the model for making ``|mean|`` large.
 
     Returns:
         A distribution with batch shape (B,) and event shape (S, S, 1).
@@ -87,4 +93,7 @@ def pixel_likelihood(mean: tf.Tensor, noise_std: tf.Tensor) -> tfd.Distribution:
             raise InputDataError("noise_std must be positive (the pixel noise of each galaxy, "
                                  f"in network units); got minimum {lowest}")
     scale = noise_std[:, None, None, None]
+    if model_error:
+        model_sigma = float(model_error) * tf.abs(tf.stop_gradient(mean))
+        scale = tf.sqrt(tf.square(scale) + tf.square(model_sigma))
     return tfd.Independent(tfd.Normal(loc=mean, scale=scale), reinterpreted_batch_ndims=3)

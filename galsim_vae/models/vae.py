@@ -102,7 +102,9 @@ class BetaVAE(HyperparameterMixin, keras.Model):
                  channels: Sequence[int] | None = None, n_conditions: int = 0,
                  psf_free: bool = True, psf_size: int | None = None, head_channels: int = 1,
                  output_activation: str = "softplus", upsampling: str = "transpose",
-                 full_resolution_norm: bool = True, **kwargs):
+                 full_resolution_norm: bool = True, model_error: float = 0.0,
+                 flux_condition: int | None = None, flux_condition_scale: float = 0.0,
+                 **kwargs):
         super().__init__(name=kwargs.pop("name", self.architecture), **kwargs)
         self._validate(stamp_size, latent_size, n_conditions, head_channels, output_activation)
         widths = stage_channels(len(stage_sizes(int(stamp_size))) - 1, channels)
@@ -114,7 +116,11 @@ class BetaVAE(HyperparameterMixin, keras.Model):
             "channels": list(widths), "n_conditions": int(n_conditions),
             "psf_free": bool(psf_free), "psf_size": None if psf_size is None else int(psf_size),
             "head_channels": int(head_channels), "output_activation": str(output_activation),
-            "upsampling": str(upsampling), "full_resolution_norm": bool(full_resolution_norm)}
+            "upsampling": str(upsampling), "full_resolution_norm": bool(full_resolution_norm),
+            "model_error": float(model_error),
+            "flux_condition": None if flux_condition is None else int(flux_condition),
+            "flux_condition_scale": float(flux_condition_scale)}
+        self._validate_flux_options()
         s, k, d = self.stamp_size, self.n_conditions, self.latent_size
         in_channels = 1 + (k if self.condition_planes else 0)
         self.encoder_cnn = build_encoder_cnn(s, in_channels, widths, int(head_channels))
@@ -149,6 +155,33 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         if int(n_conditions) < self.min_conditions:
             raise ConditionError(f"architecture {name!r} needs n_conditions >= "
                                  f"{self.min_conditions}, got {n_conditions}")
+
+    def _validate_flux_options(self) -> None:
+        name, cfg = self.architecture, self._config
+        if not np.isfinite(cfg["model_error"]) or not 0.0 <= cfg["model_error"] < 1.0:
+            raise InputDataError(f"{name}: model_error must be in [0, 1), got "
+                                 f"{cfg['model_error']}")
+        index = cfg["flux_condition"]
+        if index is not None and not 0 <= index < cfg["n_conditions"]:
+            raise ConditionError(f"{name}: flux_condition must index one of the "
+                                 f"{cfg['n_conditions']} condition(s), got {index}")
+        if not np.isfinite(cfg["flux_condition_scale"]):
+            raise InputDataError(f"{name}: flux_condition_scale must be finite, got "
+                                 f"{cfg['flux_condition_scale']}")
+
+    def _flux_factor(self, conditions: tf.Tensor | None) -> tf.Tensor | None:
+        """(B, 1, 1, 1) flux of each galaxy relative to the mean magnitude, from its
+        standardised magnitude condition c: ``10**(-0.4 (m - mean)) = exp(-a c)`` with
+        ``a = 0.4 ln(10) std(m)`` (``flux_condition_scale``); None without one.
+
+        The encoder sees stamps divided by it and the decoder's output is multiplied by
+        it, so the networks work on flux-normalised stamps (one dynamic range for every
+        brightness) while the likelihood compares physical pixels."""
+        index = self._config["flux_condition"]
+        if index is None or conditions is None:
+            return None
+        c = tf.cast(conditions, tf.float32)[:, index]
+        return tf.exp(-self._config["flux_condition_scale"] * c)[:, None, None, None]
 
     # -- hyper-parameters (get_config_dict from HyperparameterMixin) ---------------------
     latent_size = config_property("latent_size", "Dimension of z.")
@@ -187,6 +220,9 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         """
         images = self._images(images)
         conditions = self._conditions(conditions)
+        factor = self._flux_factor(conditions)
+        if factor is not None:
+            images = images / tf.cast(factor, images.dtype)
         inputs = images
         if self.condition_planes:
             planes = tf.broadcast_to(tf.cast(conditions, images.dtype)[:, None, None, :],
@@ -207,10 +243,17 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         inputs = tf.cast(z, tf.float32)
         if conditions is not None:
             inputs = tf.concat([inputs, conditions], axis=-1)
-        return tf.cast(self.decoder_cnn(inputs, training=training), tf.float32)
+        profile = tf.cast(self.decoder_cnn(inputs, training=training), tf.float32)
+        factor = self._flux_factor(conditions)
+        return profile if factor is None else profile * factor
 
     def likelihood(self, profile: Any, psf: Any = None, noise_std: Any = None) -> tfd.Distribution:
-        """p(x | profile) = Independent(Normal(psf * profile, noise_std), 3).
+        """p(x | profile) = Independent(Normal(psf * profile, sigma), 3), where
+        ``sigma**2 = noise_std**2 + (model_error * |psf * profile|)**2`` (the model-error
+        term, with the profile held constant in its gradient, caps the weight of the
+        high-S/N pixels of very bright galaxies at ``1 / model_error**2``, so that they
+        do not take over the fit of the faint majority; 0 gives the noise-only
+        likelihood of Lanusse et al. 2021).
 
         Parameters:
             profile:   (B, S, S, 1) output of :meth:`decode`.
@@ -235,7 +278,7 @@ class BetaVAE(HyperparameterMixin, keras.Model):
                 raise InputDataError(f"model {self.architecture!r} expects PSFs of "
                                      f"{want}x{want} pixels; got shape {tuple(psf.shape)}")
             mean = convolve_psf(mean, psf)
-        return pixel_likelihood(mean, noise_std)
+        return pixel_likelihood(mean, noise_std, model_error=self._config["model_error"])
 
     # -- prior ------------------------------------------------------------------------
     def attach_prior(self, flow_prior: FlowPrior | None) -> None:
@@ -302,7 +345,7 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         return posterior.log_prob(z) - prior.log_prob(z)        # one-sample Monte Carlo
 
     def compute_losses(self, batch: Mapping[str, Any], beta: Any = 1.0, training: bool = False,
-                       seed: Any = None) -> dict[str, tf.Tensor]:
+                       seed: Any = None, per_galaxy: bool = False) -> dict[str, tf.Tensor]:
         """Negative beta-ELBO of a pipeline batch, averaged over galaxies.
 
         Parameters:
@@ -312,10 +355,14 @@ class BetaVAE(HyperparameterMixin, keras.Model):
             beta:     Weight of the KL term (float or scalar tensor).
             training: Passed to the layers.
             seed:     Optional stateless seed of the posterior sample.
+            per_galaxy: Also return the (B,) vectors ``galaxy_loss`` and ``galaxy_kl``.
 
         Returns:
             Scalar float32 tensors: ``loss`` = ``nll`` + beta * ``kl`` (nats per galaxy),
-            ``nll`` = -log p(x | z), ``kl`` = KL(q(z | x) || p(z)) (analytic for N(0, I)).
+            ``nll`` = -log p(x | z), ``kl`` = KL(q(z | x) || p(z)) (analytic for N(0, I));
+            with ``per_galaxy``, also (B,) vectors ``galaxy_loss`` (each galaxy's
+            ``nll + beta * kl``) and ``galaxy_kl``, for the outlier-robust median monitor
+            of the training loop.
         """
         conditions = self._batch_conditions(batch, self.n_conditions)
         posterior = self.encode(batch["image"], conditions, training=training)
@@ -323,12 +370,17 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         profile = self.decode(z, conditions, training=training)
         likelihood = self.likelihood(profile, batch.get("psf"), batch["noise_std"])
         image = tf.cast(batch["image"], tf.float32)
-        nll = -tf.reduce_mean(likelihood.log_prob(image))
+        galaxy_nll = -likelihood.log_prob(image)
+        nll = tf.reduce_mean(galaxy_nll)
         prior_conditions = self._batch_conditions(batch, self.prior_conditions)
-        kl = tf.reduce_mean(self._kl(posterior, z, prior_conditions))
+        galaxy_kl = self._kl(posterior, z, prior_conditions)
+        kl = tf.reduce_mean(galaxy_kl)
         beta = tf.cast(beta, tf.float32)
-        losses = {"loss": nll + beta * kl, "nll": nll, "kl": kl}
+        losses = {"loss": nll + beta * kl, "nll": nll, "kl": kl,
+                  "galaxy_loss": galaxy_nll + beta * galaxy_kl, "galaxy_kl": galaxy_kl}
         self._extra_losses(losses, z, conditions)
+        if not per_galaxy:
+            del losses["galaxy_loss"], losses["galaxy_kl"]
         return losses
 
     def _extra_losses(self, losses: dict, z: tf.Tensor, conditions: tf.Tensor | None) -> None:
@@ -399,8 +451,11 @@ class FancyConditionalVAE(ConditionalVAE):
 
     def _extra_losses(self, losses: dict, z: tf.Tensor, conditions: tf.Tensor | None) -> None:
         target = tf.cast(conditions, tf.float32)[:, 0]
-        redshift_nll = -tf.reduce_mean(self.predict_conditions(z).log_prob(target))
+        galaxy_redshift_nll = -self.predict_conditions(z).log_prob(target)
+        redshift_nll = tf.reduce_mean(galaxy_redshift_nll)
         redshift_loss = self._config["redshift_weight"] * redshift_nll
+        losses["galaxy_loss"] = (losses["galaxy_loss"]
+                                 + self._config["redshift_weight"] * galaxy_redshift_nll)
         losses["redshift_nll"] = redshift_nll
         losses["redshift_loss"] = redshift_loss
         losses["loss"] = losses["loss"] + redshift_loss

@@ -39,6 +39,11 @@ from .schedules import BetaSchedule, LearningRateSchedule, epochs_without_improv
 SEED_STRIDE = 1_000_003
 #: Default conditions of the conditional architectures.
 DEFAULT_CONDITIONS = ("zphot",)
+#: Per-galaxy (B,) outputs of ``compute_losses`` (not averaged into the epoch means).
+GALAXY_LOSSES = ("galaxy_loss", "galaxy_kl")
+#: Validation monitors: the median of the per-galaxy losses (robust to the few very
+#: bright galaxies whose losses dominate a mean), or the mean (the behaviour before).
+MONITORS = ("median", "mean")
 
 
 def _log(message: str) -> None:
@@ -155,8 +160,10 @@ class _Steps:
         def replica_eval(batch, beta, seed):
             replica = tf.distribute.get_replica_context().replica_id_in_sync_group
             losses = model.compute_losses(batch, beta, training=False,
-                                          seed=seed + tf.stack([0, 7919 * replica]))
-            return self._sums(losses, batch)
+                                          seed=seed + tf.stack([0, 7919 * replica]),
+                                          per_galaxy=True)
+            per_galaxy = {k: tf.cast(losses[k], tf.float64) for k in GALAXY_LOSSES}
+            return self._sums(losses, batch), per_galaxy
 
         @tf.function(reduce_retracing=True)
         def train_step(batch, beta, seed):
@@ -164,7 +171,9 @@ class _Steps:
 
         @tf.function(reduce_retracing=True)
         def eval_step(batch, beta, seed):
-            return self._reduce(strategy.run(replica_eval, args=(batch, beta, seed)))
+            sums, per_galaxy = strategy.run(replica_eval, args=(batch, beta, seed))
+            return self._reduce(sums), {k: strategy.gather(v, axis=0)
+                                        for k, v in per_galaxy.items()}
 
         self.train_step = train_step
         self.eval_step = eval_step
@@ -174,7 +183,8 @@ class _Steps:
         import tensorflow as tf
 
         count = tf.cast(tf.shape(batch["image"])[0], tf.float64)
-        out = {k: tf.cast(v, tf.float64) * count for k, v in losses.items()}
+        out = {k: tf.cast(v, tf.float64) * count for k, v in losses.items()
+               if k not in GALAXY_LOSSES}
         out["count"] = count
         return out
 
@@ -185,8 +195,12 @@ class _Steps:
                 for k, v in per_replica.items()}
 
     def run_epoch(self, dataset, beta: float, seed: int, step0: int, *, train: bool,
-                  total: int | None, desc: str) -> tuple[dict[str, float], int]:
-        """Run the steps over ``dataset``; returns the means per galaxy and the step count."""
+                  total: int | None, desc: str,
+                  per_galaxy: dict[str, list] | None = None) -> tuple[dict[str, float], int]:
+        """Run the steps over ``dataset``; returns the means per galaxy and the step count.
+
+        In evaluation (``train=False``), each galaxy's values of :data:`GALAXY_LOSSES` are
+        appended to the lists of ``per_galaxy`` when it is given."""
         import tensorflow as tf
 
         step_fn = self.train_step if train else self.eval_step
@@ -199,6 +213,11 @@ class _Steps:
             # stateless seed (run seed, global step): the same numbers after a resume
             seed_t = tf.constant([seed % (2**31 - 1), (step0 + steps) % (2**31 - 1)], tf.int32)
             out = step_fn(batch, beta_t, seed_t)
+            if not train:
+                out, vectors = out
+                if per_galaxy is not None:
+                    for key, value in vectors.items():
+                        per_galaxy.setdefault(key, []).append(value.numpy())
             for key, value in out.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
             steps += 1
@@ -224,7 +243,8 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
           max_steps_per_epoch: int | None = None, overwrite: bool = False,
           name: str | None = None, model_options: Mapping[str, Any] | None = None,
           on_epoch_end: Callable[[dict[str, float]], None] | None = None,
-          strategy=None) -> Path:
+          strategy=None, monitor: str = "median", augment: bool = False,
+          flux_condition: str | None = None) -> Path:
     """Train a VAE on a data set and write a model bundle.
 
     Parameters:
@@ -274,6 +294,15 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
         on_epoch_end:  Called with each epoch's history row after its checkpoint is saved.
         strategy:      A ``tf.distribute`` strategy (default: ``MirroredStrategy`` when more
                        than one GPU is visible, else the default strategy).
+        monitor:       Validation figure for early stopping, plateau decay and the best
+                       epoch: ``"median"`` (median per-galaxy loss, robust to a few very
+                       bright galaxies) or ``"mean"``.
+        augment:       Train on the eight pixel-exact rotations and flips of each stamp
+                       with its PSF (one drawn per galaxy and epoch), so that the model
+                       has no preferred orientation (needs odd PSF sizes).
+        flux_condition: A magnitude condition (e.g. ``"mag_auto"``) that sets each
+                       stamp's flux scale: the networks see flux-normalised stamps (see
+                       ``BetaVAE._flux_factor``); None: the networks see physical pixels.
 
     Returns:
         The bundle path.
@@ -309,8 +338,18 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
             raise TrainingConfigError(f"clip_norm must be a finite number > 0 (or None), "
                                       f"got {clip_norm!r}")
         clip_norm = float(clip_norm)
+    if monitor not in MONITORS:
+        raise TrainingConfigError(f"monitor must be one of {list(MONITORS)}, got {monitor!r}")
     dataset = Dataset(dataset_path)
     conditions = _resolve_conditions(architecture, conditions, dataset)
+    if augment and dataset.has_psf and dataset.psf_size % 2 == 0:
+        raise TrainingConfigError(
+            f"augment=True rotates each PSF about its centre pixel, which needs an odd PSF "
+            f"size; data set {str(dataset.path)!r} has {dataset.psf_size}x{dataset.psf_size} "
+            "PSFs: prepare it again with an odd --psf-size, or train without --augment")
+    if flux_condition is not None and flux_condition not in conditions:
+        raise TrainingConfigError(f"flux_condition {flux_condition!r} must be one of the "
+                                  f"conditions {list(conditions)}")
     if psf_free is None:
         psf_free = dataset.has_psf
     if psf_free and not dataset.has_psf:
@@ -332,6 +371,11 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
                        "psf_size": dataset.psf_size if psf_free else None}
     if channels is not None:
         hyperparameters["channels"] = [int(c) for c in channels]
+    if flux_condition is not None:
+        hyperparameters["flux_condition"] = conditions.index(flux_condition)
+        # 10**(-0.4 dm) = exp(-0.4 ln(10) std c) for the standardised magnitude c
+        hyperparameters["flux_condition_scale"] = (
+            0.4 * math.log(10.0) * float(dataset.condition_stats(flux_condition)["std"]))
     hyperparameters.update(dict(model_options or {}))
     settings = {
         "galsim_vae_version": __version__, "dataset": str(Path(dataset.path).resolve()),
@@ -342,7 +386,8 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
         "clip_norm": clip_norm, "seed": seed, "max_steps_per_epoch": max_steps_per_epoch, "epochs": epochs,
         "early_stopping_patience": early_stopping_patience, "restore_best": restore_best,
         "flow_prior": flow_prior, "flow_prior_epochs": flow_prior_epochs,
-        "mixed_precision": mixed_precision, "xla": xla, "name": name}
+        "mixed_precision": mixed_precision, "xla": xla, "name": name, "monitor": monitor,
+        "augment": bool(augment)}
     resuming = resume and (checkpoint_dir / "run.json").is_file()
     if resume and not resuming and checkpoint_dir.exists() and any(checkpoint_dir.iterdir()):
         raise TrainingConfigError(f"cannot resume: {str(checkpoint_dir)!r} is not a galsim-vae "
@@ -379,7 +424,7 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
         def pipeline(split: str, *, shuffle: bool, shuffle_seed: int = 0):
             return make_tf_dataset(dataset, split, batch_size=batch_size, shuffle=shuffle,
                                    seed=shuffle_seed, conditions=conditions,
-                                   with_psf=with_psf)
+                                   with_psf=with_psf, augment=augment and shuffle)
 
         train_rows = dataset.indices("train", require_finite=conditions)
         validation = None
@@ -432,15 +477,25 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
             global_step += n_steps
             if not math.isfinite(train_means.get("loss", math.nan)):
                 raise _divergence_error(dataset, train_rows, epoch, train_means.get("loss"), lr_e)
+            per_galaxy: dict[str, list] = {}
             if validation is not None:
                 val_means, _ = steps.run_epoch(validation, beta_e, run_seed + 1, epoch * 100003,
-                                               train=False, total=None, desc="validation")
+                                               train=False, total=None, desc="validation",
+                                               per_galaxy=per_galaxy)
             else:
                 val_means = dict(train_means)
             row: dict[str, float] = {"epoch": epoch, "beta": beta_e, "lr": lr_e}
             row.update({f"train_{k}": v for k, v in train_means.items()})
             row.update({f"val_{k}": v for k, v in val_means.items()})
-            row["val_monitor"] = val_means["loss"] + (beta_ref - beta_e) * val_means["kl"]
+            # the loss at the final beta, so that epochs of a beta warm-up compare fairly
+            row["val_mean_monitor"] = val_means["loss"] + (beta_ref - beta_e) * val_means["kl"]
+            if per_galaxy:
+                galaxy_loss = (np.concatenate(per_galaxy["galaxy_loss"])
+                               + (beta_ref - beta_e) * np.concatenate(per_galaxy["galaxy_kl"]))
+                row["val_median_monitor"] = float(np.median(galaxy_loss))
+            else:
+                row["val_median_monitor"] = row["val_mean_monitor"]
+            row["val_monitor"] = row[f"val_{monitor}_monitor"]
             row["time"] = time.time() - tick
             row["steps"] = n_steps
             previous_best = min(monitored, default=math.inf)
@@ -553,6 +608,7 @@ def _training_info(dataset, settings: Mapping[str, Any], history: list[dict[str,
         "early_stopping_patience": settings["early_stopping_patience"],
         "seed": settings["seed"],
         "max_steps_per_epoch": settings["max_steps_per_epoch"],
+        "monitor": settings["monitor"], "augment": settings["augment"],
         "mixed_precision": settings["mixed_precision"],
         "xla": settings["xla"],
         "replicas": int(strategy.num_replicas_in_sync),
