@@ -16,7 +16,7 @@ stamps, ``draw_method: auto``, CCD noise as in ``examples/field.yaml``, random r
                 the network and its bookkeeping.
 
 Both COSMOS types read a simulated COSMOS-format catalog
-(``galsim_vae.data.simulate.simulate_survey``).  The inputs are loaded before timing and an
+(``galsim_vae.simulation.survey.simulate_survey``).  The inputs are loaded before timing and an
 untimed warm-up field (the first 200 objects) of every type runs first (TensorFlow tracing,
 FITS handles, GalSim's caches).  Then
 ``--reps`` rounds each build every type once, in an order rotated between rounds (so a burst

@@ -122,7 +122,7 @@ def ensure_catalog(workdir: Path, n: int, given: str | None) -> Path:
     if not (path / "real_galaxy_catalog_25.2.fits").exists():
         print(f"simulating a COSMOS-format catalog of {n} galaxies into {path} "
               f"(~{0.1 * n:.0f} s, once)", file=sys.stderr, flush=True)
-        from galsim_vae.data.simulate import simulate_survey
+        from galsim_vae.simulation.survey import simulate_survey
 
         simulate_survey(path, n, seed=2025, overwrite=True)
     return path

@@ -400,11 +400,11 @@ def test_cli(tmp_path, capsys):
 
 
 def test_prepare_simulated_survey(tmp_path):
-    """A simulated COSMOS-format survey (galsim_vae.data.simulate): GalSim's marginal cuts
+    """A simulated COSMOS-format survey (galsim_vae.simulation.survey): GalSim's marginal cuts
     with a real selection file, several image files, each galaxy's own PSF, no repairs."""
     import galsim
 
-    from galsim_vae.data.simulate import simulate_survey
+    from galsim_vae.simulation.survey import simulate_survey
 
     survey = simulate_survey(tmp_path / "survey", 12, seed=5, sample="23.5", file_hdus=5)
     with warnings.catch_warnings(record=True) as caught:

@@ -451,7 +451,7 @@ def test_simulated_survey_report_compares_with_truth(tmp_path):
 
     from galsim_vae.data import Dataset
     from galsim_vae.data.cosmos import prepare_cosmos
-    from galsim_vae.data.simulate import simulate_survey
+    from galsim_vae.simulation.survey import simulate_survey
     from galsim_vae.evaluation.report import evaluate
     from galsim_vae.training import train
 

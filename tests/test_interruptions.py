@@ -165,7 +165,7 @@ def test_prepare_killed_leaves_nothing_valid_and_rerun_works(tmp_path):
 # --------------------------------------------------------------------------- simulate
 def test_simulate_killed_leaves_nothing_valid_and_rerun_works(tmp_path):
     out = tmp_path / "survey"
-    code = (f"from galsim_vae.data.simulate import simulate_survey; "
+    code = (f"from galsim_vae.simulation.survey import simulate_survey; "
             f"simulate_survey({str(out)!r}, 500, seed=2, sample='23.5', file_hdus=4)")
     process = start(code, tmp_path / "simulate.log")
     (tmp,) = wait_for(

@@ -1,4 +1,4 @@
-"""Tests of the simulated COSMOS-format survey (galsim_vae.data.simulate and helpers)."""
+"""Tests of the simulated COSMOS-format survey (galsim_vae.simulation.survey and helpers)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from astropy.io import fits  # noqa: E402
 from astropy.table import Table  # noqa: E402
 
 from galsim_vae.cli import main  # noqa: E402
-from galsim_vae.data import cosmos_format as cf  # noqa: E402
-from galsim_vae.data import scaling_relations as sr  # noqa: E402
-from galsim_vae.data.compare import compare_with_real  # noqa: E402
-from galsim_vae.data.simulate import simulate_survey  # noqa: E402
-from galsim_vae.data.simulate_galaxy import draw_truth, psf_library  # noqa: E402
+from galsim_vae.simulation import cosmos_format as cf  # noqa: E402
+from galsim_vae.simulation import scaling_relations as sr  # noqa: E402
+from galsim_vae.simulation.compare import compare_with_real  # noqa: E402
+from galsim_vae.simulation.survey import simulate_survey  # noqa: E402
+from galsim_vae.simulation.galaxy import draw_truth, psf_library  # noqa: E402
 from galsim_vae.errors import InputDataError, OutputExistsError  # noqa: E402
 
 N_GAL = 24
@@ -92,7 +92,8 @@ def test_cosmoscatalog_reads_survey(survey, tables):
 def _truth_smooth_profile(t):
     """PSF-free truth profile with the knot flux spread over the smooth disk."""
     beta = t["beta"] * galsim.radians
-    disk = galsim.Exponential(half_light_radius=t["disk_hlr"], flux=t["disk_flux"] + t["knot_flux"])
+    disk = galsim.Sersic(t["disk_n"], half_light_radius=t["disk_hlr"],
+                         flux=t["disk_flux"] + t["knot_flux"])
     gal = disk.shear(q=t["disk_q"], beta=beta)
     if t["bulge_flux"] > 0:
         bulge = galsim.Sersic(t["bulge_n"], half_light_radius=t["bulge_hlr"], flux=t["bulge_flux"])
@@ -104,6 +105,7 @@ def test_parametric_profile_matches_truth(survey, tables):
     cat = galsim.COSMOSCatalog(file_name=CATALOG, dir=str(survey), exclusion_level="none")
     truth, fit = tables["truth"], tables["fits"]
     psf = galsim.Gaussian(fwhm=0.1)
+    single_sersic = []
     for i in range(N_GAL):
         t = truth[i]
         param = galsim.Convolve(cat.makeGalaxy(i, gal_type="parametric"), psf)
@@ -113,13 +115,18 @@ def test_parametric_profile_matches_truth(survey, tables):
         b = true.drawImage(nx=size, ny=size, scale=0.03).array
         mismatch = np.abs(a - b).sum() / np.abs(b).sum()
         if fit["use_bulgefit"][i]:
-            # GalSim's bulge + disk model is the truth itself
-            assert mismatch < 1e-3, (i, mismatch)
+            # GalSim's bulge + disk model (de Vaucouleurs + exponential) is the truth itself
+            # for an exponential disk, an approximation for other disk Sersic indices
+            assert mismatch < (1e-3 if t["disk_n"] == 1.0 else 0.15), (i, mismatch)
             assert truth["bulge_n"][i] == 4.0
         else:
-            # single-Sersic approximation of the bulge + disk, same flux and similar size
-            assert mismatch < 0.15, (i, mismatch)
+            # single-Sersic approximation of the bulge + disk, same flux and similar size;
+            # one component cannot follow a bulge and a disk of different axis ratios
+            # (e.g. 0.75 and 0.31 at B/T 0.3: 17%), so the bound is on the typical galaxy
+            single_sersic.append(mismatch)
+            assert mismatch < 0.25, (i, mismatch)
             assert fit["hlr"][i, 0] == pytest.approx(t["hlr"], rel=0.1)
+    assert np.median(single_sersic) < 0.05, single_sersic
 
 
 def test_truth_consistent_with_fits_catalog(tables):

@@ -32,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate, print where the folder is and, with ``--compare``, the comparison table."""
-    from ..data.simulate import simulate_survey
+    from ..simulation.survey import simulate_survey
     from ..io_utils import require_file
 
     for name in args.compare or ():
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
           f"read with galsim.COSMOSCatalog(file_name='real_galaxy_catalog_{args.sample}.fits', "
           f"dir='{path}')")
     if args.compare is not None:
-        from ..data.compare import compare_with_real, format_comparison
+        from ..simulation.compare import compare_with_real, format_comparison
 
         print(format_comparison(compare_with_real(path, args.compare or None)))
     return 0

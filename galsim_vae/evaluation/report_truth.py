@@ -1,7 +1,7 @@
 """Generated galaxies against the truth of a simulated survey.
 
 A data set prepared (``galsim-vae prepare cosmos``) from a survey written by
-:func:`galsim_vae.data.simulate.simulate_survey` records the survey's catalog path in its
+:func:`galsim_vae.simulation.survey.simulate_survey` records the survey's catalog path in its
 manifest (``source.catalog``); beside it lie ``simulation.json`` and ``truth.fits``, the
 PSF-free parameters of every galaxy, keyed by ``IDENT`` (the data set's ``ident``).
 

@@ -7,8 +7,8 @@ dir=...)`` reads exactly as it reads the real I<25.2 / I<23.5 training samples
 real ``_n1``, ``_n2``, ... files), GalSim's COSMOS noise correlation function file, plus
 ``truth.fits`` (the PSF-free parameters of every galaxy) and ``simulation.json``
 (provenance).  The galaxy population follows the scaling relations of
-:mod:`galsim_vae.data.scaling_relations`; each galaxy is simulated by
-:func:`galsim_vae.data.simulate_galaxy.simulate_galaxy`.
+:mod:`galsim_vae.simulation.scaling_relations`; each galaxy is simulated by
+:func:`galsim_vae.simulation.galaxy.simulate_galaxy`.
 
 Like the real samples the survey is flux limited on the *measured* MAG_AUTO: candidate
 galaxies are drawn to 0.5 mag beyond the limit and kept when their measured mag_auto is
@@ -32,7 +32,7 @@ from ..errors import InputDataError
 from ..io_utils import atomic_directory, check_output_path, progress
 from . import cosmos_format as cf
 from . import scaling_relations as sr
-from .simulate_galaxy import simulate_galaxy
+from .galaxy import simulate_galaxy
 
 #: Offset of simulated IDENT values (IDENT = IDENT_OFFSET + candidate index), above the
 #: real COSMOS identifiers (< 300000) so simulated and real galaxies never share one.
@@ -138,7 +138,7 @@ def simulate_survey(out_dir: str | os.PathLike, n: int, *, seed: int = 0, sample
         cf.copy_noise_file(tmp)
         n_candidates = records[-1]["candidate"] + 1
         provenance = {
-            "generator": f"galsim-vae {__version__} galsim_vae.data.simulate.simulate_survey",
+            "generator": f"galsim-vae {__version__} galsim_vae.simulation.survey.simulate_survey",
             "n_galaxies": n, "seed": seed, "sample": sample, "mag_limit": mag_limit,
             "n_candidates": n_candidates, "zero_point": sr.ZERO_POINT,
             "pixel_scale": sr.PIXEL_SCALE, "flux_units": "counts/s (HST ACS F814W, 1 s)",

@@ -18,7 +18,7 @@ masses in solar masses (Chabrier IMF); cosmology flat LambdaCDM with H0=70 km/s/
 Omega_m=0.3 (the cosmology of van der Wel et al. 2014).
 
 The relations are approximations of the cited fits, not the papers' full posteriors;
-:func:`galsim_vae.data.compare.compare_with_real` checks the result against the real
+:func:`galsim_vae.simulation.compare.compare_with_real` checks the result against the real
 COSMOS parameter catalogs.
 """
 

@@ -37,7 +37,7 @@ REAL_REFERENCES = ("real_galaxy_catalog_23.5_example_fits.fits",
 
 def default_references() -> list[Path]:
     """Paths of the packaged real reference catalogs."""
-    from .simulate_galaxy import share_path
+    from .galaxy import share_path
 
     return [Path(str(share_path(name))) for name in REAL_REFERENCES]
 

@@ -100,7 +100,7 @@ def parametric_row(rec: dict, pixel_scale: float) -> dict:
     ``bulgefit`` / ``use_bulgefit``: the truth bulge and disk (knot flux counted in the
     disk); ``use_bulgefit`` is 1 when the bulge is de Vaucouleurs (GalSim's bulge model)
     with B/T >= 0.05.  ``sersicfit``: the single-Sersic approximation of the truth
-    (:func:`galsim_vae.data.simulate_galaxy.fit_single_sersic`) with the flux-weighted
+    (:func:`galsim_vae.simulation.galaxy.fit_single_sersic`) with the flux-weighted
     axis ratio.  ``fit_mad_s`` and ``fit_mad_b`` are both the robust RMS (1.4826 MAD) of
     the stamp minus the PSF-convolved smooth bulge+disk truth (noise + knots).
     ``fit_status`` is 1 (success) for both fits."""
@@ -112,8 +112,8 @@ def parametric_row(rec: dict, pixel_scale: float) -> dict:
     use_bulgefit = int(t["bulge_n"] == 4.0 and 0.05 <= bt)
     sersicfit = _component(t["flux"], rec["sersic_n"], rec["sersic_hlr"], q_sersic, x0, y0,
                            t["beta"], pixel_scale)
-    disk_pars = _component(max(disk_flux, 1e-30), t.get("disk_n", 1.0), t["disk_hlr"],
-                           t["disk_q"], x0, y0,
+    # GalSim's bulge + disk model has an exponential disk (n = 1 in ``bulgefit``)
+    disk_pars = _component(max(disk_flux, 1e-30), 1.0, t["disk_hlr"], t["disk_q"], x0, y0,
                            t["beta"], pixel_scale)
     bulge_pars = _component(max(t["bulge_flux"], 1e-30), t["bulge_n"], t["bulge_hlr"],
                             t["bulge_q"], x0, y0, t["beta"], pixel_scale)
