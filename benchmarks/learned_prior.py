@@ -54,7 +54,8 @@ def main(argv=None) -> None:
 
     from scipy.spatial import cKDTree
 
-    from galsim_vae.bundle import load_bundle, standardise_conditions
+    from galsim_vae.bundle import load_bundle
+    from galsim_vae.conditions import standardise
     from galsim_vae.data import Dataset
     from galsim_vae.evaluation import measure_morphology, observe_like_data
 
@@ -70,7 +71,7 @@ def main(argv=None) -> None:
         if not names:
             return None
         raw = np.stack([np.asarray(data.catalog[n], float)[rows] for n in names], axis=-1)
-        return standardise_conditions(meta["conditions"], raw)
+        return standardise(meta["conditions"], raw)
 
     finite = tuple(names)
     train = rng.choice(data.indices("train", require_finite=finite), args.n_train, replace=False)

@@ -69,17 +69,6 @@ def sha256_file(path: str | os.PathLike) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def standardise_conditions(conditions: Sequence[Mapping[str, Any]],
-                           raw: np.ndarray) -> np.ndarray:
-    """Physical condition values (N, k) -> the network's inputs ``(v - mean) / std``
-    (float32), with the training mean and std of each entry of a bundle's
-    ``conditions`` (the order of the columns)."""
-    raw = np.asarray(raw, dtype=np.float64).reshape(-1, len(conditions))
-    mean = np.array([float(c["mean"]) for c in conditions])
-    std = np.array([float(c["std"]) or 1.0 for c in conditions])
-    return ((raw - mean) / std).astype(np.float32)
-
-
 def _plain(value: Any, where: str) -> Any:
     """``value`` as plain JSON (numbers, strings, bools, None, lists, dicts)."""
     if isinstance(value, (bool, str)) or value is None:

@@ -36,8 +36,9 @@ from galsim.config import (GetAllParams, GetInputObj, GetRNG, InputLoader, Parse
                            RegisterInputType, RegisterObjectType, SkipThisObject)
 from galsim.errors import GalSimConfigError
 
+from . import conditions as cnd
 from .errors import ConditionError
-from .generator import check_condition_values, draw_latent_noise
+from .generator import draw_latent_noise
 
 #: Default number of objects decoded per network call in a YAML run.
 DEFAULT_BATCH_SIZE = 64
@@ -96,13 +97,9 @@ class VAEModelInput:
         """Number of network calls, stamps generated and cache hits so far."""
         return dict(self._counts)
 
-    def getConditions(self) -> list:
-        """The bundle's conditions (dicts ``name, mean, std, min, max``; [] if none)."""
+    def getConditions(self) -> tuple:
+        """The bundle's conditions (:class:`~galsim_vae.conditions.Condition`; () if none)."""
         return self._model.conditions
-
-    def conditionValues(self, redshift, clip: bool = False):
-        """Checked physical conditions (1, k) for one galaxy, or None (unconditional)."""
-        return self._model.condition_values(1, redshift, clip=clip)
 
     @staticmethod
     def _key(values: np.ndarray, conditions, from_noise: bool) -> bytes:
@@ -212,24 +209,44 @@ def _parse_latent(config, base, latent_size):
     return values
 
 
+def _condition_params(config, base, kwargs, info) -> dict:
+    """The condition values of one VAEGalaxy item: each condition under its own name
+    (required, as in galsim_hub), ``redshift`` standing for the redshift condition."""
+    given = {name: kwargs.pop(name) for name in info.condition_names if name in kwargs}
+    if "redshift" in kwargs and "redshift" not in info.condition_names:
+        redshift = kwargs.pop("redshift")
+        if redshift is not None:
+            given["redshift"] = redshift
+    if info.redshift_name is not None and "redshift" in given and info.redshift_name in given:
+        raise GalSimConfigError(f"VAEGalaxy: redshift and {info.redshift_name} name the same "
+                                f"condition of model {info.name!r}: give one of them")
+    have = set(given) | ({info.redshift_name} if "redshift" in given else set())
+    missing = [name for name in info.condition_names if name not in have]
+    if missing:
+        alias = (f" (redshift: may stand for {info.redshift_name})"
+                 if info.redshift_name in missing else "")
+        raise GalSimConfigError(
+            f"Attribute {missing[0]} is required for type = VAEGalaxy: model {info.name!r} "
+            f"is conditioned on {cnd.describe(info.conditions)}; give each of "
+            f"{list(info.condition_names)}{alias}")
+    return given
+
+
 def _object_request(config, base, ignore, logger, model_input):
     """Parse one VAEGalaxy item: (kwargs, values (1, L), conditions, from_noise)."""
+    static = _static_info(model_input, base)
+    info = static["info"]
     # GalSim lists ``redshift`` among the generic gal keys it ignores (it sets
     # ``gsobject.redshift`` after the build); here it is the generating condition.
-    ignore = [key for key in ignore if key != "redshift"] + ["latent"]
-    kwargs, _ = GetAllParams(config, base, opt=_OPT_PARAMS, ignore=ignore)
-    static = _static_info(model_input, base)
-    names = static["info"].condition_names
-    if names and "redshift" not in config:
-        raise GalSimConfigError(
-            f"Attribute redshift is required for type = VAEGalaxy: model "
-            f"{static['info'].name!r} is conditioned on {', '.join(names)} "
-            f"(training range {static['redshift_range']})")
-    redshift = kwargs.pop("redshift", None)
+    names = ("redshift",) + info.condition_names
+    ignore = [key for key in ignore if key not in names] + ["latent"]
+    opt = dict(_OPT_PARAMS, **{name: float for name in info.condition_names})
+    kwargs, _ = GetAllParams(config, base, opt=opt, ignore=ignore)
+    given = _condition_params(config, base, kwargs, info)
     clip = kwargs.pop("clip", False)
     try:
-        conditions = check_condition_values(static["conditions"], static["info"].name, 1,
-                                            redshift, clip=clip)
+        conditions = cnd.check_values(info.conditions, given, 1, model_name=info.name,
+                                      clip=clip)
     except ConditionError as err:
         raise ConditionError(f"VAEGalaxy (object {base.get('obj_num', 0)}): {err}") from None
     latent_size = static["latent_size"]

@@ -16,14 +16,15 @@ TensorFlow is imported only when a model is loaded (:func:`load_model`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .bundle import standardise_conditions
+from . import conditions as cnd
+from .conditions import Condition
 from .errors import BundleError, ConditionError
+from .model_info import ModelInfo
 
 #: Largest number of galaxies decoded in one network call (memory bound: a 128x128 float32
 #: stamp is 64 kB, so 512 of them and the decoder activations stay well under 1 GB).
@@ -43,41 +44,6 @@ SERIAL_DRAW_LIMIT = 65536
 
 #: Process id that loaded a model (so ran TensorFlow); None before any load.
 _TF_PID: int | None = None
-
-#: Condition names understood as "redshift" (the ``redshift=`` argument).
-REDSHIFT_NAMES = ("zphot", "redshift", "z", "zspec", "photo_z")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a generated stamp needs to know about the model that made it (picklable,
-    TensorFlow-free): carried by every :class:`~galsim_vae.gsobject.VAEGalaxy`.
-
-    Parameters:
-        name:           bundle name.
-        pixel_scale:    stamp pixel scale in arcsec.
-        stamp_size:     stamp side in pixels.
-        flux_units:     flux units of the stamp pixels (``model.json`` ``flux.units``).
-        psf_free:       True if the samples are PSF-free profiles; False if they still
-                        carry the HST PSF (then ``hst_psf`` holds it).
-        hst_psf:        the HST PSF image (same pixel scale, unit sum) as a tuple of rows
-                        (hashable; ``hst_psf_array`` gives the array), or None.
-        condition_names: names of the conditioning variables, in model order.
-    """
-
-    name: str
-    pixel_scale: float
-    stamp_size: int
-    flux_units: str
-    psf_free: bool
-    hst_psf: tuple | None = None
-    condition_names: tuple = ()
-
-    @property
-    def hst_psf_array(self) -> np.ndarray | None:
-        """The HST PSF as a float64 array (None for a PSF-free model)."""
-        return None if self.hst_psf is None else np.array(self.hst_psf, dtype=float)
-
 
 def _as_rng(rng):
     """A galsim.BaseDeviate from None, an int seed or a BaseDeviate."""
@@ -116,84 +82,50 @@ def draw_latent_noise(n: int, latent_size: int, rng=None) -> np.ndarray:
     return eps.reshape(n, latent_size)
 
 
-def redshift_condition_name(conditions) -> str | None:
-    """Name of the condition a ``redshift=`` argument sets, among ``conditions`` (dicts with
-    ``name``): the one named like a redshift, else the only one, else None."""
-    names = [c["name"] for c in conditions]
-    for name in names:
-        if name.lower() in REDSHIFT_NAMES:
-            return name
-    return names[0] if len(names) == 1 else None
+#: Keyword arguments of :meth:`GalaxyModel.sample` that go to each VAEGalaxy (the
+#: others name conditions).
+GALAXY_KWARGS = ("flux", "gsparams", "x_interpolant", "k_interpolant", "pad_factor")
 
 
-def describe_conditions(conditions) -> str:
-    """``"zphot in [0.1, 3]"``-style description of conditions and their training ranges."""
-    return ", ".join(f"{c['name']} in [{float(c['min']):g}, {float(c['max']):g}]"
-                     for c in conditions)
+def catalog_columns(catalog, names: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
+    """The condition columns of a catalog: an astropy ``Table`` (or anything with
+    ``colnames``), a numpy structured array, or a mapping of name -> array.  Columns are
+    matched by name, case-insensitively; other columns are ignored.
 
+    Returns:
+        ({condition name: values}, number of rows).
 
-def check_condition_values(conditions, model_name: str, n: int, redshift=None, *,
-                           clip: bool = False) -> np.ndarray | None:
-    """:meth:`GalaxyModel.condition_values` from the model's metadata alone (TensorFlow-free,
-    so GalSim's worker processes check conditions without asking the model's process).
-
-    Parameters:
-        conditions:  the bundle's ``conditions`` (dicts with ``name, mean, std, min, max``).
-        model_name:  bundle name, for messages.
-        n, redshift, clip:  as for :meth:`GalaxyModel.condition_values`.
+    Raises:
+        ConditionError: a condition column is missing (listing the catalog's columns), or
+            the columns differ in length.
     """
-    if not conditions:
-        if redshift is not None:
-            raise ConditionError(
-                f"model {model_name!r} is not conditioned on redshift (it has no "
-                f"conditions); do not pass redshift={redshift!r}")
-        return None
-    if redshift is None:
-        raise ConditionError(
-            f"model {model_name!r} is conditioned on "
-            f"{describe_conditions(conditions)}: pass redshift= (or a dict of conditions)")
-    redshift_name = redshift_condition_name(conditions)
-    if isinstance(redshift, Mapping):
-        given = dict(redshift)
-        if "redshift" in given and redshift_name not in given:
-            given[redshift_name] = given.pop("redshift")
+    if hasattr(catalog, "colnames"):
+        columns = {str(c): catalog[c] for c in catalog.colnames}
+    elif getattr(getattr(catalog, "dtype", None), "names", None):
+        columns = {str(c): catalog[c] for c in catalog.dtype.names}
+    elif isinstance(catalog, Mapping):
+        columns = {str(k): v for k, v in catalog.items()}
     else:
-        if redshift_name is None or len(conditions) != 1:
-            raise ConditionError(
-                f"model {model_name!r} has conditions {describe_conditions(conditions)}: "
-                "pass a dict {name: value} for each")
-        given = {redshift_name: redshift}
-    names = [c["name"] for c in conditions]
-    unknown = sorted(set(given) - set(names))
-    missing = [name for name in names if name not in given]
-    if unknown or missing:
-        raise ConditionError(
-            f"model {model_name!r} takes conditions {names}; got unknown {unknown}, "
-            f"missing {missing}")
-    values = np.empty((n, len(names)), dtype=float)
-    for k, cond in enumerate(conditions):
-        v = np.asarray(given[cond["name"]], dtype=float)
-        if v.ndim == 0:
-            v = np.full(n, float(v))
-        if v.shape != (n,):
-            raise ConditionError(
-                f"condition {cond['name']!r} of model {model_name!r} must be a scalar or an "
-                f"array of shape ({n},), got shape {v.shape}")
-        if not np.isfinite(v).all():
-            raise ConditionError(f"condition {cond['name']!r} has non-finite values: {v}")
-        lo, hi = float(cond["min"]), float(cond["max"])
-        if clip:
-            v = np.clip(v, lo, hi)
+        raise ConditionError(f"catalog must be an astropy Table, a structured array or a dict "
+                             f"of columns, not {type(catalog).__name__}")
+    lower = {k.lower(): k for k in columns}
+    found, missing = {}, []
+    for name in names:
+        key = name if name in columns else lower.get(name.lower())
+        if key is None:
+            missing.append(name)
         else:
-            bad = (v < lo) | (v > hi)
-            if bad.any():
-                raise ConditionError(
-                    f"{cond['name']}={v[bad][0]:g} is outside the training range "
-                    f"[{lo:g}, {hi:g}] of model {model_name!r}; choose a value inside it "
-                    "or clip it to the range (clip=True in Python and YAML, --clip on the "
-                    "command line)")
-        values[:, k] = v
-    return values
+            found[name] = np.atleast_1d(np.asarray(columns[key], dtype=float))
+    if missing:
+        raise ConditionError(f"catalog lacks the condition column(s) {missing}; it has "
+                             f"{sorted(columns)}")
+    lengths = {len(v) for v in found.values()}
+    if not lengths:
+        first = next(iter(columns.values()), [])
+        lengths = {len(np.atleast_1d(first))}
+    if len(lengths) != 1:
+        raise ConditionError(f"catalog columns {sorted(found)} differ in length: {lengths}")
+    return found, lengths.pop()
 
 
 class GalaxyModel:
@@ -213,8 +145,7 @@ class GalaxyModel:
         self._meta = dict(meta)
         self._path = None if path is None else Path(path)
         self._decode_fn = None
-        conditions = self._meta.get("conditions") or []
-        self._conditions = [dict(c) for c in conditions]
+        self._conditions = cnd.as_conditions(self._meta.get("conditions") or [])
         hst_psf = None
         if not self.psf_free:
             hst_psf = self._read_hst_psf()
@@ -222,7 +153,7 @@ class GalaxyModel:
             name=self.name, pixel_scale=self.pixel_scale, stamp_size=self.stamp_size,
             flux_units=self.flux_units, psf_free=self.psf_free,
             hst_psf=None if hst_psf is None else tuple(map(tuple, hst_psf.tolist())),
-            condition_names=tuple(c["name"] for c in self._conditions))
+            conditions=self._conditions)
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -276,28 +207,32 @@ class GalaxyModel:
         return bool(self._meta.get("psf_free", True))
 
     @property
-    def conditions(self) -> list[dict]:
-        """Conditioning variables: dicts with ``name, mean, std, min, max`` (training range)."""
-        return [dict(c) for c in self._conditions]
+    def conditions(self) -> tuple[Condition, ...]:
+        """Conditioning variables (:class:`~galsim_vae.conditions.Condition`: name, role,
+        units, standardisation and training range), in model order."""
+        return self._conditions
+
+    @property
+    def condition_names(self) -> tuple[str, ...]:
+        """Names of the conditions, in model order (the keyword arguments of
+        :meth:`sample`, the YAML parameters of ``VAEGalaxy``)."""
+        return self._info.condition_names
 
     @property
     def redshift_condition(self) -> str | None:
         """Name of the condition the ``redshift=`` argument sets (None if there is none)."""
-        return redshift_condition_name(self._conditions)
+        return self._info.redshift_name
 
     @property
     def redshift_range(self) -> tuple[float, float] | None:
-        """(min, max) redshift of the training set, or None for an unconditional model."""
-        name = self.redshift_condition
-        if name is None:
-            return None
-        cond = next(c for c in self._conditions if c["name"] == name)
-        return float(cond["min"]), float(cond["max"])
+        """(min, max) redshift of the training set, or None without a redshift condition."""
+        cond = cnd.redshift_condition(self._conditions)
+        return None if cond is None else (cond.min, cond.max)
 
     def __repr__(self) -> str:
         return (f"GalaxyModel(name={self.name!r}, stamp_size={self.stamp_size}, "
                 f"pixel_scale={self.pixel_scale}, flux_units={self.flux_units!r}, "
-                f"psf_free={self.psf_free}, conditions={[c['name'] for c in self._conditions]})")
+                f"psf_free={self.psf_free}, conditions={list(self.condition_names)})")
 
     def _read_hst_psf(self) -> np.ndarray:
         """Read the bundle's HST PSF image (samples that still carry it are deconvolved)."""
@@ -318,27 +253,45 @@ class GalaxyModel:
         return psf / psf.sum()
 
     # ---------------------------------------------------------------- conditions
-    def condition_values(self, n: int, redshift=None, *, clip: bool = False) -> np.ndarray | None:
-        """Physical condition values (n, k) from ``redshift`` (scalar, array of n, or a dict
-        {condition name: scalar or array}), checked against the training ranges.
+    def condition_values(self, n: int, redshift=None, *, clip: bool = False,
+                         **conditions) -> np.ndarray | None:
+        """Checked physical condition values (n, k) in model order.
+
+        Parameters:
+            n:            number of galaxies.
+            redshift:     alias of the redshift condition (scalar or n values); a dict
+                          {condition name: values} is also accepted (older form).
+            clip:         clip values into the training range instead of refusing them.
+            **conditions: each condition by its name, a scalar or an array of n values.
 
         Returns None for a model without conditions.
 
         Raises:
-            ConditionError: a model without conditions given a redshift, a conditional model
-                given none, a wrong shape or name, or a value outside the training range
-                (unless ``clip``: then values are clipped into it).
+            ConditionError: unknown or missing names (listing the expected ones), wrong
+                lengths, NaN/inf, or a value outside the training range (unless ``clip``).
         """
-        return check_condition_values(self._conditions, self.name, n, redshift, clip=clip)
+        given = self._given(redshift, conditions)
+        return cnd.check_values(self._conditions, given, n, model_name=self.name, clip=clip)
 
-    def _describe_conditions(self) -> str:
-        return describe_conditions(self._conditions)
+    @staticmethod
+    def _given(redshift, conditions: Mapping[str, Any]) -> dict[str, Any]:
+        given = dict(conditions)
+        if isinstance(redshift, Mapping):
+            overlap = sorted(set(redshift) & set(given))
+            if overlap:
+                raise ConditionError(f"conditions {overlap} given twice")
+            given.update(redshift)
+        elif redshift is not None:
+            if "redshift" in given:
+                raise ConditionError("redshift given twice")
+            given["redshift"] = redshift
+        return given
 
     def standardise(self, values: np.ndarray | None) -> np.ndarray | None:
         """Physical condition values (n, k) -> network inputs ``(v - mean) / std``."""
         if values is None:
             return None
-        return standardise_conditions(self._conditions, values)
+        return cnd.standardise(self._conditions, values)
 
     # ------------------------------------------------------------------ network
     def latent_noise(self, n: int, rng=None) -> np.ndarray:
@@ -390,29 +343,46 @@ class GalaxyModel:
         return out * self.flux_scale
 
     def generate(self, n: int | None = None, *, redshift=None, latent=None, rng=None,
-                 clip: bool = False) -> np.ndarray:
+                 clip: bool = False, catalog=None, **conditions) -> np.ndarray:
         """Generate galaxy stamps in one batched network call.
 
         Parameters:
-            n:          number of galaxies (default: from ``latent`` or ``redshift``, else 1).
-            redshift:   scalar or array of n redshifts, or a dict {condition: values}; must be
-                        inside the training range (``redshift_range``) unless ``clip``.
-            latent:     (n, latent_size) latents ``z`` used as they are (no rng drawn).
-            rng:        galsim.BaseDeviate or int seed for the latent noise. [default: None]
-            clip:       clip conditions into the training range instead of raising.
+            n:            number of galaxies (default: from ``catalog``, ``latent`` or the
+                          condition arrays, else 1).
+            redshift:     alias of the redshift condition (scalar or n values).
+            latent:       (n, latent_size) latents ``z`` used as they are (no rng drawn).
+            rng:          galsim.BaseDeviate or int seed for the latent noise.
+            clip:         clip conditions into the training range instead of raising.
+            catalog:      an astropy Table (or dict of columns): one galaxy per row, the
+                          conditions from the columns of the same names (case-insensitive;
+                          other columns are ignored).
+            **conditions: each condition by its ``model.json`` name (scalar or n values).
 
         Returns:
             array (n, stamp_size, stamp_size) float64 in ``flux_units`` at ``pixel_scale``.
         """
-        values, conditions, from_noise = self.prepare_inputs(
-            n, redshift=redshift, latent=latent, rng=rng, clip=clip)
-        return self.decode_batch(values, conditions, from_noise=from_noise)
+        values, physical, from_noise = self.prepare_inputs(
+            n, redshift=redshift, latent=latent, rng=rng, clip=clip, catalog=catalog,
+            **conditions)
+        return self.decode_batch(values, physical, from_noise=from_noise)
 
-    def prepare_inputs(self, n=None, *, redshift=None, latent=None, rng=None, clip=False):
+    def prepare_inputs(self, n=None, *, redshift=None, latent=None, rng=None, clip=False,
+                       catalog=None, **conditions):
         """Check the arguments of :meth:`generate` and return
         ``(eps or z (n, latent_size), physical conditions (n, k) or None, from_noise)``."""
-        n = self._infer_n(n, redshift, latent)
-        conditions = self.condition_values(n, redshift, clip=clip)
+        given = self._given(redshift, conditions)
+        if catalog is not None:
+            columns, rows = catalog_columns(catalog, self.condition_names)
+            overlap = sorted(set(columns) & set(given))
+            if overlap:
+                raise ConditionError(f"conditions {overlap} given both as arguments and as "
+                                     "catalog columns")
+            given.update(columns)
+            if n is not None and int(n) != rows:
+                raise ConditionError(f"n={n} but the catalog has {rows} rows")
+            n = rows
+        n = self._infer_n(n, given, latent)
+        physical = cnd.check_values(self._conditions, given, n, model_name=self.name, clip=clip)
         if latent is not None:
             z = np.asarray(latent, dtype=float)
             if z.ndim == 1:
@@ -424,42 +394,46 @@ class GalaxyModel:
             if not np.isfinite(z).all():
                 raise ConditionError(f"latent must be finite for model {self.name!r}: it has "
                                      f"{int((~np.isfinite(z)).sum())} NaN or inf values")
-            return z, conditions, False
-        return self.latent_noise(n, rng), conditions, True
+            return z, physical, False
+        return self.latent_noise(n, rng), physical, True
 
-    def _infer_n(self, n, redshift, latent) -> int:
+    @staticmethod
+    def _infer_n(n, given: Mapping[str, Any], latent) -> int:
         if n is None:
+            lengths = {len(v) for v in given.values() if np.ndim(v) == 1}
             if latent is not None:
                 n = np.atleast_2d(np.asarray(latent)).shape[0]
-            elif redshift is not None and not isinstance(redshift, Mapping) \
-                    and np.ndim(redshift) == 1:
-                n = len(redshift)
+            elif len(lengths) == 1:
+                n = lengths.pop()
             else:
                 n = 1
-        if int(n) != n or n < 1:
+        if isinstance(n, bool) or int(n) != n or n < 1:
             raise ConditionError(f"number of galaxies n={n!r} must be a positive integer")
         return int(n)
 
     def sample(self, n: int | None = None, *, redshift=None, latent=None, rng=None,
-               clip: bool = False, **kwargs) -> list:
+               clip: bool = False, catalog=None, **kwargs) -> list:
         """Generate ``n`` galaxies as :class:`~galsim_vae.gsobject.VAEGalaxy` profiles from one
         batched network call.
 
         Parameters:
-            n, redshift, latent, rng, clip:  as in :meth:`generate`.
-            **kwargs:   passed to each VAEGalaxy (``flux``, ``gsparams``, ``x_interpolant``,
-                        ``k_interpolant``, ``pad_factor``).
+            n, redshift, latent, rng, clip, catalog:  as in :meth:`generate`.
+            **kwargs:   the conditions by name (as in :meth:`generate`), and the keyword
+                        arguments of each VAEGalaxy (:data:`GALAXY_KWARGS`: ``flux``,
+                        ``gsparams``, ``x_interpolant``, ``k_interpolant``, ``pad_factor``).
         """
         from .gsobject import VAEGalaxy
 
-        values, conditions, from_noise = self.prepare_inputs(
-            n, redshift=redshift, latent=latent, rng=rng, clip=clip)
-        stamps = self.decode_batch(values, conditions, from_noise=from_noise)
-        names = self._info.condition_names
+        galaxy_kwargs = {k: kwargs.pop(k) for k in GALAXY_KWARGS if k in kwargs}
+        values, physical, from_noise = self.prepare_inputs(
+            n, redshift=redshift, latent=latent, rng=rng, clip=clip, catalog=catalog, **kwargs)
+        stamps = self.decode_batch(values, physical, from_noise=from_noise)
+        names = self.condition_names
         galaxies = []
         for i, stamp in enumerate(stamps):
-            cond = None if conditions is None else dict(zip(names, conditions[i].tolist()))
-            galaxies.append(VAEGalaxy.from_stamp(stamp, self._info, conditions=cond, **kwargs))
+            cond = None if physical is None else dict(zip(names, physical[i].tolist()))
+            galaxies.append(VAEGalaxy.from_stamp(stamp, self._info, conditions=cond,
+                                                 **galaxy_kwargs))
         return galaxies
 
 

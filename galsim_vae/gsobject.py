@@ -17,7 +17,7 @@ Which draw method reproduces the stamp:
     0.03" HST pixel inside the profile is negligible beside it (as for RealGalaxy).
 
 A VAEGalaxy never holds the network: only the stamp array and a TensorFlow-free
-:class:`~galsim_vae.generator.ModelInfo`, so it pickles, copies and hashes like any
+:class:`~galsim_vae.model_info.ModelInfo`, so it pickles, copies and hashes like any
 GalSim profile.
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 import galsim
 from galsim import GSObject, GSParams
 
-from .generator import REDSHIFT_NAMES, ModelInfo
+from .model_info import ModelInfo
 
 
 class VAEGalaxy(GSObject):
@@ -49,8 +49,8 @@ class VAEGalaxy(GSObject):
 
     Parameters:
         model:          a :class:`~galsim_vae.generator.GalaxyModel` (``load_model``).
-        redshift:       redshift (or a dict of conditions) for a conditional model; must be
-                        inside the model's training range unless ``clip``.  [default: None]
+        redshift:       alias of the model's redshift condition; must be inside the
+                        model's training range unless ``clip``.  [default: None]
         latent:         latent vector z (latent_size,) used as it is instead of a random one.
                         [default: None]
         rng:            ``galsim.BaseDeviate`` or int seed for the latent noise.
@@ -65,6 +65,8 @@ class VAEGalaxy(GSObject):
         pad_factor:     zero-padding factor of the InterpolatedImage (Rowe et al. 2014,
                         arXiv:1401.2636, table 1: 4 with Quintic is accurate). [default: 4]
         gsparams:       optional ``galsim.GSParams``.  [default: None]
+        **conditions:   each of the model's conditions by its ``model.json`` name (e.g.
+                        ``zphot=0.8, mag_auto=23.5, flux_radius=12``).
     """
 
     _req_params: dict = {}
@@ -79,9 +81,9 @@ class VAEGalaxy(GSObject):
 
     def __init__(self, model, *, redshift=None, latent=None, rng=None, flux=None,
                  clip: bool = False, x_interpolant=None, k_interpolant=None,
-                 pad_factor: float = 4, gsparams=None):
+                 pad_factor: float = 4, gsparams=None, **conditions):
         values, conditions, from_noise = model.prepare_inputs(
-            1, redshift=redshift, latent=latent, rng=rng, clip=clip)
+            1, redshift=redshift, latent=latent, rng=rng, clip=clip, **conditions)
         stamp = model.decode_batch(values, conditions, from_noise=from_noise)[0]
         cond = (None if conditions is None
                 else dict(zip(model.info.condition_names, conditions[0].tolist())))
@@ -167,12 +169,10 @@ class VAEGalaxy(GSObject):
     @property
     def redshift(self):  # GSObject has a class attribute ``redshift = 0``: override it
         """The redshift the galaxy was generated at (None for an unconditional model)."""
-        if not self._conditions:
+        name = self._info.redshift_name
+        if not self._conditions or name is None:
             return None
-        for name, value in self._conditions.items():
-            if name.lower() in REDSHIFT_NAMES:
-                return value
-        return next(iter(self._conditions.values())) if len(self._conditions) == 1 else None
+        return self._conditions.get(name)
 
     @redshift.setter
     def redshift(self, value):

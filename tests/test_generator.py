@@ -73,6 +73,13 @@ def tiny_bundle(kind: str, dataset_path: Path, folder: Path) -> Path:
         _train_few_steps(model, dataset_path)
         path = save_bundle(model, folder / "tiny_cvae2", name="tiny_cvae2",
                            conditions=[zphot], psf_free=True, **common)
+    elif kind == "three_conditions":
+        # conditioned like Lanusse et al. 2021 / galsim_hub (untrained: API tests only)
+        conds = [data.condition(name).to_dict() for name in ("zphot", "mag_auto", "flux_radius")]
+        model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8],
+                            n_conditions=3, flux_condition=1, flux_condition_scale=0.5)
+        path = save_bundle(model, folder / "tiny_three", name="tiny_three", conditions=conds,
+                           psf_free=True, **common)
     elif kind == "unconditional":
         model = build_model("vae", stamp_size=32, latent_size=3, channels=[4, 8])
         path = save_bundle(model, folder / "tiny_vae", name="tiny_vae", conditions=[],
@@ -131,7 +138,7 @@ def test_model_properties(model, conditional_bundle):
     assert model.latent_size == 4
     assert model.flux_units == "counts/s"
     assert model.psf_free is True
-    assert [c["name"] for c in model.conditions] == ["zphot"]
+    assert [c.name for c in model.conditions] == ["zphot"]
     cond = meta["conditions"][0]
     assert model.redshift_range == (cond["min"], cond["max"])
     assert model.flux_scale == meta["flux"]["scale"]
@@ -153,7 +160,7 @@ def test_generate_is_network_output_times_flux_scale(model):
     eps = np.empty(3 * model.latent_size)
     galsim.GaussianDeviate(galsim.BaseDeviate(11)).generate(eps)
     eps = eps.reshape(3, model.latent_size).astype(np.float32)
-    cond = ((redshift - model.conditions[0]["mean"]) / model.conditions[0]["std"])[:, None]
+    cond = ((redshift - model.conditions[0].mean) / model.conditions[0].std)[:, None]
     cond = tf.constant(cond.astype(np.float32))
     net = model._network
     expected = net.decode(net.prior_transform(tf.constant(eps), cond), cond).numpy()[..., 0]
@@ -177,8 +184,8 @@ def test_latent_is_used_as_is(model):
 
     z = np.array([[0.3, -1.0, 0.5, 2.0], [0.0, 0.0, 0.0, 0.0]])
     stamps = model.generate(latent=z, redshift=0.5)
-    cond = tf.constant(np.full((2, 1), (0.5 - model.conditions[0]["mean"])
-                               / model.conditions[0]["std"], np.float32))
+    cond = tf.constant(np.full((2, 1), (0.5 - model.conditions[0].mean)
+                               / model.conditions[0].std, np.float32))
     expected = model._network.decode(tf.constant(z.astype(np.float32)), cond).numpy()[..., 0]
     np.testing.assert_allclose(stamps, expected * model.flux_scale, rtol=1e-5,
                                atol=1e-6 * np.abs(stamps).max())
@@ -201,7 +208,7 @@ def test_redshift_out_of_range_and_clip(model):
 
 def test_model_without_conditions_refuses_redshift(unconditional_bundle):
     model = galsim_vae.load_model(unconditional_bundle)
-    assert model.redshift_range is None and model.conditions == []
+    assert model.redshift_range is None and model.conditions == ()
     with pytest.raises(ConditionError, match="not conditioned on redshift"):
         model.generate(redshift=0.5, rng=1)
     stamps = model.generate(2, rng=3)

@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..conditions import Condition, standardise
 from ..errors import InputDataError, MissingInputError
 from ..io_utils import atomic_directory
 
@@ -446,12 +447,17 @@ class Dataset:
                                  f"to condition on; it has {sorted(stats)}")
         return stats[name]
 
+    def condition(self, name: str) -> Condition:
+        """The :class:`~galsim_vae.conditions.Condition` of a column: its training-split
+        standardisation and range (what a model trained on this data set records)."""
+        return Condition.from_dict({"name": name, **self.condition_stats(name)})
+
     def normalise_conditions(self, values: np.ndarray, names: Sequence[str]) -> np.ndarray:
-        """Map raw condition values (..., len(names)) to the network's ``(v - mean) / std``."""
+        """Map raw condition values (..., len(names)) to the network's ``(v - mean) / std``
+        (:func:`galsim_vae.conditions.standardise`)."""
         values = np.asarray(values, dtype=np.float64)
-        mean = np.array([self.condition_stats(n)["mean"] for n in names])
-        std = np.array([self.condition_stats(n)["std"] for n in names])
-        return ((values - mean) / std).astype(np.float32)
+        out = standardise([self.condition(n) for n in names], values.reshape(-1, len(names)))
+        return out.reshape(values.shape)
 
     def __len__(self) -> int:
         return self.n_galaxies

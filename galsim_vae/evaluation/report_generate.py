@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..bundle import standardise_conditions
+from ..conditions import standardise
 from ..errors import BundleError
 from ..io_utils import progress
 
@@ -77,7 +77,7 @@ def redshift_strip(model, meta: Mapping[str, Any], rng: np.random.Generator, *,
     redshifts = np.linspace(float(first["min"]), float(first["max"]), int(n_steps))
     raw = np.tile([float(c["mean"]) for c in conditions], (int(n_steps), 1))
     raw[:, 0] = redshifts
-    normalised = standardise_conditions(conditions, raw)
+    normalised = standardise(conditions, raw)
     eps = np.repeat(rng.standard_normal((1, int(model.latent_size))), n_steps, axis=0)
     profiles = generate_profiles(model, eps, normalised, desc="redshift strip")
     return redshifts, profiles

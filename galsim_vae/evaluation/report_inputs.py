@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..bundle import standardise_conditions
+from ..conditions import standardise
 from ..errors import InputDataError
 
 #: Relative tolerance on the pixel scales of bundle and data set.
@@ -290,7 +290,7 @@ def load_heldout(dataset, meta: Mapping[str, Any], rows: np.ndarray, split: str,
     psfs = None if dataset.psfs is None else np.asarray(dataset.psfs[rows], dtype=np.float64)
     raw = np.stack([np.asarray(catalog[n], dtype=np.float64)[rows] for n in condition_names],
                    axis=-1) if condition_names else np.zeros((rows.size, 0))
-    conditions = (standardise_conditions(meta["conditions"], raw) if condition_names
+    conditions = (standardise(meta["conditions"], raw) if condition_names
                   else None)
     redshift, redshift_name = None, None
     if condition_names:

@@ -87,11 +87,7 @@ def _resolve_conditions(architecture: str, conditions: Sequence[str] | None, dat
 
 
 def _condition_metadata(dataset, conditions: Sequence[str]) -> list[dict[str, Any]]:
-    out = []
-    for name in conditions:
-        stats = dataset.condition_stats(name)
-        out.append({"name": name, **{k: float(stats[k]) for k in ("mean", "std", "min", "max")}})
-    return out
+    return [dataset.condition(name).to_dict() for name in conditions]
 
 
 def _mean_psf(dataset, indices: np.ndarray) -> np.ndarray:
