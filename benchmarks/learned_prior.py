@@ -59,19 +59,19 @@ def main(argv=None) -> None:
     from galsim_vae.data import Dataset
     from galsim_vae.evaluation import measure_morphology, observe_like_data
 
-    model, meta = load_bundle(args.bundle)
+    model, spec = load_bundle(args.bundle)
     if model.flow_prior is None:
         raise SystemExit(f"{args.bundle} has no learned prior")
     data = Dataset(args.dataset)
-    names = [c["name"] for c in meta["conditions"]]
+    names = [c.name for c in spec.conditions]
     rng = np.random.default_rng(args.seed)
-    scale = meta["flux"]["scale"]
+    scale = spec.flux.scale
 
     def conditions_of(rows):
         if not names:
             return None
         raw = np.stack([np.asarray(data.catalog[n], float)[rows] for n in names], axis=-1)
-        return standardise(meta["conditions"], raw)
+        return standardise(spec.conditions, raw)
 
     finite = tuple(names)
     train = rng.choice(data.indices("train", require_finite=finite), args.n_train, replace=False)

@@ -150,9 +150,9 @@ def resolve_model(name: str, workdir: Path) -> str:
 
 def stamp_size_of(bundle: str) -> int:
     """Stamp side of a bundle (from its model.json)."""
-    from galsim_vae.bundle import read_bundle_metadata
+    from galsim_vae.bundle import read_bundle
 
-    return int(read_bundle_metadata(bundle)["stamp_size"])
+    return read_bundle(bundle).stamp_size
 
 
 def main(argv=None) -> int:

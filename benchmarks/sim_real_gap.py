@@ -33,27 +33,27 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _measure(bundle_path, meta, model, dataset, split: str, max_mag: float | None,
-             seed: int) -> dict:
+def _measure(model, dataset, split: str, max_mag: float | None, seed: int) -> dict:
     from galsim_vae.evaluation import measure_morphology
     from galsim_vae.evaluation.latent import prior_typicality
     from galsim_vae.evaluation.reconstruction import reconstruct
     from galsim_vae.evaluation.report_inputs import (check_compatibility, load_heldout,
                                                      read_images, select_heldout)
 
-    compat = check_compatibility(meta, dataset, bundle_path=str(bundle_path))
+    compat = check_compatibility(model.spec, dataset, bundle_path=str(model.path))
     rows, split, _ = select_heldout(dataset, compat.condition_names, split=split)
     if max_mag is not None:
         mags = np.asarray(dataset.catalog["mag_auto"], dtype=float)[rows]
         rows = rows[mags < max_mag]
-    heldout = load_heldout(dataset, meta, rows, split, compat.condition_names)
+    heldout = load_heldout(dataset, model.spec, rows, split, compat.condition_names)
     net = compat.net_per_data
     images = read_images(dataset, heldout.rows)
     recon = reconstruct(model, lambda a, b: images[a:b] * net, len(heldout),
                         noise_sigma=heldout.noise_sigma * net,
                         psfs=heldout.psfs if model.psf_free else None,
-                        conditions=heldout.conditions, desc=str(dataset.path.name))
-    typical = prior_typicality(model, recon.latents, heldout.conditions, seed=seed)
+                        conditions=heldout.raw_conditions if compat.condition_names else None,
+                        desc=str(dataset.path.name))
+    typical = prior_typicality(model.network, recon.latents, heldout.conditions, seed=seed)
     morph = measure_morphology(images, pixel_scale=dataset.pixel_scale,
                                noise_sigma=heldout.noise_sigma, psf=heldout.psfs,
                                nonparametric=False, desc="morphology")
@@ -77,20 +77,18 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from galsim_vae.bundle import load_bundle, resolve_bundle
+    from galsim_vae import load_model
     from galsim_vae.data import Dataset
 
-    bundle_path = resolve_bundle(args.bundle)
-    model, meta = load_bundle(bundle_path)
-    rows = [_measure(bundle_path, meta, model, Dataset(args.sim_dataset), "test", None,
-                     args.seed),
-            _measure(bundle_path, meta, model, Dataset(args.sim_dataset), "test",
-                     args.max_mag, args.seed)]
+    model = load_model(args.bundle)
+    spec, bundle_path = model.spec, model.path
+    rows = [_measure(model, Dataset(args.sim_dataset), "test", None, args.seed),
+            _measure(model, Dataset(args.sim_dataset), "test", args.max_mag, args.seed)]
     rows[1]["name"] += f" (mag_auto < {args.max_mag:g})"
-    rows += [_measure(bundle_path, meta, model, Dataset(path), "all", None, args.seed)
+    rows += [_measure(model, Dataset(path), "all", None, args.seed)
              for path in args.real_datasets]
-    print(f"model {bundle_path.name}: {meta['architecture']}, {meta['stamp_size']}x"
-          f"{meta['stamp_size']}; typical = share of encodings above the prior samples' "
+    print(f"model {bundle_path.name}: {spec.architecture}, {spec.stamp_size}x"
+          f"{spec.stamp_size}; typical = share of encodings above the prior samples' "
           "1st-percentile log-density; means (medians) of the data")
     header = (f"{'data set':34s} {'split':5s} {'n':>5s} {'chi2 mean':>9s} {'median':>7s} "
               f"{'typical':>7s} {'size [arcsec]':>15s} {'|g|':>13s} {'flux':>15s}")

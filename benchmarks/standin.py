@@ -45,21 +45,20 @@ def make_standin_bundle(path: str | os.PathLike, stamp_size: int = 64, *,
     """
     import tensorflow as tf
 
-    from galsim_vae.bundle import read_bundle_metadata, resolve_bundle, save_bundle
+    from galsim_vae.bundle import read_bundle, resolve_bundle, save_bundle
     from galsim_vae.models import build_model
     from galsim_vae.models.prior import FlowPrior
 
-    template = read_bundle_metadata(resolve_bundle(TEMPLATE))
-    hyperparameters = dict(template["hyperparameters"], stamp_size=int(stamp_size))
+    template = read_bundle(resolve_bundle(TEMPLATE))
+    hyperparameters = dict(template.hyperparameters, stamp_size=int(stamp_size))
     tf.keras.utils.set_random_seed(seed)
-    model = build_model(template["architecture"], **hyperparameters)
+    model = build_model(template.architecture, **hyperparameters)
     prior = FlowPrior(model.latent_size, n_conditions=model.n_conditions, seed=seed) \
         if flow_prior else None
-    return save_bundle(model, path, name=f"standin_{template['architecture']}_{stamp_size}",
-                       flux_scale=float(template["flux"]["scale"]),
-                       flux_units=template["flux"]["units"],
-                       pixel_scale=float(template["pixel_scale"]),
-                       conditions=template["conditions"], psf_free=model.psf_free,
+    return save_bundle(model, path, name=f"standin_{template.architecture}_{stamp_size}",
+                       flux_scale=template.flux.scale, flux_units=template.flux.units,
+                       pixel_scale=template.pixel_scale,
+                       conditions=template.conditions, psf_free=model.psf_free,
                        prior=prior,
                        training_info={"note": "random weights: benchmark stand-in"},
                        overwrite=overwrite)

@@ -53,9 +53,9 @@ def decoder_layout(name: str) -> tuple[tuple[int, ...], dict]:
     shipped ``cvae2_cosmos_sim`` bundle (its light decoder: no full-resolution norm)."""
     if CHANNELS[name] is not None:
         return CHANNELS[name], {}
-    from galsim_vae.bundle import read_bundle_metadata, resolve_bundle
+    from galsim_vae.bundle import read_bundle, resolve_bundle
 
-    hp = read_bundle_metadata(resolve_bundle("cvae2_cosmos_sim"))["hyperparameters"]
+    hp = read_bundle(resolve_bundle("cvae2_cosmos_sim")).hyperparameters
     return tuple(hp["channels"]), {"full_resolution_norm": hp.get("full_resolution_norm", True)}
 
 
@@ -113,7 +113,7 @@ def epoch_time(dataset_path: Path, workdir: Path, architecture: str, batch_size:
     """Train for ``epochs`` with :func:`train`; returns the last history row, with
     ``time`` replaced by the shortest epoch after the first (which includes tracing)."""
     from galsim_vae.training import train
-    from galsim_vae.training.logs import read_history_csv
+    from galsim_vae.history import read_history_csv
 
     out = workdir / f"bundle_{architecture}_{kwargs.get('psf_free', 'default')}"
     train(dataset_path, out, architecture=architecture, channels=list(CHANNELS["small"]),

@@ -233,3 +233,44 @@ def check_values(conditions: Sequence[Condition], given: Mapping[str, Any] | Non
                     "--clip on the command line)")
         values[:, k] = v
     return values
+
+
+def catalog_columns(catalog, names: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
+    """The condition columns of a catalog: an astropy ``Table`` (or anything with
+    ``colnames``), a numpy structured array, or a mapping of name -> array.  Columns are
+    matched by name, case-insensitively; other columns are ignored.
+
+    Returns:
+        ({condition name: values}, number of rows).
+
+    Raises:
+        ConditionError: a condition column is missing (listing the catalog's columns), or
+            the columns differ in length.
+    """
+    if hasattr(catalog, "colnames"):
+        columns = {str(c): catalog[c] for c in catalog.colnames}
+    elif getattr(getattr(catalog, "dtype", None), "names", None):
+        columns = {str(c): catalog[c] for c in catalog.dtype.names}
+    elif isinstance(catalog, Mapping):
+        columns = {str(k): v for k, v in catalog.items()}
+    else:
+        raise ConditionError(f"catalog must be an astropy Table, a structured array or a dict "
+                             f"of columns, not {type(catalog).__name__}")
+    lower = {k.lower(): k for k in columns}
+    found, missing = {}, []
+    for name in names:
+        key = name if name in columns else lower.get(name.lower())
+        if key is None:
+            missing.append(name)
+        else:
+            found[name] = np.atleast_1d(np.asarray(columns[key], dtype=float))
+    if missing:
+        raise ConditionError(f"catalog lacks the condition column(s) {missing}; it has "
+                             f"{sorted(columns)}")
+    lengths = {len(v) for v in found.values()}
+    if not lengths:
+        first = next(iter(columns.values()), [])
+        lengths = {len(np.atleast_1d(first))}
+    if len(lengths) != 1:
+        raise ConditionError(f"catalog columns {sorted(found)} differ in length: {lengths}")
+    return found, lengths.pop()

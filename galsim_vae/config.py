@@ -38,7 +38,7 @@ from galsim.errors import GalSimConfigError
 
 from . import conditions as cnd
 from .errors import ConditionError
-from .generator import draw_latent_noise
+from .noise import draw_latent_noise
 
 #: Default number of objects decoded per network call in a YAML run.
 DEFAULT_BATCH_SIZE = 64

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
 from . import conditions as cnd
 from .conditions import Condition
+from .bundle.spec import BundleSpec
 from .errors import BundleError, ConditionError
 from .model_info import ModelInfo
+from .noise import draw_latent_noise
 
 #: Largest number of galaxies decoded in one network call (memory bound: a 128x128 float32
 #: stamp is 64 kB, so 512 of them and the decoder activations stay well under 1 GB).
@@ -38,94 +40,12 @@ MAX_BATCH = 512
 #: any batching and any nproc is the same to the last bit (tests/test_config.py checks).
 MIN_ROWS = 2
 
-#: Largest number of latent deviates drawn one by one rather than by the OpenMP-parallel
-#: ``GaussianDeviate.generate`` (see :func:`draw_latent_noise`); ~0.2 us per value.
-SERIAL_DRAW_LIMIT = 65536
-
 #: Process id that loaded a model (so ran TensorFlow); None before any load.
 _TF_PID: int | None = None
-
-def _as_rng(rng):
-    """A galsim.BaseDeviate from None, an int seed or a BaseDeviate."""
-    import galsim
-
-    if rng is None:
-        return galsim.BaseDeviate()
-    if isinstance(rng, galsim.BaseDeviate):
-        return rng
-    if isinstance(rng, (int, np.integer)):
-        return galsim.BaseDeviate(int(rng))
-    raise TypeError(f"rng must be a galsim.BaseDeviate, an int seed or None, not {type(rng)!r}")
-
-
-def draw_latent_noise(n: int, latent_size: int, rng=None) -> np.ndarray:
-    """Standard-normal latent noise ``eps`` (n, latent_size) float64 drawn from a GalSim rng.
-
-    Row ``i`` uses the deviates ``i*latent_size ... (i+1)*latent_size - 1`` of the stream,
-    so drawing n galaxies at once equals drawing them one by one from the same rng.
-
-    Speed: ``GaussianDeviate.generate`` runs an OpenMP parallel region; on a busy machine
-    (or beside TensorFlow's thread pools) starting it costs 3-10 ms, 1000 times the cost
-    of drawing 32 values.  Up to :data:`SERIAL_DRAW_LIMIT` values are therefore drawn one
-    by one, which gives the same values and leaves the rng in the same state
-    (``benchmarks/README.md``; ``tests/test_latent_noise.py`` checks both paths agree).
-    """
-    import galsim
-
-    total = n * latent_size
-    deviate = galsim.GaussianDeviate(_as_rng(rng))
-    if total <= SERIAL_DRAW_LIMIT:
-        eps = np.fromiter((deviate() for _ in range(total)), dtype=float, count=total)
-    else:
-        eps = np.empty(total, dtype=float)
-        deviate.generate(eps)
-    return eps.reshape(n, latent_size)
-
 
 #: Keyword arguments of :meth:`GalaxyModel.sample` that go to each VAEGalaxy (the
 #: others name conditions).
 GALAXY_KWARGS = ("flux", "gsparams", "x_interpolant", "k_interpolant", "pad_factor")
-
-
-def catalog_columns(catalog, names: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
-    """The condition columns of a catalog: an astropy ``Table`` (or anything with
-    ``colnames``), a numpy structured array, or a mapping of name -> array.  Columns are
-    matched by name, case-insensitively; other columns are ignored.
-
-    Returns:
-        ({condition name: values}, number of rows).
-
-    Raises:
-        ConditionError: a condition column is missing (listing the catalog's columns), or
-            the columns differ in length.
-    """
-    if hasattr(catalog, "colnames"):
-        columns = {str(c): catalog[c] for c in catalog.colnames}
-    elif getattr(getattr(catalog, "dtype", None), "names", None):
-        columns = {str(c): catalog[c] for c in catalog.dtype.names}
-    elif isinstance(catalog, Mapping):
-        columns = {str(k): v for k, v in catalog.items()}
-    else:
-        raise ConditionError(f"catalog must be an astropy Table, a structured array or a dict "
-                             f"of columns, not {type(catalog).__name__}")
-    lower = {k.lower(): k for k in columns}
-    found, missing = {}, []
-    for name in names:
-        key = name if name in columns else lower.get(name.lower())
-        if key is None:
-            missing.append(name)
-        else:
-            found[name] = np.atleast_1d(np.asarray(columns[key], dtype=float))
-    if missing:
-        raise ConditionError(f"catalog lacks the condition column(s) {missing}; it has "
-                             f"{sorted(columns)}")
-    lengths = {len(v) for v in found.values()}
-    if not lengths:
-        first = next(iter(columns.values()), [])
-        lengths = {len(np.atleast_1d(first))}
-    if len(lengths) != 1:
-        raise ConditionError(f"catalog columns {sorted(found)} differ in length: {lengths}")
-    return found, lengths.pop()
 
 
 class GalaxyModel:
@@ -140,12 +60,12 @@ class GalaxyModel:
         path:       the bundle folder (for messages and the HST PSF file).
     """
 
-    def __init__(self, network, meta: Mapping[str, Any], path: str | os.PathLike | None = None):
+    def __init__(self, network, spec: BundleSpec, path: str | os.PathLike | None = None):
         self._network = network
-        self._meta = dict(meta)
+        self._spec = spec
         self._path = None if path is None else Path(path)
         self._decode_fn = None
-        self._conditions = cnd.as_conditions(self._meta.get("conditions") or [])
+        self._conditions = tuple(spec.conditions)
         hst_psf = None
         if not self.psf_free:
             hst_psf = self._read_hst_psf()
@@ -158,8 +78,8 @@ class GalaxyModel:
     # ------------------------------------------------------------------ metadata
     @property
     def name(self) -> str:
-        """Bundle name (``model.json`` ``name``, else the folder name)."""
-        return str(self._meta.get("name") or (self._path.name if self._path else "unnamed"))
+        """Bundle name (the spec's ``name``)."""
+        return self._spec.name
 
     @property
     def path(self) -> Path | None:
@@ -167,9 +87,14 @@ class GalaxyModel:
         return self._path
 
     @property
-    def meta(self) -> dict:
-        """A copy of the bundle metadata (``model.json``)."""
-        return dict(self._meta)
+    def spec(self) -> BundleSpec:
+        """The bundle's typed spec (``model.json``)."""
+        return self._spec
+
+    @property
+    def network(self):
+        """The ``keras.Model`` (for encoding; generation goes through :meth:`decode_batch`)."""
+        return self._network
 
     @property
     def info(self) -> ModelInfo:
@@ -179,32 +104,43 @@ class GalaxyModel:
     @property
     def pixel_scale(self) -> float:
         """Pixel scale of the generated stamps, arcsec."""
-        return float(self._meta["pixel_scale"])
+        return self._spec.pixel_scale
 
     @property
     def stamp_size(self) -> int:
         """Side of the generated stamps, pixels."""
-        return int(self._meta["stamp_size"])
+        return self._spec.stamp_size
 
     @property
     def latent_size(self) -> int:
         """Dimension of the latent space."""
-        return int(self._meta.get("latent_size") or self._network.latent_size)
+        return self._spec.latent_size
 
     @property
     def flux_units(self) -> str:
-        """Units of the stamp pixel values (``model.json`` ``flux.units``)."""
-        return str(self._meta["flux"]["units"])
+        """Units of the stamp pixel values."""
+        return self._spec.flux.units
 
     @property
     def flux_scale(self) -> float:
         """Generated pixel value = network output x ``flux_scale``."""
-        return float(self._meta["flux"]["scale"])
+        return self._spec.flux.scale
+
+    @property
+    def zero_point(self) -> float | None:
+        """AB magnitude of one flux unit (``m = zero_point - 2.5 log10(flux)``), or None
+        when the bundle's flux units are not calibrated."""
+        return self._spec.flux.zero_point
+
+    @property
+    def band(self) -> str | None:
+        """The band of the training images (e.g. ``"F814W"``), or None."""
+        return self._spec.flux.band
 
     @property
     def psf_free(self) -> bool:
         """True if the samples are PSF-free profiles (else they carry the HST PSF)."""
-        return bool(self._meta.get("psf_free", True))
+        return self._spec.psf_free
 
     @property
     def conditions(self) -> tuple[Condition, ...]:
@@ -238,9 +174,7 @@ class GalaxyModel:
         """Read the bundle's HST PSF image (samples that still carry it are deconvolved)."""
         from astropy.io import fits
 
-        file_name = self._meta.get("hst_psf") or "hst_psf.fits"
-        if isinstance(file_name, Mapping):
-            file_name = file_name.get("file", "hst_psf.fits")
+        file_name = self._spec.hst_psf or "hst_psf.fits"
         if self._path is None or not (self._path / file_name).is_file():
             raise BundleError(
                 f"bundle {self.name!r} says its samples carry the HST PSF (psf_free: false) "
@@ -372,7 +306,7 @@ class GalaxyModel:
         ``(eps or z (n, latent_size), physical conditions (n, k) or None, from_noise)``."""
         given = self._given(redshift, conditions)
         if catalog is not None:
-            columns, rows = catalog_columns(catalog, self.condition_names)
+            columns, rows = cnd.catalog_columns(catalog, self.condition_names)
             overlap = sorted(set(columns) & set(given))
             if overlap:
                 raise ConditionError(f"conditions {overlap} given both as arguments and as "
@@ -459,7 +393,7 @@ def load_model(name_or_path: str | os.PathLike) -> GalaxyModel:
             "GalSim image.nproc > 1 do not load models in the parent before "
             "galsim.config.Process (the `galsim` command is fine), or use nproc: 1")
     path = resolve_bundle(name_or_path)
-    network, meta = load_bundle(path)
+    network, spec = load_bundle(path)
     _TF_PID = os.getpid()
-    return GalaxyModel(network, meta, path=path)
+    return GalaxyModel(network, spec, path=path)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from galsim_vae.bundle import (BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, REQUIRED_KEYS, list_bundles,
-                               load_bundle, read_bundle_metadata, resolve_bundle, save_bundle,
+                               load_bundle, read_bundle, resolve_bundle, save_bundle,
                                sha256_file)
 from galsim_vae.errors import BundleError, OutputExistsError
 
@@ -64,7 +64,7 @@ def test_round_trip_same_outputs(saved):
     import tensorflow as tf
 
     model, path = saved
-    loaded, meta = load_bundle(path)
+    loaded, spec = load_bundle(path)
     z = tf.constant(np.random.default_rng(0).normal(size=(5, 3)), tf.float32)
     cond = tf.constant([[-1.0], [0.0], [0.5], [1.0], [2.0]], tf.float32)
     np.testing.assert_allclose(loaded.decode(z, cond).numpy(), model.decode(z, cond).numpy(),
@@ -73,8 +73,9 @@ def test_round_trip_same_outputs(saved):
     np.testing.assert_allclose(loaded.prior_transform(z, cond).numpy(),
                                model.prior_transform(z, cond).numpy(), rtol=1e-6, atol=1e-6)
     assert not np.allclose(loaded.prior_transform(z, cond).numpy(), z.numpy())
-    assert meta["flux"] == {"units": "counts/s", "scale": 0.25}
-    assert meta["conditions"] == CONDITIONS
+    assert (spec.flux.units, spec.flux.scale) == ("counts/s", 0.25)
+    assert [c.to_dict() for c in spec.conditions] == [
+        {**c, "role": "redshift", "units": ""} for c in CONDITIONS]
 
 
 def test_model_json_has_every_key(saved):
@@ -102,11 +103,11 @@ def test_hst_psf_written_when_not_psf_free(tmp_path):
     psf = np.outer([1, 2, 1], [1, 2, 1]).astype(float)
     path = save_bundle(model, tmp_path / "b", name="b", flux_scale=1.0, flux_units="e-",
                        pixel_scale=0.05, conditions=[], psf_free=False, hst_psf=psf)
-    meta = read_bundle_metadata(path)
-    assert meta["hst_psf"] == "hst_psf.fits" and "hst_psf.fits" in meta["files"]
+    spec = read_bundle(path)
+    assert spec.hst_psf == "hst_psf.fits" and "hst_psf.fits" in spec.files
     stored = fits.getdata(path / "hst_psf.fits")
     np.testing.assert_allclose(stored, psf / psf.sum(), rtol=1e-6)
-    assert meta["prior"] == {"kind": "normal"}
+    assert spec.prior.kind == "normal" and spec.prior.file is None
 
 
 def test_existing_output_refused_unless_overwrite(saved, tmp_path):
@@ -118,7 +119,7 @@ def test_existing_output_refused_unless_overwrite(saved, tmp_path):
     target = tmp_path / "again"
     save_bundle(model, target, **kwargs)
     save_bundle(model, target, **kwargs, overwrite=True)
-    assert read_bundle_metadata(target)["name"] == "x"
+    assert read_bundle(target).name == "x"
     with pytest.raises(BundleError, match="lacks"):
         save_bundle(model, tmp_path / "bad", **{**kwargs, "conditions": [{"name": "zphot"}]})
     assert not (tmp_path / "bad").exists()
@@ -222,8 +223,8 @@ def test_set_model_card_refreshes_checksum_and_adds_report(saved, tmp_path):
     set_model_card(bundle, "# tiny\n\nEvaluated.\n", extra_folders={"report": report})
     assert (bundle / "README.md").read_text() == "# tiny\n\nEvaluated.\n"
     assert (bundle / "report" / "report.md").read_text() == "# report"
-    meta = read_bundle_metadata(bundle)          # checksums verified
-    assert meta["files"]["README.md"] == sha256_file(bundle / "README.md")
+    spec = read_bundle(bundle)          # checksums verified
+    assert spec.files["README.md"] == sha256_file(bundle / "README.md")
     load_bundle(bundle)
     with pytest.raises(BundleError, match="plain name"):
         set_model_card(bundle, "x", extra_folders={"README.md": report})

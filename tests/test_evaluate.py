@@ -126,14 +126,14 @@ def _chi2_by_hand(bundle, dataset_path):
     from galsim_vae.data import Dataset
     from galsim_vae.evaluation.render import convolve_psf
 
-    model, meta = load_bundle(bundle)
+    model, spec = load_bundle(bundle)
     data = Dataset(dataset_path)
     rows = data.indices("test")
-    scale = meta["flux"]["scale"]
+    scale = spec.flux.scale
     images = np.asarray(data.images[rows], dtype=np.float64) / scale
     sigma = np.sqrt(np.asarray(data.catalog["noise_variance"])[rows]) / scale
-    cond = meta["conditions"][0]
-    z = (np.asarray(data.catalog["zphot"])[rows] - cond["mean"]) / cond["std"]
+    cond = spec.conditions[0]
+    z = (np.asarray(data.catalog["zphot"])[rows] - cond.mean) / cond.std
     cond_t = tf.constant(z[:, None], tf.float32)
     latent = model.encode(tf.constant(images[..., None], tf.float32), cond_t).mean()
     profile = model.decode(latent, cond_t).numpy()[..., 0]
@@ -248,14 +248,15 @@ def test_mismatched_stamp_size_error_and_cli_exit(bundles, tmp_path, capsys):
 
 
 def test_compatibility_checks_name_the_problem(bundles, tiny_dataset):
-    from galsim_vae.bundle import read_bundle_metadata
+    from galsim_vae.bundle import BundleSpec, read_bundle
     from galsim_vae.data import Dataset
 
-    meta = read_bundle_metadata(bundles["cvae2"])
+    spec = read_bundle(bundles["cvae2"])
+    meta = spec.to_json()
     data = Dataset(tiny_dataset)
-    ok = check_compatibility(meta, data)
+    ok = check_compatibility(spec, data)
     assert ok.condition_names == ("zphot",) and ok.unit_factor == 1.0
-    assert ok.net_per_data == pytest.approx(1.0 / meta["flux"]["scale"])
+    assert ok.net_per_data == pytest.approx(1.0 / spec.flux.scale)
     changes = [
         ({"pixel_scale": 0.05}, "pixel scales differ"),
         ({"conditions": [{**meta["conditions"][0], "name": "lum"}]}, "no such column"),
@@ -264,9 +265,10 @@ def test_compatibility_checks_name_the_problem(bundles, tiny_dataset):
     ]
     for change, message in changes:
         with pytest.raises(InputDataError, match=message):
-            check_compatibility({**meta, **change}, data)
+            check_compatibility(BundleSpec.from_json({**meta, **change}, "changed"), data)
     # a bundle in other units of the same kind: the pixels are converted
-    converted = check_compatibility({**meta, "flux": {"units": "count/ms", "scale": 2.0}}, data)
+    converted = check_compatibility(BundleSpec.from_json(
+        {**meta, "flux": {"units": "count/ms", "scale": 2.0}}, "changed"), data)
     assert converted.unit_factor == pytest.approx(1e-3)
     assert converted.net_per_data == pytest.approx(1e-3 / 2.0)
     assert any("multiplied by 0.001" in note for note in converted.notes)
@@ -275,12 +277,16 @@ def test_compatibility_checks_name_the_problem(bundles, tiny_dataset):
 def test_condition_range_notes():
     from galsim_vae.evaluation.report_inputs import condition_range_notes
 
-    meta = {"conditions": [{"name": "zphot", "mean": 0.7, "std": 0.2, "min": 0.5, "max": 1.0}]}
-    notes = condition_range_notes(meta, np.array([[0.2], [0.7], [1.0], [1.5]]))
+    from types import SimpleNamespace
+
+    from galsim_vae.conditions import Condition
+
+    spec = SimpleNamespace(conditions=(Condition("zphot", mean=0.7, std=0.2, min=0.5, max=1.0),))
+    notes = condition_range_notes(spec, np.array([[0.2], [0.7], [1.0], [1.5]]))
     assert notes == ["2 held-out galaxies have zphot outside the training range [0.5, 1]: "
                      "the model extrapolates there"]
-    assert condition_range_notes(meta, np.array([[0.5], [0.9]])) == []
-    assert condition_range_notes({"conditions": []}, np.zeros((3, 0))) == []
+    assert condition_range_notes(spec, np.array([[0.5], [0.9]])) == []
+    assert condition_range_notes(SimpleNamespace(conditions=()), np.zeros((3, 0))) == []
 
 
 def test_flux_unit_factor():
@@ -390,13 +396,14 @@ def test_training_data_notes():
 
     from galsim_vae.evaluation.report_inputs import training_data_notes
 
-    meta = {"training": {"data": {"path": "/surveys/sim20k"}}}
+    spec = SimpleNamespace(training={"data": {"path": "/surveys/sim20k"}})
     same, other = SimpleNamespace(path="/surveys/sim20k"), SimpleNamespace(path="/real/paltas")
-    assert training_data_notes(meta, same, "test") == []
-    assert "includes galaxies the model was trained on" in training_data_notes(meta, same,
+    assert training_data_notes(spec, same, "test") == []
+    assert "includes galaxies the model was trained on" in training_data_notes(spec, same,
                                                                                "all")[0]
-    assert "unseen in training" in training_data_notes(meta, other, "all")[0]
-    assert "does not record" in training_data_notes({}, other, "all")[0]
+    assert "unseen in training" in training_data_notes(spec, other, "all")[0]
+    assert "does not record" in training_data_notes(SimpleNamespace(training={}), other,
+                                                    "all")[0]
 
 
 def test_prior_typicality_separates_prior_draws_from_outliers():

@@ -6,8 +6,8 @@ import galsim
 import numpy as np
 import pytest
 
-from galsim_vae import generator
-from galsim_vae.generator import draw_latent_noise
+from galsim_vae import noise as generator
+from galsim_vae.noise import draw_latent_noise
 
 
 @pytest.mark.parametrize("n, latent_size", [(1, 32), (3, 7), (64, 32), (1, 1)])

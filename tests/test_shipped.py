@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import galsim_vae
-from galsim_vae.bundle import list_bundles, read_bundle_metadata, resolve_bundle
+from galsim_vae.bundle import list_bundles, read_bundle, resolve_bundle
 
 SHIPPED = ("cvae2_cosmos_sim", "vae_cosmos_sim")
 
@@ -18,11 +18,11 @@ def test_shipped_bundles_are_installed():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_bundle_loads_and_generates(name):
-    meta = read_bundle_metadata(resolve_bundle(name))      # checksums verified
-    assert meta["pixel_scale"] == pytest.approx(0.03)
-    assert meta["psf_free"] is True
-    assert "F814W" in meta["flux"]["units"]
-    assert meta["prior"]["kind"] == "flow"
+    spec = read_bundle(resolve_bundle(name))      # checksums verified
+    assert spec.pixel_scale == pytest.approx(0.03)
+    assert spec.psf_free is True
+    assert spec.flux.band == "F814W" and spec.flux.zero_point == 25.94
+    assert spec.prior.kind == "flow"
     model = galsim_vae.load_model(name)
     conditional = bool(model.conditions)
     assert conditional == (name == "cvae2_cosmos_sim")

@@ -83,7 +83,7 @@ def test_epochs_without_improvement():
 
 # ------------------------------------------------------------------------ training
 def _history(checkpoint_dir):
-    from galsim_vae.training.logs import read_history_csv
+    from galsim_vae.history import read_history_csv
 
     return read_history_csv(checkpoint_dir / "history.csv")
 
@@ -275,10 +275,10 @@ def test_clip_norm_bounds_the_steps(tiny_dataset, tmp_path):
     moved = {}
     for cap in (1e-12, None):
         out = train(tiny_dataset, tmp_path / f"clip_{cap}", clip_norm=cap, **tiny)
-        trained, meta = load_bundle(out)
-        assert meta["training"]["clip_norm"] == cap
+        trained, spec = load_bundle(out)
+        assert spec.training["clip_norm"] == cap
         keras.utils.set_random_seed(4)
-        initial = build_model("vae", **meta["hyperparameters"])
+        initial = build_model("vae", **spec.hyperparameters)
         moved[cap] = max(float(np.max(np.abs(a - b))) for a, b in
                          zip(trained.get_weights(), initial.get_weights()))
     assert moved[1e-12] < 1e-6 < 1e-4 < moved[None]

@@ -73,19 +73,22 @@ class Reconstructions:
     shown_sigma: np.ndarray
 
 
-def reconstruct(model, images_fn, n: int, *, noise_sigma: np.ndarray, psfs: np.ndarray | None,
-                conditions: np.ndarray | None, batch_size: int = 64, n_show: int = 6,
-                desc: str = "reconstruct") -> Reconstructions:
+def reconstruct(galaxy_model, images_fn, n: int, *, noise_sigma: np.ndarray,
+                psfs: np.ndarray | None, conditions: np.ndarray | None, batch_size: int = 64,
+                n_show: int = 6, desc: str = "reconstruct") -> Reconstructions:
     """Encode, decode and score ``n`` galaxies in batches.
 
+    The posterior means are decoded by :meth:`GalaxyModel.decode_batch`, the path that
+    generates galaxies for users (only the encoder runs outside it).
+
     Parameters:
-        model:       A ``galsim_vae.models`` model.
+        galaxy_model: A :class:`~galsim_vae.generator.GalaxyModel`.
         images_fn:   ``images_fn(start, stop)`` -> (stop - start, S, S) stamps in network
                      units (so the whole held-out set need never be in memory).
         n:           Number of galaxies.
         noise_sigma: (n,) pixel noise std in network units.
         psfs:        (n, P, P) unit-sum PSFs (needed for PSF-free models).
-        conditions:  (n, k) standardised conditions, or None.
+        conditions:  (n, k) physical condition values, or None.
         batch_size:  Galaxies per network call.
         n_show:      Galaxies kept for the figures (the first ``n_show``).
         desc:        Progress-bar label.
@@ -97,6 +100,7 @@ def reconstruct(model, images_fn, n: int, *, noise_sigma: np.ndarray, psfs: np.n
 
     from ..models.likelihood import convolve_psf
 
+    model = galaxy_model.network
     if model.psf_free and psfs is None:
         raise InputDataError("a PSF-free model needs each galaxy's PSF to be scored")
     latents, chi2 = [], []
@@ -105,9 +109,11 @@ def reconstruct(model, images_fn, n: int, *, noise_sigma: np.ndarray, psfs: np.n
     for start in progress(starts, total=len(starts), desc=desc):
         stop = min(start + batch_size, n)
         images = np.asarray(images_fn(start, stop), dtype=np.float32)
-        cond = None if conditions is None else tf.constant(conditions[start:stop], tf.float32)
+        raw = None if conditions is None else conditions[start:stop]
+        cond = None if raw is None else tf.constant(galaxy_model.standardise(raw), tf.float32)
         z = model.encode(tf.constant(images[..., None]), cond, training=False).mean()
-        profile = model.decode(z, cond, training=False)
+        profile = tf.constant((galaxy_model.decode_batch(z.numpy(), raw, from_noise=False)
+                               / galaxy_model.flux_scale)[..., None], tf.float32)
         predicted = profile
         if model.psf_free:
             predicted = convolve_psf(profile, tf.constant(psfs[start:stop, ..., None], tf.float32))

@@ -123,7 +123,7 @@ def _table_rows(table, key: str = "statistic") -> dict[str, dict[str, Any]]:
 
 def _history_metrics(bundle_path: Path, figure_path: Path, notes: list[str]) -> dict[str, Any]:
     """Loss curves from the bundle's history.csv (figure + numbers)."""
-    from ..training.logs import plot_loss_curves, read_history_csv
+    from ..history import plot_loss_curves, read_history_csv
 
     path = bundle_path / "history.csv"
     if not path.is_file():
@@ -134,7 +134,7 @@ def _history_metrics(bundle_path: Path, figure_path: Path, notes: list[str]) -> 
         notes.append("the bundle's history.csv is empty: no loss curves")
         return {"has_history": False}
     plot_loss_curves(history, figure_path, title=f"training history of {bundle_path.name}")
-    monitored = [row.get("val_loss", math.nan) for row in history]
+    monitored = [row.get("val_monitor", row.get("val_loss", math.nan)) for row in history]
     best = int(np.nanargmin(monitored)) if np.isfinite(monitored).any() else len(history) - 1
     return {"has_history": True, "n_epochs": len(history), "final": dict(history[-1]),
             "best_epoch": int(history[best]["epoch"]), "best_val_loss": monitored[best]}
@@ -213,8 +213,8 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
         BundleError: the bundle is invalid.
         OutputExistsError: ``out_dir`` exists and not ``overwrite``.
     """
-    from ..bundle import load_bundle, read_bundle_metadata, resolve_bundle
     from ..data import Dataset
+    from ..generator import load_model
     from .report_inputs import (check_compatibility, condition_range_notes, load_heldout,
                                 select_heldout, training_data_notes)
     from .report_markdown import render_report
@@ -226,19 +226,18 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputDataError(f"seed must be a whole number >= 0, got {seed!r}")
     out_dir = check_output_path(out_dir, overwrite=overwrite)
-    bundle_path = resolve_bundle(bundle_path)
-    meta = read_bundle_metadata(bundle_path)
+    galaxy_model = load_model(bundle_path)
+    spec, bundle_path = galaxy_model.spec, galaxy_model.path
     dataset = Dataset(dataset_path)
-    compat = check_compatibility(meta, dataset, bundle_path=str(bundle_path))
+    compat = check_compatibility(spec, dataset, bundle_path=str(bundle_path))
     rows, split, notes = select_heldout(dataset, compat.condition_names,
                                         max_heldout=max_heldout, seed=seed, split=split)
-    heldout = load_heldout(dataset, meta, rows, split, compat.condition_names)
-    notes = (compat.notes + notes + training_data_notes(meta, dataset, split)
-             + condition_range_notes(meta, heldout.raw_conditions))
+    heldout = load_heldout(dataset, spec, rows, split, compat.condition_names)
+    notes = (compat.notes + notes + training_data_notes(spec, dataset, split)
+             + condition_range_notes(spec, heldout.raw_conditions))
 
-    model, meta = load_bundle(bundle_path)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        metrics = _run(model, meta, bundle_path, dataset, heldout, compat, tmp, notes,
+        metrics = _run(galaxy_model, dataset, heldout, compat, tmp, notes,
                        n_generated=n_generated, nonparametric=bool(nonparametric),
                        seed=int(seed), batch_size=batch_size)
         metrics["elapsed_s"] = round(time.time() - started, 2)
@@ -252,8 +251,7 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
 class _Context:
     """What every section of the report uses."""
 
-    model: Any
-    meta: dict
+    model: Any              # the GalaxyModel: generation and spec
     dataset: Any
     heldout: Any
     compat: Any
@@ -278,25 +276,26 @@ class _Context:
         return self.out / FIGURES[key]
 
 
-def _run(model, meta, bundle_path: Path, dataset, heldout, compat, out: Path,
-         notes: list[str], *, n_generated: int | None, nonparametric: bool, seed: int,
+def _run(model, dataset, heldout, compat, out: Path, notes: list[str], *,
+         n_generated: int | None, nonparametric: bool, seed: int,
          batch_size: int) -> dict[str, Any]:
     """Compute every number and figure of the report into the folder ``out``."""
     from .report_targets import LANUSSE_2021, evaluate_targets
     from .report_truth import compare_with_truth, find_truth_table
 
-    ctx = _Context(model=model, meta=meta, dataset=dataset, heldout=heldout, compat=compat,
+    ctx = _Context(model=model, dataset=dataset, heldout=heldout, compat=compat,
                    out=out, seed=seed, batch_size=batch_size, notes=notes)
+    spec, bundle_path = model.spec, model.path
     pair_rng, eps_rng, noise_rng, strip_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
     metrics: dict[str, Any] = {
-        "bundle": {"path": str(bundle_path), "name": meta.get("name"),
-                   "architecture": meta["architecture"], "psf_free": bool(meta["psf_free"]),
-                   "latent_size": int(meta["latent_size"]), "stamp_size": int(meta["stamp_size"]),
-                   "pixel_scale": float(meta["pixel_scale"]), "flux_units": meta["flux"]["units"],
-                   "flux_scale": float(meta["flux"]["scale"]),
-                   "conditions": list(meta.get("conditions") or []),
-                   "prior": (meta.get("prior") or {}).get("kind", "normal")},
+        "bundle": {"path": str(bundle_path), "name": spec.name,
+                   "architecture": spec.architecture, "psf_free": spec.psf_free,
+                   "latent_size": spec.latent_size, "stamp_size": spec.stamp_size,
+                   "pixel_scale": spec.pixel_scale, "flux_units": spec.flux.units,
+                   "flux_scale": spec.flux.scale,
+                   "conditions": [c.to_dict() for c in spec.conditions],
+                   "prior": spec.prior.kind},
         "dataset": {"path": str(dataset.path), "n_galaxies": dataset.n_galaxies,
                     "flux_units": dataset.flux_units, "flux_scale": dataset.flux_scale,
                     "unit_factor": compat.unit_factor, "heldout_split": heldout.split,
@@ -347,7 +346,8 @@ def _reconstruction_section(ctx: _Context) -> dict[str, Any]:
 
     recon = reconstruct(ctx.model, images_fn, len(heldout), noise_sigma=heldout.noise_sigma * net,
                         psfs=heldout.psfs if psf_free else None,
-                        conditions=heldout.conditions, batch_size=ctx.batch_size,
+                        conditions=heldout.raw_conditions if ctx.conditional else None,
+                        batch_size=ctx.batch_size,
                         n_show=N_SHOWN_RECONSTRUCTIONS)
     model_image = "psf*profile" if psf_free else "profile"
     out: dict[str, Any] = {"reconstruction": {
@@ -361,7 +361,8 @@ def _reconstruction_section(ctx: _Context) -> dict[str, Any]:
                          recon.shown_sigma / net, ctx.figure("reconstructions"),
                          pixel_scale=ctx.dataset.pixel_scale,
                          chi2=recon.chi2[:len(recon.shown_rows)])
-    out["prior_typicality"] = prior_typicality(ctx.model, recon.latents, heldout.conditions,
+    out["prior_typicality"] = prior_typicality(ctx.model.network, recon.latents,
+                                               heldout.conditions,
                                                seed=ctx.seed, batch_size=ctx.batch_size)
     if len(heldout) < 2:
         ctx.notes.append("fewer than 2 held-out galaxies: no latent-space maps")
@@ -394,7 +395,7 @@ def _generation_section(ctx: _Context, metrics: dict[str, Any], n_generated: int
     n_gen = n_generated or min(n_heldout, MAX_DEFAULT_GENERATED)
     pairs = pair_rng.choice(n_heldout, size=n_gen, replace=n_gen > n_heldout)
     eps = eps_rng.standard_normal((n_gen, int(model.latent_size)))
-    gen_conditions = heldout.conditions[pairs] if ctx.conditional else None
+    gen_conditions = heldout.raw_conditions[pairs] if ctx.conditional else None
     profiles = (generate_profiles(model, eps, gen_conditions, batch_size=ctx.batch_size)
                 / net).astype(np.float32)
     observed = _observe(profiles, heldout.psfs[pairs] if model.psf_free else None,
@@ -405,7 +406,8 @@ def _generation_section(ctx: _Context, metrics: dict[str, Any], n_generated: int
                    + (" and conditions" if ctx.conditional else "")
                    + " of a randomly drawn held-out galaxy"
                    + (" (drawn with replacement)" if n_gen > n_heldout else ""),
-        "path": "eps ~ N(0, I) (numpy Generator) -> prior_transform -> decode"}
+        "path": "eps ~ N(0, I) (numpy Generator) -> GalaxyModel.decode_batch (prior "
+                "transform and decoder, as sample/VAEGalaxy/YAML)"}
     softening = float(np.median(heldout.noise_sigma))
     shown = min(N_SHOWN_GENERATED, n_gen)
     titles = ([f"{heldout.redshift_name}={heldout.raw_conditions[p, 0]:.2f}"
@@ -417,7 +419,7 @@ def _generation_section(ctx: _Context, metrics: dict[str, Any], n_generated: int
                     titles=titles,
                     suptitle="the same, observed like the held-out data (their PSF and noise)")
     if ctx.conditional:
-        redshifts, strip = redshift_strip(model, ctx.meta, strip_rng, n_steps=N_STRIP)
+        redshifts, strip = redshift_strip(model, strip_rng, n_steps=N_STRIP)
         strip = strip / net
         plot_stamp_grid(strip, ctx.figure("redshift_strip"), softening=softening,
                         titles=[f"{ctx.compat.condition_names[0]}={z:.2f}" for z in redshifts],

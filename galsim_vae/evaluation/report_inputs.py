@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -96,12 +96,12 @@ def flux_unit_factor(dataset_units: str, bundle_units: str, *, where: str = "") 
         "zero point needed); evaluate the bundle on a data set prepared like its training set")
 
 
-def check_compatibility(meta: Mapping[str, Any], dataset, *,
-                        bundle_path: str = "") -> Compatibility:
-    """Check that a bundle (its ``model.json`` as a dict) can be evaluated on ``dataset``.
+def check_compatibility(spec, dataset, *, bundle_path: str = "") -> Compatibility:
+    """Check that a bundle (its :class:`~galsim_vae.bundle.BundleSpec`) can be evaluated
+    on ``dataset``.
 
     Parameters:
-        meta:        The bundle metadata (``read_bundle_metadata`` / ``load_bundle``).
+        spec:        The bundle spec (``GalaxyModel.spec``).
         dataset:     An open :class:`galsim_vae.data.Dataset`.
         bundle_path: The bundle folder, for the messages.
 
@@ -114,29 +114,28 @@ def check_compatibility(meta: Mapping[str, Any], dataset, *,
             condition column.
     """
     where = f" (bundle {bundle_path!r}, data set {str(dataset.path)!r})"
-    if int(meta["stamp_size"]) != dataset.stamp_size:
+    if spec.stamp_size != dataset.stamp_size:
         raise InputDataError(
-            f"stamp sizes differ{where}: the bundle generates {meta['stamp_size']}x"
-            f"{meta['stamp_size']} stamps, the data set holds {dataset.stamp_size}x"
+            f"stamp sizes differ{where}: the bundle generates {spec.stamp_size}x"
+            f"{spec.stamp_size} stamps, the data set holds {dataset.stamp_size}x"
             f"{dataset.stamp_size}; evaluate on a data set prepared with --stamp-size "
-            f"{meta['stamp_size']}")
-    if not math.isclose(float(meta["pixel_scale"]), dataset.pixel_scale,
-                        rel_tol=PIXEL_SCALE_RTOL):
+            f"{spec.stamp_size}")
+    if not math.isclose(spec.pixel_scale, dataset.pixel_scale, rel_tol=PIXEL_SCALE_RTOL):
         raise InputDataError(
-            f"pixel scales differ{where}: bundle {meta['pixel_scale']} arcsec/pixel, data set "
+            f"pixel scales differ{where}: bundle {spec.pixel_scale} arcsec/pixel, data set "
             f"{dataset.pixel_scale} arcsec/pixel; evaluate on a data set at the bundle's scale")
-    factor = flux_unit_factor(dataset.flux_units, meta["flux"]["units"], where=where)
+    factor = flux_unit_factor(dataset.flux_units, spec.flux.units, where=where)
     notes = []
     if factor != 1.0:
         notes.append(f"data-set pixels ({dataset.flux_units}) were multiplied by {factor:.6g} "
-                     f"to the bundle's units ({meta['flux']['units']})")
-    bundle_scale = float(meta["flux"]["scale"])
+                     f"to the bundle's units ({spec.flux.units})")
+    bundle_scale = spec.flux.scale
     if not math.isclose(bundle_scale, dataset.flux_scale, rel_tol=1e-6):
         notes.append(f"the bundle's flux scale ({bundle_scale:.6g}) differs from the data "
                      f"set's ({dataset.flux_scale:.6g}); pixels were put in the bundle's "
                      "network units (image / bundle flux scale)")
-    hp = meta.get("hyperparameters") or {}
-    if meta["psf_free"]:
+    hp = spec.hyperparameters
+    if spec.psf_free:
         if not dataset.has_psf:
             raise InputDataError(
                 f"the bundle's model is PSF-free{where}: its likelihood convolves each "
@@ -147,7 +146,7 @@ def check_compatibility(meta: Mapping[str, Any], dataset, *,
                 f"PSF sizes differ{where}: the model takes {want}x{want} PSFs, the data set "
                 f"has {dataset.psf_size}x{dataset.psf_size}; prepare the data set with "
                 f"--psf-size {want}")
-    names = tuple(str(c["name"]) for c in meta.get("conditions") or [])
+    names = tuple(c.name for c in spec.conditions)
     catalog = dataset.catalog
     for name in names:
         if name not in catalog.colnames:
@@ -161,19 +160,19 @@ def check_compatibility(meta: Mapping[str, Any], dataset, *,
                          condition_names=names, notes=notes)
 
 
-def condition_range_notes(meta: Mapping[str, Any], raw: np.ndarray) -> list[str]:
+def condition_range_notes(spec, raw: np.ndarray) -> list[str]:
     """Notes on held-out condition values (N, k) outside the bundle's training ranges."""
     notes = []
-    for i, condition in enumerate(meta.get("conditions") or []):
-        low, high = float(condition["min"]), float(condition["max"])
+    for i, condition in enumerate(spec.conditions):
+        low, high = condition.min, condition.max
         outside = int(np.sum((raw[:, i] < low) | (raw[:, i] > high)))
         if outside:
-            notes.append(f"{outside} held-out galaxies have {condition['name']} outside the "
+            notes.append(f"{outside} held-out galaxies have {condition.name} outside the "
                          f"training range [{low:.4g}, {high:.4g}]: the model extrapolates there")
     return notes
 
 
-def training_data_notes(meta: Mapping[str, Any], dataset, split: str) -> list[str]:
+def training_data_notes(spec, dataset, split: str) -> list[str]:
     """Say whether the evaluated galaxies come from the bundle's training data set.
 
     The bundle records the folder it was trained on (``training.data.path``).  Evaluating
@@ -181,7 +180,7 @@ def training_data_notes(meta: Mapping[str, Any], dataset, split: str) -> list[st
     other data set is independent of the training (e.g. real galaxies for a model trained
     on a simulated survey).
     """
-    trained_on = ((meta.get("training") or {}).get("data") or {}).get("path")
+    trained_on = (spec.training.get("data") or {}).get("path")
     if not trained_on:
         return ["the bundle does not record its training data set"]
     same = Path(str(trained_on)).resolve() == Path(dataset.path).resolve()
@@ -282,7 +281,7 @@ class HeldOut:
         return int(self.rows.size)
 
 
-def load_heldout(dataset, meta: Mapping[str, Any], rows: np.ndarray, split: str,
+def load_heldout(dataset, spec, rows: np.ndarray, split: str,
                  condition_names: Sequence[str]) -> HeldOut:
     """Catalog values and PSFs of the held-out rows (the images stay memory-mapped)."""
     catalog = dataset.catalog
@@ -290,7 +289,7 @@ def load_heldout(dataset, meta: Mapping[str, Any], rows: np.ndarray, split: str,
     psfs = None if dataset.psfs is None else np.asarray(dataset.psfs[rows], dtype=np.float64)
     raw = np.stack([np.asarray(catalog[n], dtype=np.float64)[rows] for n in condition_names],
                    axis=-1) if condition_names else np.zeros((rows.size, 0))
-    conditions = (standardise(meta["conditions"], raw) if condition_names
+    conditions = (standardise(spec.conditions, raw) if condition_names
                   else None)
     redshift, redshift_name = None, None
     if condition_names:

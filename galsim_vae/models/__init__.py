@@ -1,6 +1,7 @@
 """TensorFlow Probability VAEs for galaxy stamps: networks, likelihood, priors.
 
-``build_model(architecture, **hyperparameters)`` builds one of :data:`ARCHITECTURES`;
+``build_model(architecture, **hyperparameters)`` builds an architecture of the registry
+(:mod:`.registry`: ``ARCHITECTURES``, ``DECODERS``, ``PRIORS``, ``LIKELIHOODS``);
 ``model.get_config_dict()`` returns the JSON-able hyper-parameters that rebuild it.
 ``fit_flow_prior`` fits the learned latent prior (:class:`FlowPrior`) that
 ``model.attach_prior`` plugs in.  This package knows nothing about GalSim.
@@ -13,12 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Architecture names accepted by :func:`build_model` (the seed project's four).
-ARCHITECTURES = ("vae", "cvae", "cvae2", "fancy_cvae")
+from .registry import ARCHITECTURES as _ARCHITECTURE_REGISTRY
 
 # public name -> module that defines it (imported on first access: TensorFlow is heavy)
-_LAZY = {"BetaVAE": "vae", "ConditionalVAE": "vae", "ConditionalVAE2": "vae",
-         "FancyConditionalVAE": "vae", "MODEL_CLASSES": "vae",
+_LAZY = {"BetaVAE": "vae", "ConditionalVAE": "conditional", "ConditionalVAE2": "conditional",
+         "FancyConditionalVAE": "conditional",
          "FlowPrior": "prior", "fit_flow_prior": "prior", "standard_normal_prior": "prior",
          "convolve_psf": "likelihood", "pixel_likelihood": "likelihood",
          "stage_sizes": "networks", "stage_channels": "networks"}
@@ -43,20 +43,21 @@ def build_model(architecture: str, **hyperparameters: Any):
     """
     from ..errors import InputDataError
 
-    if architecture not in ARCHITECTURES:
+    if architecture not in _ARCHITECTURE_REGISTRY:
         raise InputDataError(f"unknown architecture {architecture!r}; choose one of "
-                             f"{', '.join(ARCHITECTURES)}")
+                             f"{', '.join(_ARCHITECTURE_REGISTRY.names())}")
     if "stamp_size" not in hyperparameters:
         raise InputDataError(f"build_model({architecture!r}) needs stamp_size (pixels)")
-    from .vae import MODEL_CLASSES
-
+    cls = _ARCHITECTURE_REGISTRY.get(architecture)
     try:
-        return MODEL_CLASSES[architecture](**hyperparameters)
+        return cls(**hyperparameters)
     except TypeError as err:   # unknown keyword
         raise InputDataError(f"bad hyper-parameters for {architecture!r}: {err}") from err
 
 
 def __getattr__(name: str):
+    if name == "ARCHITECTURES":     # the registered names, also those added later
+        return _ARCHITECTURE_REGISTRY.names()
     if name in _LAZY:
         import importlib
 

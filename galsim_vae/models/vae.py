@@ -13,15 +13,10 @@ The loss is the negative beta-ELBO (Higgins et al. 2017, "beta-VAE", ICLR):
 ``-log p(x | z) + beta * KL(q(z | x) || p(z))`` with z ~ q (reparameterised), averaged
 over the batch, so values are per galaxy (nats).
 
-Architectures (the seed project's four, rebuilt):
-
-- ``vae``: no conditions.
-- ``cvae``: the encoder sees the image plus one constant plane per condition; the
-  decoder sees z joined with the conditions.
-- ``cvae2``: the encoder CNN sees the image only; its flattened features joined with the
-  conditions feed the latent heads; the decoder sees z joined with the conditions.
-- ``fancy_cvae``: ``cvae`` plus a head predicting the normalised redshift (condition 0)
-  from z, trained with its Gaussian negative log-likelihood.
+Architectures (the seed project's four, rebuilt): ``vae`` (no conditions, this module)
+and the conditional ``cvae``, ``cvae2``, ``fancy_cvae`` (:mod:`.conditional`); all are in
+the architecture registry (:mod:`.registry`), as are the decoder, prior and likelihood
+they are built from.
 
 Output activation: ``softplus`` by default.  The decoder gives the *noise-free* surface
 brightness (PSF-free when ``psf_free``), which is non-negative; the Gaussian noise, which
@@ -44,10 +39,9 @@ import tensorflow_probability as tfp
 
 from ..errors import ConditionError, InputDataError
 from .hyperparameters import HyperparameterMixin, config_property
-from .likelihood import convolve_psf, pixel_likelihood
-from .networks import (OUTPUT_ACTIVATIONS, UPSAMPLINGS, build_decoder_cnn, build_encoder_cnn,
-                       build_mlp,
-                       stage_channels, stage_sizes)
+from .likelihood import convolve_psf
+from .networks import OUTPUT_ACTIVATIONS, UPSAMPLINGS, build_encoder_cnn, stage_channels, stage_sizes
+from .registry import DECODERS, LIKELIHOODS
 from .prior import FlowPrior, check_conditions, shape_matches, standard_normal_prior
 
 tfd = tfp.distributions
@@ -104,7 +98,7 @@ class BetaVAE(HyperparameterMixin, keras.Model):
                  output_activation: str = "softplus", upsampling: str = "transpose",
                  full_resolution_norm: bool = True, model_error: float = 0.0,
                  flux_condition: int | None = None, flux_condition_scale: float = 0.0,
-                 **kwargs):
+                 decoder: str = "conv", likelihood: str = "gaussian", **kwargs):
         super().__init__(name=kwargs.pop("name", self.architecture), **kwargs)
         self._validate(stamp_size, latent_size, n_conditions, head_channels, output_activation)
         widths = stage_channels(len(stage_sizes(int(stamp_size))) - 1, channels)
@@ -119,7 +113,8 @@ class BetaVAE(HyperparameterMixin, keras.Model):
             "upsampling": str(upsampling), "full_resolution_norm": bool(full_resolution_norm),
             "model_error": float(model_error),
             "flux_condition": None if flux_condition is None else int(flux_condition),
-            "flux_condition_scale": float(flux_condition_scale)}
+            "flux_condition_scale": float(flux_condition_scale),
+            "decoder": str(decoder), "likelihood": str(likelihood)}
         self._validate_flux_options()
         s, k, d = self.stamp_size, self.n_conditions, self.latent_size
         in_channels = 1 + (k if self.condition_planes else 0)
@@ -132,9 +127,10 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         if upsampling not in UPSAMPLINGS:
             raise InputDataError(f"{self.architecture}: upsampling must be one of {UPSAMPLINGS}, "
                                  f"got {upsampling!r}")
-        self.decoder_cnn = build_decoder_cnn(s, d + k, widths, str(output_activation),
-                                             upsampling=str(upsampling),
-                                             full_resolution_norm=bool(full_resolution_norm))
+        self.decoder_cnn = DECODERS.get(str(decoder))(
+            s, d + k, widths, str(output_activation), upsampling=str(upsampling),
+            full_resolution_norm=bool(full_resolution_norm))
+        self._likelihood_fn = LIKELIHOODS.get(str(likelihood))
         self._prior_slot = _PriorSlot()
         self.built = True
 
@@ -278,7 +274,7 @@ class BetaVAE(HyperparameterMixin, keras.Model):
                 raise InputDataError(f"model {self.architecture!r} expects PSFs of "
                                      f"{want}x{want} pixels; got shape {tuple(psf.shape)}")
             mean = convolve_psf(mean, psf)
-        return pixel_likelihood(mean, noise_std, model_error=self._config["model_error"])
+        return self._likelihood_fn(mean, noise_std, model_error=self._config["model_error"])
 
     # -- prior ------------------------------------------------------------------------
     def attach_prior(self, flow_prior: FlowPrior | None) -> None:
@@ -315,6 +311,12 @@ class BetaVAE(HyperparameterMixin, keras.Model):
             return flow.distribution(conditions)
         checked = check_conditions(conditions, self.n_conditions, f"prior of {self.architecture!r}")
         return standard_normal_prior(self.latent_size, checked)
+
+    def noise_shape(self, n: int) -> tuple[int, ...]:
+        """Shape of the standard-normal noise that generates ``n`` galaxies
+        (:meth:`prior_transform` maps it to latents): ``(n, latent_size)``.  A decoder
+        that draws noise of its own declares a larger shape in its architecture."""
+        return (int(n), self.latent_size)
 
     def prior_transform(self, eps: Any, conditions: Any = None) -> tf.Tensor:
         """Map standard-normal ``eps`` (B, latent_size) to prior samples z (B, latent_size).
@@ -390,78 +392,3 @@ class BetaVAE(HyperparameterMixin, keras.Model):
     def call(self, images, conditions=None, training=False):
         """Reconstruction: the decoded posterior mean (B, S, S, 1), before the PSF."""
         return self.decode(self.encode(images, conditions, training).mean(), conditions, training)
-
-
-class ConditionalVAE(BetaVAE):
-    """``cvae``: condition planes at the encoder input, z joined with y at the decoder.
-
-    Parameters: those of :class:`BetaVAE`, with ``n_conditions`` >= 1 (default 1).
-    """
-
-    architecture = "cvae"
-    condition_planes = True
-    min_conditions = 1
-
-    def __init__(self, stamp_size: int, n_conditions: int = 1, **kwargs):
-        super().__init__(stamp_size, n_conditions=n_conditions, **kwargs)
-
-
-class ConditionalVAE2(ConditionalVAE):
-    """``cvae2``: image-only CNN; features joined with y feed the latent heads; z joined
-    with y at the decoder (the seed project's fastest)."""
-
-    architecture = "cvae2"
-    condition_planes = False
-    condition_features = True
-
-
-class FancyConditionalVAE(ConditionalVAE):
-    """``fancy_cvae``: ``cvae`` plus a head predicting the normalised redshift from z.
-
-    The loss adds ``redshift_weight`` times the Gaussian negative log-likelihood of the
-    true normalised redshift (condition 0) under :meth:`predict_conditions` -- a proper
-    likelihood with a learned uncertainty, instead of the seed's 1000 x squared error.
-    The encoder also sees the redshift planes (as in ``cvae``), so z may carry the given
-    redshift as well as what the image says about it; the head makes z redshift-aware,
-    and ``predict_conditions`` of a prior sample gives the redshift it is consistent with.
-
-    Parameters: those of :class:`ConditionalVAE`, and
-        redshift_weight:       Weight of the redshift negative log-likelihood in the loss.
-        redshift_hidden_units: Hidden widths of the redshift head.
-    """
-
-    architecture = "fancy_cvae"
-
-    def __init__(self, stamp_size: int, n_conditions: int = 1, redshift_weight: float = 1.0,
-                 redshift_hidden_units: Sequence[int] = (64,), **kwargs):
-        super().__init__(stamp_size, n_conditions=n_conditions, **kwargs)
-        if not np.isfinite(redshift_weight) or redshift_weight < 0:
-            raise InputDataError(f"fancy_cvae: redshift_weight must be finite and >= 0, "
-                                 f"got {redshift_weight}")
-        self._config["redshift_weight"] = float(redshift_weight)
-        self._config["redshift_hidden_units"] = [int(u) for u in redshift_hidden_units]
-        self.redshift_head = build_mlp(self.latent_size, self._config["redshift_hidden_units"],
-                                       2, name="redshift_head")
-
-    def predict_conditions(self, z: Any, training: bool = False) -> tfd.Distribution:
-        """p(normalised redshift | z): a Normal with batch shape (B,)."""
-        out = tf.cast(self.redshift_head(tf.cast(self._latents(z), tf.float32),
-                                         training=training), tf.float32)
-        return tfd.Normal(loc=out[:, 0], scale=tf.nn.softplus(out[:, 1]) + 1e-3)
-
-    def _extra_losses(self, losses: dict, z: tf.Tensor, conditions: tf.Tensor | None) -> None:
-        target = tf.cast(conditions, tf.float32)[:, 0]
-        galaxy_redshift_nll = -self.predict_conditions(z).log_prob(target)
-        redshift_nll = tf.reduce_mean(galaxy_redshift_nll)
-        redshift_loss = self._config["redshift_weight"] * redshift_nll
-        losses["galaxy_loss"] = (losses["galaxy_loss"]
-                                 + self._config["redshift_weight"] * galaxy_redshift_nll)
-        losses["redshift_nll"] = redshift_nll
-        losses["redshift_loss"] = redshift_loss
-        losses["loss"] = losses["loss"] + redshift_loss
-
-
-#: Model class of each architecture name.
-MODEL_CLASSES: dict[str, type[BetaVAE]] = {
-    cls.architecture: cls for cls in (BetaVAE, ConditionalVAE, ConditionalVAE2,
-                                      FancyConditionalVAE)}

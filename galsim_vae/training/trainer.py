@@ -32,7 +32,8 @@ from ..errors import InputDataError, OutputExistsError
 from ..io_utils import check_output_path, progress
 from .checkpoints import TrainingState, check_run_settings, write_run_settings
 from .errors import TrainingConfigError
-from .logs import TensorBoardLog, plot_loss_curves, write_history_csv
+from ..history import plot_loss_curves, write_history_csv
+from .logs import TensorBoardLog
 from .schedules import BetaSchedule, LearningRateSchedule, epochs_without_improvement
 
 #: Shuffle/sampling seeds are derived as ``seed * SEED_STRIDE + epoch`` (or + step).
@@ -312,12 +313,12 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
             ``overwrite``; a checkpoint folder is expected with ``resume``).
     """
     from ..data import Dataset
-    from ..models import ARCHITECTURES
+    from ..models.registry import ARCHITECTURES
 
     # ---- check every option before anything is written ----------------------------
     if architecture not in ARCHITECTURES:
         raise TrainingConfigError(f"unknown architecture {architecture!r}; choose one of "
-                                  f"{list(ARCHITECTURES)}")
+                                  f"{list(ARCHITECTURES.names())}")
     epochs = _check_positive_int(epochs, "epochs")
     batch_size = _check_positive_int(batch_size, "batch_size")
     latent_size = _check_positive_int(latent_size, "latent_size")
@@ -525,9 +526,10 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike, *,
         training_info = _training_info(
             dataset, settings, history, final_epoch=final_epoch, elapsed=elapsed,
             prior=prior, strategy=strategy)
-        from ..bundle import _describe_hardware, save_bundle
+        from ..bundle import save_bundle
+        from .hardware import describe_hardware
 
-        training_info["hardware"] = _describe_hardware()
+        training_info["hardware"] = describe_hardware()
         hst_psf = None
         if not psf_free and dataset.has_psf:
             hst_psf = _mean_psf(dataset, train_rows)
