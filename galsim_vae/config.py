@@ -82,8 +82,12 @@ class VAEModelInput:
         return self._model.info
 
     def getLatentSize(self) -> int:
-        """Dimension of the latent noise each galaxy draws."""
+        """Dimension of the latent space (the length of a ``latent`` list)."""
         return self._model.latent_size
+
+    def getNoiseSize(self) -> int:
+        """Standard-normal numbers each galaxy draws from its rng."""
+        return self._model.noise_size
 
     def getBatchSize(self) -> int:
         """Objects decoded per network call."""
@@ -188,6 +192,7 @@ def _static_info(model_input, base) -> dict:
     if entry is None or entry["input"] is not model_input:
         entry = {"input": model_input, "info": model_input.getInfo(),
                  "latent_size": model_input.getLatentSize(),
+                 "noise_size": model_input.getNoiseSize(),
                  "batch_size": model_input.getBatchSize(),
                  "redshift_range": model_input.getRedshiftRange(),
                  "conditions": model_input.getConditions()}
@@ -255,7 +260,7 @@ def _object_request(config, base, ignore, logger, model_input):
         from_noise = False
     else:
         rng = GetRNG(config, base, logger, "VAEGalaxy")
-        values = draw_latent_noise(1, latent_size, rng)
+        values = draw_latent_noise(1, static["noise_size"], rng)
         from_noise = True
     return kwargs, values, conditions, from_noise
 

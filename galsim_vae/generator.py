@@ -228,9 +228,15 @@ class GalaxyModel:
         return cnd.standardise(self._conditions, values)
 
     # ------------------------------------------------------------------ network
+    @property
+    def noise_size(self) -> int:
+        """Standard-normal numbers each galaxy draws (the architecture declares it:
+        ``network.noise_shape``; the latent size for the VAEs)."""
+        return int(self._network.noise_size)
+
     def latent_noise(self, n: int, rng=None) -> np.ndarray:
-        """Standard-normal ``eps`` (n, latent_size) drawn from the GalSim ``rng``."""
-        return draw_latent_noise(n, self.latent_size, rng)
+        """Standard-normal ``eps`` (n, noise_size) drawn from the GalSim ``rng``."""
+        return draw_latent_noise(n, self.noise_size, rng)
 
     def _decoder(self):
         """The compiled network call: (eps or z, standardised conditions) -> profile."""

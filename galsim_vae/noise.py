@@ -31,7 +31,10 @@ def draw_latent_noise(n: int, latent_size: int, rng=None) -> np.ndarray:
     """Standard-normal latent noise ``eps`` (n, latent_size) float64 drawn from a GalSim rng.
 
     Row ``i`` uses the deviates ``i*latent_size ... (i+1)*latent_size - 1`` of the stream,
-    so drawing n galaxies at once equals drawing them one by one from the same rng.
+    so drawing n galaxies at once equals drawing them one by one from the same rng when
+    ``latent_size`` is even (GalSim's Gaussian deviates come in pairs: a
+    ``GaussianDeviate`` keeps the second of a pair for its next call, which a new
+    deviate does not see).
 
     Speed: ``GaussianDeviate.generate`` runs an OpenMP parallel region; on a busy machine
     (or beside TensorFlow's thread pools) starting it costs 3-10 ms, 1000 times the cost

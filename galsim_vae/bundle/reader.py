@@ -77,14 +77,15 @@ def load_bundle(path: str | os.PathLike):
                           f"hyperparameters: {err}") from None
     _load_weights(network, path / spec.required_files()[0], f"the {spec.architecture!r} model",
                   build_model_variables)
-    if spec.prior.file is not None:
-        try:
-            prior = build_prior(spec.prior.kind, spec.prior.hyperparameters)
-        except (TypeError, ValueError) as err:
-            raise BundleError(f"{source!r}: cannot build the {spec.prior.kind} prior from "
-                              f"its hyperparameters: {err}") from None
-        _load_weights(prior, path / spec.prior.file, f"the {spec.prior.kind} prior",
-                      build_prior_variables)
+    try:
+        prior = build_prior(spec.prior.kind, spec.prior.hyperparameters)
+    except (TypeError, ValueError) as err:
+        raise BundleError(f"{source!r}: cannot build the {spec.prior.kind} prior from "
+                          f"its hyperparameters: {err}") from None
+    if prior is not None:
+        if spec.prior.file is not None:
+            _load_weights(prior, path / spec.prior.file, f"the {spec.prior.kind} prior",
+                          build_prior_variables)
         network.attach_prior(prior)
     return network, spec
 

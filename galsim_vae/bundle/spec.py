@@ -138,10 +138,7 @@ class BundleSpec:
             "psf_free": bool(self.psf_free),
             "hst_psf": self.hst_psf,
             "conditions": [c.to_dict() for c in self.conditions],
-            "prior": ({"kind": self.prior.kind} if self.prior.file is None else
-                      {"kind": self.prior.kind, "file": self.prior.file,
-                       "hyperparameters": plain(self.prior.hyperparameters,
-                                                "prior.hyperparameters")}),
+            "prior": _prior_json(self.prior),
             "training": plain(self.training, "training"),
             "files": dict(self.files),
         }
@@ -189,6 +186,15 @@ class BundleSpec:
             training=dict(tree["training"]) if isinstance(tree["training"], dict) else {},
             files=_files(tree["files"], source),
             format_version=version)
+
+
+def _prior_json(prior: PriorSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": prior.kind}
+    if prior.file is not None:
+        out["file"] = prior.file
+    if prior.file is not None or prior.hyperparameters:
+        out["hyperparameters"] = plain(prior.hyperparameters, "prior.hyperparameters")
+    return out
 
 
 # ------------------------------------------------------------------- field checks
@@ -262,7 +268,9 @@ def _prior(value: Any, source: str) -> PriorSpec:
                           f"{list(PRIORS.names())}, 'file': ..., 'hyperparameters': ...}}, "
                           f"got {value!r}")
     if not PRIORS.info(value["kind"]).get("has_weights", True):
-        return PriorSpec(kind=value["kind"])
+        hyperparameters = check_hyperparameters(value.get("hyperparameters") or {},
+                                                source + " (prior)")
+        return PriorSpec(kind=value["kind"], hyperparameters=hyperparameters)
     if "file" not in value:
         raise BundleError(f"{source!r}: prior.file must name the {value['kind']} prior's "
                           "weight file in the bundle")

@@ -83,8 +83,11 @@ def save_bundle(model, path: str | os.PathLike, *, name: str, flux_scale: float,
         if kind is None:
             raise BundleError(f"prior {type(prior).__name__} is not in the prior registry "
                               f"({list(PRIORS.names())})")
-        prior_spec = PriorSpec(kind=kind, file=PRIOR_FILE, hyperparameters=check_hyperparameters(
-            plain(prior.get_config_dict(), "prior.hyperparameters"), "prior"))
+        has_weights = PRIORS.info(kind).get("has_weights", True)
+        prior_spec = PriorSpec(kind=kind, file=PRIOR_FILE if has_weights else None,
+                               hyperparameters=check_hyperparameters(
+                                   plain(prior.get_config_dict(), "prior.hyperparameters"),
+                                   "prior"))
     spec = BundleSpec(
         name=str(name), architecture=architecture, hyperparameters=hyperparameters,
         latent_size=int(model.latent_size), stamp_size=int(model.stamp_size),
@@ -97,9 +100,9 @@ def save_bundle(model, path: str | os.PathLike, *, name: str, flux_scale: float,
         training=plain(dict(training_info or {}), "training"), files={})
     with atomic_directory(path, overwrite=overwrite) as tmp:
         model.save_weights(str(tmp / WEIGHTS_FILE))
-        if prior is not None:
+        if prior_spec.file is not None:
             build_prior_variables(prior)
-            prior.save_weights(str(tmp / PRIOR_FILE))
+            prior.save_weights(str(tmp / prior_spec.file))
         if spec.hst_psf is not None:
             _write_psf(tmp / HST_PSF_FILE, hst_psf, pixel_scale)
         for file_name, source in (extra_files or {}).items():

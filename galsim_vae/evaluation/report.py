@@ -394,7 +394,7 @@ def _generation_section(ctx: _Context, metrics: dict[str, Any], n_generated: int
     n_heldout = len(heldout)
     n_gen = n_generated or min(n_heldout, MAX_DEFAULT_GENERATED)
     pairs = pair_rng.choice(n_heldout, size=n_gen, replace=n_gen > n_heldout)
-    eps = eps_rng.standard_normal((n_gen, int(model.latent_size)))
+    eps = eps_rng.standard_normal((n_gen, int(model.noise_size)))
     gen_conditions = heldout.raw_conditions[pairs] if ctx.conditional else None
     profiles = (generate_profiles(model, eps, gen_conditions, batch_size=ctx.batch_size)
                 / net).astype(np.float32)

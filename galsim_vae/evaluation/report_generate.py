@@ -57,6 +57,6 @@ def redshift_strip(galaxy_model, rng: np.random.Generator, *,
     redshifts = np.linspace(conditions[k].min, conditions[k].max, int(n_steps))
     raw = np.tile([c.mean for c in conditions], (int(n_steps), 1))
     raw[:, k] = redshifts
-    eps = np.repeat(rng.standard_normal((1, int(galaxy_model.latent_size))), n_steps, axis=0)
+    eps = np.repeat(rng.standard_normal((1, int(galaxy_model.noise_size))), n_steps, axis=0)
     profiles = generate_profiles(galaxy_model, eps, raw, desc="redshift strip")
     return redshifts, profiles

@@ -314,9 +314,15 @@ class BetaVAE(HyperparameterMixin, keras.Model):
 
     def noise_shape(self, n: int) -> tuple[int, ...]:
         """Shape of the standard-normal noise that generates ``n`` galaxies
-        (:meth:`prior_transform` maps it to latents): ``(n, latent_size)``.  A decoder
-        that draws noise of its own declares a larger shape in its architecture."""
+        (:meth:`prior_transform` maps it to latents): ``(n, latent_size)``.  An
+        architecture whose decoder draws noise of its own declares a larger shape."""
         return (int(n), self.latent_size)
+
+    @property
+    def noise_size(self) -> int:
+        """Standard-normal numbers drawn per galaxy (the generator draws them flat, in
+        the order of :meth:`noise_shape`)."""
+        return int(np.prod(self.noise_shape(1)[1:]))
 
     def prior_transform(self, eps: Any, conditions: Any = None) -> tf.Tensor:
         """Map standard-normal ``eps`` (B, latent_size) to prior samples z (B, latent_size).
