@@ -69,7 +69,7 @@ class StepTimer:
 
         from galsim_vae.data import make_tf_dataset
         from galsim_vae.models import build_model
-        from galsim_vae.training.trainer import _Steps
+        from galsim_vae.training.steps import TrainSteps
 
         conditions = () if architecture == "vae" else ("zphot",)
         channels, options = decoder_layout(layout)
@@ -79,7 +79,7 @@ class StepTimer:
                                  psf_size=dataset.psf_size, **options)
         optimizer = keras.optimizers.Adam(1e-4)
         optimizer.build(self.model.trainable_variables)
-        self.runner = _Steps(self.model, optimizer, tf.distribute.get_strategy(), xla=False,
+        self.runner = TrainSteps(self.model, optimizer, tf.distribute.get_strategy(), xla=False,
                              mixed_precision=False)
         self.batches = iter(make_tf_dataset(dataset, "train", batch_size=batch_size,
                                             conditions=conditions, repeat=True,

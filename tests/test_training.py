@@ -373,16 +373,16 @@ def test_never_reads_the_test_split(tiny_dataset, tmp_path, monkeypatch):
         return real(dataset, split, **kwargs)
 
     monkeypatch.setattr(data, "make_tf_dataset", recording)
-    from galsim_vae.training import trainer
+    from galsim_vae.training import steps as steps_module
 
     runners = []
 
-    class RecordingSteps(trainer._Steps):
+    class RecordingSteps(steps_module.TrainSteps):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             runners.append(self)
 
-    monkeypatch.setattr(trainer, "_Steps", RecordingSteps)
+    monkeypatch.setattr(steps_module, "TrainSteps", RecordingSteps)
     train(tiny_dataset, tmp_path / "b", **{**TINY, "flow_prior": True,
                                           "max_steps_per_epoch": 3}, epochs=2,
           flow_prior_epochs=1, seed=2)

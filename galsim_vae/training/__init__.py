@@ -1,4 +1,4 @@
-"""Training: beta and learning-rate schedules, the training loop, checkpoints and logs.
+"""Training: options, beta and learning-rate schedules, the loop, checkpoints and logs.
 
 ``train(dataset, out_bundle, ...)`` trains a model of :mod:`galsim_vae.models` on a data
 set and writes a model bundle (:mod:`galsim_vae.bundle`).  The schedules are plain
@@ -8,10 +8,11 @@ Python; importing this package does not import TensorFlow (``train`` does).
 from __future__ import annotations
 
 from .errors import TrainingConfigError
+from .options import TrainingOptions
 from .schedules import BETA_SCHEDULES, BetaSchedule, LearningRateSchedule
 
 __all__ = ["BETA_SCHEDULES", "BetaSchedule", "LearningRateSchedule", "TrainingConfigError",
-           "train"]
+           "TrainingOptions", "train"]
 
 
 def train(*args, **kwargs):

@@ -1,0 +1,114 @@
+"""What a run records: the conditions and training record of the bundle, the mean PSF of
+a noise-likelihood model, the flow prior fitted after training, and the error that
+names a damaged stamp when the loss diverges."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputDataError
+from ..io_utils import progress
+from .errors import TrainingConfigError
+
+
+def condition_metadata(dataset, conditions: Sequence[str]) -> list[dict[str, Any]]:
+    return [dataset.condition(name).to_dict() for name in conditions]
+
+
+def mean_psf(dataset, indices: np.ndarray) -> np.ndarray:
+    """Mean unit-sum PSF over the given rows (chunked reads of the memory map)."""
+    total = np.zeros(dataset.psfs.shape[1:], dtype=np.float64)
+    for start in range(0, indices.size, 1024):
+        total += np.asarray(dataset.psfs[np.sort(indices[start:start + 1024])],
+                            dtype=np.float64).sum(axis=0)
+    return total / total.sum()
+
+
+def first_nonfinite_row(dataset, indices: np.ndarray) -> int | None:
+    """First of ``indices`` whose stamp or PSF has a NaN/inf pixel (chunked reads), or None."""
+    indices = np.sort(np.asarray(indices, dtype=np.int64))
+    for start in range(0, indices.size, 1024):
+        rows = indices[start:start + 1024]
+        for arrays in (dataset.images, dataset.psfs):
+            if arrays is None:
+                continue
+            bad = ~np.isfinite(np.asarray(arrays[rows])).reshape(len(rows), -1).all(axis=1)
+            if bad.any():
+                return int(rows[np.argmax(bad)])
+    return None
+
+
+def divergence_error(dataset, indices: np.ndarray, epoch: int, loss, lr: float):
+    """The error for a non-finite training loss: names a damaged stamp when there is one."""
+    row = first_nonfinite_row(dataset, indices)
+    if row is not None:
+        ident = dataset.catalog["ident"][row]
+        return InputDataError(
+            f"training loss became {loss} in epoch {epoch} because data set "
+            f"{str(dataset.path)!r} has NaN/inf pixels (first in row {row}, ident {ident}) "
+            "in its images or PSFs; the data set is damaged: make it again with 'galsim-vae "
+            "prepare' (whose --skip-invalid leaves such galaxies out)")
+    return TrainingConfigError(
+        f"training diverged in epoch {epoch} (loss {loss}); "
+        f"lower the learning rate (now {lr:g}) or beta, or check the data set")
+
+
+def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batch_size: int, *,
+                    epochs: int, seed: int):
+    """Fit the flow prior to the posterior means of the whole training split."""
+    import keras
+
+    from ..data import make_tf_dataset
+    from ..models.prior import fit_flow_prior
+
+    data = make_tf_dataset(dataset, "train", batch_size=max(batch_size, 256), shuffle=False,
+                           conditions=conditions, with_psf=with_psf)
+    latents, conds = [], []
+    for batch in progress(data, desc="encoding the training split"):
+        cond = batch.get("conditions")
+        latents.append(model.encode(batch["image"], cond, training=False).mean().numpy())
+        if cond is not None:
+            conds.append(cond.numpy())
+    keras.utils.set_random_seed(seed)
+    return fit_flow_prior(np.concatenate(latents),
+                          np.concatenate(conds) if conds else None,
+                          epochs=epochs, batch_size=256, learning_rate=1e-3, seed=seed % (2**31))
+
+
+def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str, float]], *,
+                   final_epoch: int, elapsed: float, prior, strategy) -> dict[str, Any]:
+    """The ``training`` block of model.json: provenance, settings, final losses."""
+    meta = dataset.meta
+    final_row = next(r for r in history if int(r["epoch"]) == final_epoch)
+    info = {
+        "data": {"path": settings["dataset"], "n_galaxies": dataset.n_galaxies,
+                 "stamp_size": dataset.stamp_size, "psf_size": dataset.psf_size,
+                 "pixel_scale": dataset.pixel_scale, "flux_units": dataset.flux_units,
+                 "splits": meta.get("split", {}), "source": meta.get("source", {}),
+                 "cuts": (meta.get("source") or {}).get("cuts", "see source")},
+        "galsim_vae_version": settings["galsim_vae_version"],
+        "architecture": settings["architecture"],
+        "conditions": settings["conditions"],
+        "epochs_requested": settings["epochs"],
+        "epochs_trained": len(history),
+        "weights_epoch": final_epoch,
+        "batch_size": settings["batch_size"],
+        "beta": settings["beta"],
+        "learning_rate": settings["learning_rate"],
+        "lr_decay": settings["lr_decay"], "clip_norm": settings["clip_norm"],
+        "early_stopping_patience": settings["early_stopping_patience"],
+        "seed": settings["seed"],
+        "max_steps_per_epoch": settings["max_steps_per_epoch"],
+        "monitor": settings["monitor"], "augment": settings["augment"],
+        "mixed_precision": settings["mixed_precision"],
+        "xla": settings["xla"],
+        "replicas": int(strategy.num_replicas_in_sync),
+        "training_time_s": round(float(elapsed), 2),
+        "final": {k: float(v) for k, v in final_row.items()
+                  if k.startswith(("train_", "val_")) or k in ("beta", "lr")},
+    }
+    if prior is not None and getattr(prior, "training_losses", None):
+        info["final"]["flow_prior_nll"] = float(prior.training_losses[-1])
+    return info
