@@ -37,7 +37,7 @@ def _measure(model, dataset, split: str, max_mag: float | None, seed: int) -> di
     from galsim_vae.evaluation import measure_morphology
     from galsim_vae.evaluation.latent import prior_typicality
     from galsim_vae.evaluation.reconstruction import reconstruct
-    from galsim_vae.evaluation.report_inputs import (check_compatibility, load_heldout,
+    from galsim_vae.evaluation.report.inputs import (check_compatibility, load_heldout,
                                                      read_images, select_heldout)
 
     compat = check_compatibility(model.spec, dataset, bundle_path=str(model.path))

@@ -11,7 +11,7 @@ import pytest
 from conftest import write_tiny_dataset
 from galsim_vae.errors import InputDataError, OutputExistsError
 from galsim_vae.evaluation.reconstruction import chi2_per_pixel
-from galsim_vae.evaluation.report_inputs import check_compatibility, flux_unit_factor
+from galsim_vae.evaluation.report.inputs import check_compatibility, flux_unit_factor
 
 #: Tiny, fast training settings (a few steps: the report is tested, not the model).
 TINY = dict(channels=[4, 8], latent_size=4, batch_size=16, max_steps_per_epoch=2, epochs=2,
@@ -275,7 +275,7 @@ def test_compatibility_checks_name_the_problem(bundles, tiny_dataset):
 
 
 def test_condition_range_notes():
-    from galsim_vae.evaluation.report_inputs import condition_range_notes
+    from galsim_vae.evaluation.report.inputs import condition_range_notes
 
     from types import SimpleNamespace
 
@@ -319,7 +319,7 @@ def test_truth_comparison_matches_paired_galaxies(tmp_path):
 
     import galsim
 
-    from galsim_vae.evaluation.report_truth import compare_with_truth, find_truth_table
+    from galsim_vae.evaluation.report.truth import compare_with_truth, find_truth_table
 
     idents, flux, hlr = [7, 8, 9], [2.0, 5.0, 1.0], [0.08, 0.12, 0.1]
     survey = _fake_survey(tmp_path / "survey", idents, flux, hlr)
@@ -357,7 +357,7 @@ def test_truth_comparison_matches_paired_galaxies(tmp_path):
 def test_heldout_falls_back_to_validation_and_colours_by_nothing(tmp_path):
     """No test split: the validation split with a note; no zphot: nothing to colour by."""
     from galsim_vae.data import Dataset, DatasetWriter
-    from galsim_vae.evaluation.report_inputs import load_heldout, select_heldout
+    from galsim_vae.evaluation.report.inputs import load_heldout, select_heldout
 
     rng = np.random.default_rng(0)
     with DatasetWriter(tmp_path / "noz", max_galaxies=20, stamp_size=16, pixel_scale=0.03,
@@ -394,7 +394,7 @@ def test_heldout_falls_back_to_validation_and_colours_by_nothing(tmp_path):
 def test_training_data_notes():
     from types import SimpleNamespace
 
-    from galsim_vae.evaluation.report_inputs import training_data_notes
+    from galsim_vae.evaluation.report.inputs import training_data_notes
 
     spec = SimpleNamespace(training={"data": {"path": "/surveys/sim20k"}})
     same, other = SimpleNamespace(path="/surveys/sim20k"), SimpleNamespace(path="/real/paltas")
@@ -443,10 +443,10 @@ def test_report_on_a_data_set_the_model_never_saw(bundles, tiny_dataset, tmp_pat
 
 
 def test_bundle_without_history_is_reported(tmp_path):
-    from galsim_vae.evaluation.report import _history_metrics
+    from galsim_vae.evaluation.report import history_metrics
 
     notes = []
-    assert _history_metrics(tmp_path, tmp_path / "loss.png", notes) == {"has_history": False}
+    assert history_metrics(tmp_path, tmp_path / "loss.png", notes) == {"has_history": False}
     assert notes == ["the bundle has no history.csv: no loss curves"]
     assert not (tmp_path / "loss.png").exists()
 

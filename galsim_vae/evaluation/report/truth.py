@@ -63,8 +63,8 @@ def compare_with_truth(truth_path: Path, idents: np.ndarray, generated_profiles:
     """
     from astropy.table import Table
 
-    from .compare import compare_distributions
-    from .morphology import measure_morphology
+    from ..compare import compare_distributions
+    from ..morphology import measure_morphology
 
     truth = Table.read(truth_path, format="fits")
     row_of = {int(ident): i for i, ident in enumerate(np.asarray(truth["IDENT"]))}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io_utils import progress
+from ...io_utils import progress
 
 
 def generate_profiles(galaxy_model, eps: np.ndarray, conditions: np.ndarray | None, *,

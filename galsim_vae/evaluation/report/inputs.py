@@ -20,8 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..conditions import standardise
-from ..errors import InputDataError
+from ...conditions import standardise
+from ...errors import InputDataError
 
 #: Relative tolerance on the pixel scales of bundle and data set.
 PIXEL_SCALE_RTOL = 1e-6

@@ -1,0 +1,87 @@
+"""Report section: prior samples paired with held-out galaxies (their PSF, noise and
+conditions), observed like the data, the sample grids and the redshift strip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...io_utils import progress
+from ..render import observe_like_data
+from .context import (MAX_DEFAULT_GENERATED, N_SHOWN_GENERATED, N_STRIP, OBSERVE_CHUNK,
+                      Context)
+
+
+def observe(profiles: np.ndarray, psfs: np.ndarray | None, noise_sigma: np.ndarray,
+             rng: np.random.Generator) -> np.ndarray:
+    """Generated profiles observed like the data, in chunks (bounded FFT memory).
+
+    PSF-free profiles get their paired galaxy's PSF and noise; profiles that carry the
+    HST PSF already (``psfs`` None) get the noise only.
+    """
+    observed = np.empty(profiles.shape, dtype=np.float32)
+    starts = range(0, profiles.shape[0], OBSERVE_CHUNK)
+    for start in progress(starts, total=len(starts), desc="observe like the data"):
+        stop = min(start + OBSERVE_CHUNK, profiles.shape[0])
+        psf = np.ones((1, 1)) if psfs is None else psfs[start:stop]
+        observed[start:stop] = observe_like_data(profiles[start:stop], psf,
+                                                 noise_sigma[start:stop], rng)
+    return observed
+
+
+def generation_section(ctx: Context, metrics: dict[str, Any], n_generated: int | None,
+                        rngs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prior samples paired with held-out galaxies, their grids and the redshift strip.
+
+    Returns:
+        (pairs: held-out position of each generated galaxy's partner, PSF-free (or
+        as-generated) profiles and the observed-like stamps, both in data-set flux units).
+    """
+    from ..morphology import measure_morphology
+    from ..plots import plot_stamp_grid
+    from .generate import generate_profiles, redshift_strip
+
+    pair_rng, eps_rng, noise_rng, strip_rng = rngs
+    heldout, model, net = ctx.heldout, ctx.model, ctx.net
+    n_heldout = len(heldout)
+    n_gen = n_generated or min(n_heldout, MAX_DEFAULT_GENERATED)
+    pairs = pair_rng.choice(n_heldout, size=n_gen, replace=n_gen > n_heldout)
+    eps = eps_rng.standard_normal((n_gen, int(model.noise_size)))
+    gen_conditions = heldout.raw_conditions[pairs] if ctx.conditional else None
+    profiles = (generate_profiles(model, eps, gen_conditions, batch_size=ctx.batch_size)
+                / net).astype(np.float32)
+    observed = observe(profiles, heldout.psfs[pairs] if model.psf_free else None,
+                        heldout.noise_sigma[pairs], noise_rng)
+    metrics["generation"] = {
+        "n_generated": n_gen, "seed": ctx.seed,
+        "pairing": "each generated galaxy takes the PSF, noise level"
+                   + (" and conditions" if ctx.conditional else "")
+                   + " of a randomly drawn held-out galaxy"
+                   + (" (drawn with replacement)" if n_gen > n_heldout else ""),
+        "path": "eps ~ N(0, I) (numpy Generator) -> GalaxyModel.decode_batch (prior "
+                "transform and decoder, as sample/VAEGalaxy/YAML)"}
+    softening = float(np.median(heldout.noise_sigma))
+    shown = min(N_SHOWN_GENERATED, n_gen)
+    titles = ([f"{heldout.redshift_name}={heldout.raw_conditions[p, 0]:.2f}"
+               for p in pairs[:shown]] if ctx.conditional else None)
+    kind = "PSF-free profiles" if model.psf_free else "galaxies"
+    plot_stamp_grid(profiles[:shown], ctx.figure("generated"), softening=softening,
+                    titles=titles, suptitle=f"generated {kind} (seed {ctx.seed}, first {shown})")
+    plot_stamp_grid(observed[:shown], ctx.figure("generated_observed"), softening=softening,
+                    titles=titles,
+                    suptitle="the same, observed like the held-out data (their PSF and noise)")
+    if ctx.conditional:
+        redshifts, strip = redshift_strip(model, strip_rng, n_steps=N_STRIP)
+        strip = strip / net
+        plot_stamp_grid(strip, ctx.figure("redshift_strip"), softening=softening,
+                        titles=[f"{ctx.compat.condition_names[0]}={z:.2f}" for z in redshifts],
+                        ncols=N_STRIP,
+                        suptitle="one latent draw across the training redshift range")
+        strip_stats = measure_morphology(strip, pixel_scale=ctx.dataset.pixel_scale,
+                                         noise_sigma=0.0, nonparametric=False,
+                                         desc="redshift strip")
+        metrics["redshift_strip"] = {"redshift": redshifts,
+                                     "flux": np.asarray(strip_stats["flux"]),
+                                     "hlr_arcsec": np.asarray(strip_stats["hlr_arcsec"])}
+    return pairs, profiles, observed
