@@ -11,8 +11,8 @@ import pytest
 from conftest import TEST_DATA
 from galsim_vae.cli import main
 from galsim_vae.data import Dataset
-from galsim_vae.data.deepfield import (XDF_PIXEL_SCALE, detect_sources, load_deepfield,
-                                       prepare_deepfield)
+from galsim_vae.data.deepfield import detect_sources, prepare_deepfield
+from galsim_vae.data.deepfield_io import XDF_PIXEL_SCALE, load_deepfield
 from galsim_vae.errors import InputDataError, MissingInputError, OutputExistsError
 
 ABELL = TEST_DATA / "abell2744"

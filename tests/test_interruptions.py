@@ -117,7 +117,7 @@ def test_train_killed_mid_epoch_resumes_to_a_valid_bundle(tiny_dataset, tmp_path
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
 
     model = galsim_vae.load_model(out)
-    assert model.meta["training"]["epochs_trained"] == epochs
+    assert model.spec.training["epochs_trained"] == epochs
     z_lo, z_hi = model.redshift_range
     stamps = model.generate(4, redshift=0.5 * (z_lo + z_hi), rng=galsim.BaseDeviate(1))
     assert stamps.shape == (4, 32, 32) and np.isfinite(stamps).all() and stamps.sum() > 0
@@ -126,12 +126,12 @@ def test_train_killed_mid_epoch_resumes_to_a_valid_bundle(tiny_dataset, tmp_path
 # ---------------------------------------------------------------------------- prepare
 SLOW_PREPARE = textwrap.dedent("""
     import sys, time
-    from galsim_vae.data import dataset
-    add = dataset.DatasetWriter.add
+    from galsim_vae.data import writer
+    add = writer.DatasetWriter.add
     def slow_add(self, *args, **kwargs):
         time.sleep(0.3)
         return add(self, *args, **kwargs)
-    dataset.DatasetWriter.add = slow_add
+    writer.DatasetWriter.add = slow_add
     from galsim_vae.cli import main
     sys.exit(main(sys.argv[1:]))
 """)

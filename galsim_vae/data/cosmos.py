@@ -33,16 +33,16 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputDataError, MissingInputError
+from ..errors import InputDataError
 from ..io_utils import check_output_path, progress
 from . import cosmos_repair as repair
-from .dataset import DatasetWriter
+from .cosmos_selection import CosmosSelection, select_galaxies
+from .writer import DatasetWriter
 
 #: Default stamp side (pixels) of each COSMOS sample: 128 for F814W < 23.5 and 158 for
 #: F814W < 25.2, at 0.03 arcsec/pixel (3.84" and 4.74").
@@ -126,139 +126,6 @@ def noise_seed_for(ident: Any, seed: int = 0) -> int:
     """Deterministic GalSim seed (1 .. 2**31-1) of the padding noise of galaxy ``ident``."""
     digest = hashlib.sha1(f"cosmos-pad:{seed}:{ident}".encode()).digest()
     return int.from_bytes(digest[:4], "big") % (2**31 - 2) + 1
-
-
-def _read_table(path: Path):
-    """The first table HDU of ``path``: (FITS_rec, column names)."""
-    from astropy.io import fits
-
-    try:
-        with fits.open(path, memmap=False) as hdus:
-            return hdus[1].data, list(hdus[1].columns.names)
-    except (OSError, IndexError, ValueError, TypeError) as err:
-        raise InputDataError(f"catalog {str(path)!r} is not a readable FITS table (corrupt or "
-                             f"truncated?): {err}. Fix: download it again with "
-                             "'galsim_download_cosmos'") from None
-
-
-def _column(data, names, name: str, index: int | None = None) -> np.ndarray:
-    """Float column ``name`` (any case) of a FITS_rec; NaN if absent.  ``index`` picks one
-    entry of a vector column."""
-    actual = repair.column_lookup(names, name)
-    if actual is None:
-        return np.full(len(data), np.nan)
-    values = np.asarray(data[actual])
-    if index is not None:
-        values = values[:, index]
-    return values.astype(np.float64)
-
-
-def _idents(data, names) -> np.ndarray:
-    """The IDENT column: int64 when integer, else stripped strings."""
-    values = np.asarray(data[repair.column_lookup(names, "IDENT")])
-    if np.issubdtype(values.dtype, np.integer):
-        return values.astype(np.int64)
-    return np.char.strip(values.astype(str))
-
-
-@dataclass
-class CosmosSelection:
-    """The galaxies of a GalSim-format COSMOS catalog that GalSim's cuts keep.
-
-    Attributes:
-        catalog:     Path of the real-galaxy catalog.
-        param_path:  Path of its ``_fits`` parameter catalog.
-        sample:      '23.5', '25.2' or None.
-        level:       Exclusion level applied (after any fallback).
-        rgc:         GalSim's :class:`galsim.RealGalaxyCatalog` (repaired in memory).
-        indices:     Catalog rows kept, in catalog order.
-        idents:      IDENT of every catalog row.
-        columns:     Per-row catalog quantities (zphot, mag_auto, flux_radius, ...).
-        n_after_cuts: Rows GalSim's cuts keep (before ``max_galaxies``).
-    """
-
-    catalog: Path
-    param_path: Path
-    sample: str | None
-    level: str
-    rgc: Any
-    indices: np.ndarray
-    idents: np.ndarray
-    columns: dict[str, np.ndarray]
-    n_after_cuts: int
-
-
-def select_galaxies(directory: str | os.PathLike, *, file_name: str | None = None,
-                    sample: str | None = None, exclusion_level: str = "marginal",
-                    cuts: dict[str, float] | None = None, max_galaxies: int | None = None,
-                    notes: list[str] | None = None) -> CosmosSelection:
-    """Read a GalSim-format COSMOS catalog and apply GalSim's cuts.
-
-    Checks the catalog and its ``_fits`` companion (columns, row alignment), falls back
-    from an exclusion level whose selection file is missing (with a warning), and runs
-    :class:`galsim.COSMOSCatalog` with ``exclusion_level`` and ``cuts`` (its ``min_hlr``,
-    ``max_hlr``, ``min_flux``, ``max_flux`` keywords).  ``notes`` collects the warnings.
-
-    Raises:
-        MissingInputError: the folder, catalog or ``_fits`` catalog is missing.
-        InputDataError: missing columns, misaligned catalogs, no galaxy passes the cuts.
-    """
-    import galsim
-
-    notes = [] if notes is None else notes
-    cuts = dict(cuts or {})
-    catalog, sample = repair.resolve_catalog(directory, file_name, sample)
-    cat_data, cat_names = _read_table(catalog)
-    repair.require_columns(cat_names, repair.REQUIRED_CATALOG_COLUMNS, catalog,
-                           "GalSim's RealGalaxyCatalog needs it")
-    param_path = repair.companion_path(catalog, "fits")
-    if not param_path.is_file():
-        raise MissingInputError(
-            f"parameter catalog {str(param_path)!r} (zphot, mag_auto, flux_radius, fits) does "
-            "not exist. Fix: download it with 'galsim_download_cosmos' (it comes with every "
-            "sample)")
-    par_data, par_names = _read_table(param_path)
-    repair.require_columns(par_names, repair.REQUIRED_PARAM_COLUMNS, param_path,
-                           "copied into the data set")
-    idents, par_idents = _idents(cat_data, cat_names), _idents(par_data, par_names)
-    if len(idents) != len(par_idents) or np.any(idents != par_idents):
-        n = min(len(idents), len(par_idents))
-        bad = next((k for k in range(n) if idents[k] != par_idents[k]), n)
-        raise InputDataError(
-            f"catalogs {str(catalog)!r} ({len(idents)} rows) and {str(param_path)!r} "
-            f"({len(par_idents)} rows) are not row-aligned (first difference at row {bad}); "
-            "GalSim's COSMOSCatalog requires the same galaxies in the same order. Fix: use "
-            "the files of one download")
-    level = repair.effective_exclusion_level(catalog, exclusion_level, notes)
-    if level in ("bad_fits", "marginal") or any(cuts.values()):
-        repair.require_columns(par_names, repair.FIT_CUT_COLUMNS, param_path,
-                               f"GalSim's exclusion_level={level!r} and hlr/flux cuts use it; "
-                               "exclusion_level='none' without cuts does not")
-    if level in ("bad_stamp", "marginal"):
-        repair.require_columns(cat_names, ("stamp_flux",), catalog,
-                               f"GalSim's exclusion_level={level!r} cuts on it")
-    try:
-        cosmos = galsim.COSMOSCatalog(file_name=catalog.name, dir=str(catalog.parent),
-                                      exclusion_level=level, **cuts)
-    except (OSError, KeyError, ValueError, galsim.GalSimError) as err:
-        raise InputDataError(f"GalSim cannot read COSMOS catalog {str(catalog)!r}: "
-                             f"{type(err).__name__}: {err}") from None
-    if cosmos.nobjects == 0:
-        raise InputDataError(
-            f"no galaxy of {str(catalog)!r} ({len(idents)} rows) passes GalSim's cuts "
-            f"(exclusion_level={level!r}, {cuts}). Fix: loosen the cuts (e.g. "
-            "--exclusion-level none, a smaller --min-hlr)")
-    indices = np.asarray(cosmos.orig_index, dtype=np.int64)[:max_galaxies]
-    columns = {name: _column(par_data, par_names, name)
-               for name in ("zphot", "mag_auto", "flux_radius")}
-    columns.update({name: _column(cat_data, cat_names, column) for name, column in (
-        ("ra", "RA"), ("dec", "DEC"), ("mag", "MAG"), ("weight", "WEIGHT"),
-        ("stamp_flux", "stamp_flux"), ("noise_mean", "NOISE_MEAN"))})
-    columns["sersic_n"] = _column(par_data, par_names, "sersicfit", index=2)
-    columns["sersic_hlr"] = _column(par_data, par_names, "hlr", index=0)
-    return CosmosSelection(catalog=catalog, param_path=param_path, sample=sample, level=level,
-                           rgc=cosmos.real_cat, indices=indices, idents=idents,
-                           columns=columns, n_after_cuts=int(cosmos.nobjects))
 
 
 def prepare_cosmos(out: str | os.PathLike, directory: str | os.PathLike, *,
