@@ -43,7 +43,7 @@ def conditional_report(bundles, tiny_dataset, tmp_path_factory):
     from galsim_vae.evaluation.report import evaluate
 
     out = tmp_path_factory.mktemp("reports") / "cvae2_report"
-    return out, evaluate(bundles["cvae2"], tiny_dataset, out, seed=3)
+    return out, evaluate(bundles["cvae2"], tiny_dataset, out, seed=3, n_isotropy=400)
 
 
 def _check_png(path):
@@ -156,7 +156,8 @@ def test_other_flux_scale_is_converted(bundles, tmp_path):
     from galsim_vae.evaluation.report import evaluate
 
     other = write_tiny_dataset(tmp_path / "other", n=48, seed=7)
-    metrics = evaluate(bundles["cvae2"], other, tmp_path / "report", n_generated=6)
+    metrics = evaluate(bundles["cvae2"], other, tmp_path / "report", n_generated=6,
+                       n_isotropy=0)
     assert Dataset(other).flux_scale != pytest.approx(metrics["bundle"]["flux_scale"], rel=1e-3)
     assert any("flux scale" in note for note in metrics["notes"])
     assert metrics["reconstruction"]["chi2_per_pixel"] == pytest.approx(
@@ -169,7 +170,8 @@ def test_unconditional_report_nonparametric_small_cli(bundles, tiny_dataset, tmp
     out = tmp_path / "vae_report"
     assert main(["--quiet", "evaluate", str(bundles["vae"]), "--data", str(tiny_dataset),
                  "--out", str(out), "--max-heldout", "4", "--n-generated", "5",
-                 "--nonparametric", "--seed", "1", "--batch-size", "3"]) == 0
+                 "--nonparametric", "--seed", "1", "--batch-size", "3",
+                 "--n-isotropy", "50"]) == 0
     assert "targets met" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["seed"] == 1
@@ -180,8 +182,8 @@ def test_unconditional_report_nonparametric_small_cli(bundles, tiny_dataset, tmp
     from galsim_vae.evaluation.report import evaluate
 
     again = evaluate(bundles["vae"], tiny_dataset, out, max_heldout=4, n_generated=5,
-                     nonparametric=True, seed=1, batch_size=3, overwrite=True)
-    for key in ("reconstruction", "latent", "targets", "generation"):
+                     nonparametric=True, seed=1, batch_size=3, overwrite=True, n_isotropy=50)
+    for key in ("reconstruction", "latent", "targets", "generation", "fidelity"):
         assert again[key] == metrics[key], key
     assert again["morphology"]["statistics"] == metrics["morphology"]["statistics"]
     assert set(metrics["figures"]) == {"loss", "reconstructions", "generated",
@@ -466,7 +468,7 @@ def test_simulated_survey_report_compares_with_truth(tmp_path):
     data_path = prepare_cosmos(tmp_path / "data", survey, stamp_size=32, psf_size=15)
     bundle = train(data_path, tmp_path / "bundle", architecture="cvae2", flow_prior=False,
                    **{**TINY, "epochs": 1})
-    metrics = evaluate(bundle, data_path, tmp_path / "report")
+    metrics = evaluate(bundle, data_path, tmp_path / "report", n_isotropy=0)
     data = Dataset(data_path)
     test_idents = np.asarray(data.catalog["ident"])[data.indices("test")]
     assert metrics["dataset"]["simulated_survey"] is True
@@ -479,3 +481,31 @@ def test_simulated_survey_report_compares_with_truth(tmp_path):
     assert truth["statistics"]["flux"]["mean_reference"] == pytest.approx(expected.mean())
     assert truth["statistics"]["hlr_arcsec"]["n_generated"] == test_idents.size
     assert "## Against the simulation truth" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_fidelity_section_of_the_report(conditional_report):
+    """Where fidelity is lost: data, reconstructions and prior samples side by side, per
+    S/N quartile, paired slopes, chi-square percentiles, outer flux, isotropy and the
+    memorization test (the tiny bundle is not faithful: only the columns are checked)."""
+    out, metrics = conditional_report
+    fid = metrics["fidelity"]
+    columns = fid["columns"]
+    assert set(columns["all"]) == {"data", "recon_mean", "recon_sample", "prior"}
+    assert len(columns["bins"]) == 4 and len(fid["snr_quartile_edges"]) == 3
+    assert sum(b["data"]["n"] for b in columns["bins"]) == columns["all"]["data"]["n"]
+    for key in ("recon_mean", "recon_sample", "prior"):
+        ratio = columns["all"][key]["ratio"]["mean_abs_g"]
+        assert ratio == pytest.approx(columns["all"][key]["mean_abs_g"]
+                                      / columns["all"]["data"]["mean_abs_g"])
+    assert np.isfinite(fid["paired_slopes"]["recon_mean"]["g_all"])
+    pct = fid["chi2"]["percentiles"]
+    assert pct["5"] <= pct["50"] <= pct["99"] and len(fid["chi2"]["worst"]) == 5
+    assert fid["chi2"]["worst"][0]["chi2_per_pixel"] == pytest.approx(max(
+        w["chi2_per_pixel"] for w in fid["chi2"]["worst"]))
+    outer = fid["outer_flux_fraction"]
+    assert 0 <= outer["generated_profiles_median"] <= 1
+    assert fid["isotropy"]["generated"]["n"] == 400
+    assert 0 <= fid["isotropy"]["data"]["angle_ks_p"] <= 1
+    assert 0 <= fid["memorization"]["p_value_generated_closer"] <= 1
+    text = (out / "report.md").read_text()
+    assert "## Where fidelity is lost" in text and "posterior sample" in text

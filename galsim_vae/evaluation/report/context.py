@@ -38,6 +38,12 @@ FIGURES = {"loss": "loss.png", "reconstructions": "reconstructions.png",
            "generated": "generated.png", "generated_observed": "generated_observed.png",
            "redshift_strip": "redshift_strip.png", "latent": "latent.png",
            "morphology": "morphology.png", "redshift_bins": "redshift_bins.png"}
+#: Held-out galaxies reconstructed for the fidelity section (posterior mean and sample).
+N_FIDELITY = 2000
+#: Generated PSF-free galaxies measured for the isotropy test (the issue's 10,000).
+N_ISOTROPY = 10000
+#: Training galaxies encoded for the memorization test.
+N_MEMORIZATION_TRAINING = 5000
 
 
 def check_count(value: Any, name: str) -> int | None:
@@ -85,6 +91,8 @@ class Context:
     batch_size: int
     figures: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    #: intermediate results shared between sections (reconstructions, morphology tables)
+    results: dict = field(default_factory=dict)
 
     @property
     def net(self) -> float:

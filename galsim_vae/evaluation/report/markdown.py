@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .markdown_fidelity import render_fidelity
+
 
 def _f(value: Any, digits: int = 4) -> str:
     """A number for a table cell (``n/a`` for None)."""
@@ -225,7 +227,7 @@ def render_report(metrics: Mapping[str, Any]) -> str:
     if metrics.get("notes"):
         lines += ["Notes:", ""] + [f"- {note}" for note in metrics["notes"]] + [""]
     for section in (_targets, _training, _reconstruction, _generation, _latent, _morphology,
-                    _truth):
+                    render_fidelity, _truth):
         lines += section(metrics)
     lines += ["All numbers are in `metrics.json`.", ""]
     return "\n".join(lines)

@@ -57,7 +57,9 @@ import numpy as np
 
 from ...errors import InputDataError
 from ...io_utils import atomic_directory, check_output_path
-from .context import FIGURES, METRICS_FILE, REPORT_FILE, Context, check_count, plain
+from .context import (FIGURES, METRICS_FILE, N_ISOTROPY, REPORT_FILE, Context, check_count,
+                      plain)
+from .section_fidelity import fidelity_section
 from .section_generation import generation_section
 from .section_morphology import morphology_section
 from .section_reconstruction import reconstruction_section
@@ -68,7 +70,7 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
              out_dir: str | os.PathLike, *, n_generated: int | None = None,
              max_heldout: int | None = None, nonparametric: bool = False, seed: int = 0,
              overwrite: bool = False, batch_size: int = 64,
-             split: str = "auto") -> dict[str, Any]:
+             split: str = "auto", n_isotropy: int | None = N_ISOTROPY) -> dict[str, Any]:
     """Evaluate a model bundle on a data set's held-out galaxies and write the report.
 
     Parameters:
@@ -89,6 +91,8 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
                         validation split), ``"test"``, ``"validation"``, ``"train"`` or
                         ``"all"`` (every row: for a data set the model was not trained on,
                         e.g. real COSMOS galaxies for a model trained on a simulation).
+        n_isotropy:     Generated galaxies of the isotropy test of the fidelity section
+                        (default 10,000); 0 or None: no fidelity section.
 
     Returns:
         The metrics (what ``metrics.json`` holds; see the module docstring).
@@ -124,7 +128,8 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         metrics = _run(galaxy_model, dataset, heldout, compat, tmp, notes,
                        n_generated=n_generated, nonparametric=bool(nonparametric),
-                       seed=int(seed), batch_size=batch_size)
+                       seed=int(seed), batch_size=batch_size,
+                       n_isotropy=check_count(n_isotropy or None, "n_isotropy"))
         metrics["elapsed_s"] = round(time.time() - started, 2)
         metrics = plain(metrics)
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -134,7 +139,7 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
 
 def _run(model, dataset, heldout, compat, out: Path, notes: list[str], *,
          n_generated: int | None, nonparametric: bool, seed: int,
-         batch_size: int) -> dict[str, Any]:
+         batch_size: int, n_isotropy: int | None) -> dict[str, Any]:
     """Compute every number and figure of the report into the folder ``out``."""
     from .targets import LANUSSE_2021, evaluate_targets
     from .truth import compare_with_truth, find_truth_table
@@ -142,8 +147,8 @@ def _run(model, dataset, heldout, compat, out: Path, notes: list[str], *,
     ctx = Context(model=model, dataset=dataset, heldout=heldout, compat=compat,
                    out=out, seed=seed, batch_size=batch_size, notes=notes)
     spec, bundle_path = model.spec, model.path
-    pair_rng, eps_rng, noise_rng, strip_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    pair_rng, eps_rng, noise_rng, strip_rng, fidelity_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5))
     metrics: dict[str, Any] = {
         "bundle": {"path": str(bundle_path), "name": spec.name,
                    "architecture": spec.architecture, "psf_free": spec.psf_free,
@@ -166,6 +171,9 @@ def _run(model, dataset, heldout, compat, out: Path, notes: list[str], *,
                                                     (pair_rng, eps_rng, noise_rng, strip_rng))
     statistics, binned_ratios = morphology_section(ctx, metrics, pairs, observed,
                                                     nonparametric)
+    ctx.results.update(pairs=pairs, generated_observed=observed)
+    if n_isotropy:
+        fidelity_section(ctx, metrics, pairs, profiles, fidelity_rng, n_isotropy=n_isotropy)
     truth_path = find_truth_table(dataset)
     metrics["dataset"]["simulated_survey"] = truth_path is not None
     metrics["truth"] = None

@@ -51,6 +51,7 @@ def morphology_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
                                    noise_sigma=heldout.noise_sigma[pairs],
                                    psf=None if heldout.psfs is None else heldout.psfs[pairs],
                                    nonparametric=nonparametric, desc="generated morphology")
+    ctx.results["reference_table"], ctx.results["generated_table"] = reference, generated
     columns = list(MOMENT_STATISTICS) + (list(NONPARAMETRIC_STATISTICS) if nonparametric else [])
     comparison = compare_distributions(generated, reference, columns)
     plot_distributions(generated, reference, columns, ctx.figure("morphology"),

@@ -27,6 +27,7 @@ def reconstruction_section(ctx: Context) -> dict[str, Any]:
                         conditions=heldout.raw_conditions if ctx.conditional else None,
                         batch_size=ctx.batch_size,
                         n_show=N_SHOWN_RECONSTRUCTIONS)
+    ctx.results["reconstruction"] = recon
     model_image = "psf*profile" if psf_free else "profile"
     out: dict[str, Any] = {"reconstruction": {
         "chi2_per_pixel": float(np.mean(recon.chi2)),

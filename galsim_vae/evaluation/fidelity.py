@@ -1,0 +1,163 @@
+"""Where fidelity is lost: the diagnostics of the evaluation report.
+
+Pure functions of measured morphology tables and stamps (numpy/scipy), used by
+:mod:`galsim_vae.evaluation.report.section_fidelity`:
+
+- :func:`signal_to_noise`: each galaxy's S/N in an aperture of twice its half-light
+  radius, ``flux / (sigma * sqrt(pi (2 r_half)^2))`` (pixels), the quantity whose
+  quartiles split the bright from the faint galaxies;
+- :func:`column_means`: mean |g|, mean HSM size, mean and median flux of one sample,
+  overall and per S/N bin, so that data, reconstructions (posterior mean and posterior
+  sample, observed like the data with fresh noise) and prior samples stand side by side;
+- :func:`paired_slope`: the least-squares slope of a reconstructed statistic against the
+  data's, galaxy by galaxy (1 for a faithful autoencoder; shrinkage towards the mean
+  gives slopes below 1);
+- :func:`outer_flux_fraction`: the share of each stamp's flux outside a radius of
+  ``OUTER_RADIUS`` stamp sides (a pedestal or ring shows up here);
+- :func:`isotropy`: mean g1, g2 with their standard errors and the KS test of the
+  position angles against the uniform distribution;
+- :func:`memorization_test`: nearest-neighbour distances of generated and of held-out
+  galaxies to the training set, and the one-sided Mann-Whitney test that generated
+  galaxies are closer (a model copying its training set would be).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+#: Radius (in units of the stamp side) beyond which flux counts as "outer".
+OUTER_RADIUS = 0.35
+#: Percentiles of the per-galaxy chi-square reported.
+CHI2_PERCENTILES = (5, 25, 50, 75, 95, 99)
+
+
+def signal_to_noise(flux: np.ndarray, hlr_pix: np.ndarray, noise_sigma: np.ndarray) -> np.ndarray:
+    """S/N of each galaxy in a circular aperture of radius ``2 r_half`` (at least 1 pixel):
+    ``flux / (sigma sqrt(pi (2 r_half)^2))``; NaN where the flux or radius is unknown."""
+    radius = np.maximum(2.0 * np.asarray(hlr_pix, dtype=float), 1.0)
+    return np.asarray(flux, dtype=float) / (np.asarray(noise_sigma, dtype=float)
+                                            * np.sqrt(math.pi) * radius)
+
+
+def quartile_bins(values: np.ndarray, percentiles=(25, 50, 75)) -> tuple[np.ndarray, np.ndarray]:
+    """Bin index (0 = lowest) of each value by the given percentiles of the finite
+    values, and the edges; NaN values get -1."""
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    edges = np.percentile(values[finite], percentiles) if finite.any() else np.zeros(0)
+    index = np.full(values.shape, -1, dtype=int)
+    index[finite] = np.searchsorted(edges, values[finite], side="right")
+    return index, edges
+
+
+def _stats(table: Mapping[str, Any], rows: np.ndarray) -> dict[str, float]:
+    def col(name):
+        values = np.asarray(table[name], dtype=float)[rows]
+        return values[np.isfinite(values)]
+
+    g, size, flux = col("g"), col("sigma_arcsec"), col("flux")
+    return {"n": int(rows.sum()) if rows.dtype == bool else int(len(rows)),
+            "mean_abs_g": float(np.mean(g)) if g.size else math.nan,
+            "mean_size_arcsec": float(np.mean(size)) if size.size else math.nan,
+            "mean_flux": float(np.mean(flux)) if flux.size else math.nan,
+            "median_flux": float(np.median(flux)) if flux.size else math.nan}
+
+
+def column_means(tables: Mapping[str, Mapping[str, Any]], bins: np.ndarray,
+                 n_bins: int) -> dict[str, Any]:
+    """Mean |g|, mean size, mean and median flux of each table (same rows, one per
+    held-out galaxy), overall and in each of ``n_bins`` bins (``bins`` from
+    :func:`quartile_bins`), with each sample's ratio to the ``"data"`` table."""
+    out: dict[str, Any] = {"all": {}, "bins": []}
+    everything = np.ones(len(bins), dtype=bool)
+    for key, table in tables.items():
+        out["all"][key] = _stats(table, everything)
+    for b in range(n_bins):
+        rows = bins == b
+        out["bins"].append({key: _stats(table, rows) for key, table in tables.items()})
+    for block in [out["all"], *out["bins"]]:
+        data = block.get("data")
+        for key, stats in block.items():
+            if key == "data" or data is None:
+                continue
+            stats["ratio"] = {name: (stats[name] / data[name] if data[name] else math.nan)
+                              for name in ("mean_abs_g", "mean_size_arcsec", "mean_flux",
+                                           "median_flux")}
+    return out
+
+
+def paired_slope(data: np.ndarray, model: np.ndarray) -> float:
+    """Least-squares slope of ``model`` against ``data`` over the galaxies where both are
+    finite (NaN with fewer than 3)."""
+    data, model = np.asarray(data, dtype=float), np.asarray(model, dtype=float)
+    ok = np.isfinite(data) & np.isfinite(model)
+    if ok.sum() < 3 or np.var(data[ok]) == 0:
+        return math.nan
+    return float(np.polyfit(data[ok], model[ok], 1)[0])
+
+
+def outer_flux_fraction(stamps: np.ndarray, radius: float = OUTER_RADIUS) -> np.ndarray:
+    """Per stamp, the flux at more than ``radius`` stamp sides from the stamp centre over
+    the total flux (NaN for a stamp of zero total)."""
+    stamps = np.asarray(stamps, dtype=float)
+    size = stamps.shape[-1]
+    y, x = np.indices((size, size)) - (size - 1) / 2.0
+    outer = np.hypot(x, y) > radius * size
+    total = stamps.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total != 0, stamps[:, outer].sum(axis=1) / total, math.nan)
+
+
+def isotropy(g1: np.ndarray, g2: np.ndarray) -> dict[str, float]:
+    """Mean g1, g2 with standard errors, and the KS test of the position angles
+    ``0.5 atan2(g2, g1)`` against the uniform distribution on (-90, 90] degrees."""
+    from scipy.stats import kstest
+
+    g1, g2 = np.asarray(g1, dtype=float), np.asarray(g2, dtype=float)
+    ok = np.isfinite(g1) & np.isfinite(g2)
+    g1, g2 = g1[ok], g2[ok]
+    n = int(ok.sum())
+    if n < 2:
+        return {"n": n}
+    angle = 0.5 * np.degrees(np.arctan2(g2, g1))
+    ks = kstest((angle + 90.0) / 180.0, "uniform")
+    return {"n": n, "mean_g1": float(np.mean(g1)), "mean_g2": float(np.mean(g2)),
+            "sem_g1": float(np.std(g1, ddof=1) / math.sqrt(n)),
+            "sem_g2": float(np.std(g2, ddof=1) / math.sqrt(n)),
+            "angle_ks": float(ks.statistic), "angle_ks_p": float(ks.pvalue)}
+
+
+def memorization_test(training: np.ndarray, generated: np.ndarray,
+                      heldout: np.ndarray) -> dict[str, float]:
+    """Nearest-training-neighbour distances of generated and held-out galaxies.
+
+    Parameters are (N, d) feature vectors (e.g. posterior means of the stamps).  Returns
+    the median distances and the one-sided Mann-Whitney U test of "generated galaxies lie
+    closer to the training set than held-out galaxies do" (a small p-value flags
+    copying)."""
+    from scipy.spatial import cKDTree
+    from scipy.stats import mannwhitneyu
+
+    tree = cKDTree(np.asarray(training, dtype=float))
+    d_gen = tree.query(np.asarray(generated, dtype=float))[0]
+    d_held = tree.query(np.asarray(heldout, dtype=float))[0]
+    test = mannwhitneyu(d_gen, d_held, alternative="less")
+    return {"n_training": int(len(training)), "n_generated": int(len(d_gen)),
+            "n_heldout": int(len(d_held)),
+            "median_distance_generated": float(np.median(d_gen)),
+            "median_distance_heldout": float(np.median(d_held)),
+            "p_value_generated_closer": float(test.pvalue),
+            "test": "one-sided Mann-Whitney U on nearest-training-neighbour distances in "
+                    "the encoder's posterior-mean space"}
+
+
+def chi2_summary(chi2: np.ndarray, idents: np.ndarray, n_worst: int = 5) -> dict[str, Any]:
+    """Percentiles of the per-galaxy chi-square per pixel and the worst galaxies."""
+    chi2 = np.asarray(chi2, dtype=float)
+    order = np.argsort(chi2)[::-1][:n_worst]
+    return {"percentiles": {str(p): float(np.percentile(chi2, p)) for p in CHI2_PERCENTILES},
+            "worst": [{"ident": int(idents[i]), "chi2_per_pixel": float(chi2[i])}
+                      for i in order]}

@@ -1,0 +1,96 @@
+"""The "Where fidelity is lost" part of ``report.md`` (from ``metrics["fidelity"]``)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+SAMPLES = (("data", "held-out data"), ("recon_mean", "reconstruction (posterior mean)"),
+           ("recon_sample", "reconstruction (posterior sample)"),
+           ("prior", "prior samples, same conditions"))
+STATISTICS = (("mean_abs_g", "mean \\|g\\|"), ("mean_size_arcsec", "mean size [\"]"),
+              ("mean_flux", "mean flux"), ("median_flux", "median flux"))
+
+
+def _f(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _relative(ratio: float | None) -> str:
+    """`` (+12%)`` from a ratio to the data (empty without one)."""
+    if ratio is None:
+        return ""
+    return f" ({100.0 * (ratio - 1.0):+.1f}%)"
+
+
+def _block(title: str, block: Mapping[str, Any]) -> list[str]:
+    lines = [f"**{title}**", "", "| sample | n | " + " | ".join(s for _, s in STATISTICS) + " |",
+             "|---|---|" + "---|" * len(STATISTICS)]
+    for key, label in SAMPLES:
+        stats = block.get(key)
+        if not stats:
+            continue
+        ratio = stats.get("ratio") or {}
+        cells = [_f(stats[name]) + _relative(ratio.get(name)) for name, _ in STATISTICS]
+        lines.append(f"| {label} | {stats['n']} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def render_fidelity(metrics: Mapping[str, Any]) -> list[str]:
+    """Markdown lines of the fidelity section ([] when the report has none)."""
+    fid = metrics.get("fidelity")
+    if not fid:
+        return []
+    edges = [_f(e, 3) for e in fid["snr_quartile_edges"]]
+    lines = ["## Where fidelity is lost", "",
+             f"{fid['n_reconstructed']} held-out galaxies reconstructed (posterior mean and one "
+             "posterior sample, observed like the data with their PSF and fresh noise); "
+             "prior samples at the same conditions beside them.  In parentheses: the "
+             "relative difference from the data.  S/N = " + fid["snr_definition"] + "; "
+             f"quartile edges {', '.join(edges)}.", ""]
+    lines += _block("all galaxies", fid["columns"]["all"])
+    for i, block in enumerate(fid["columns"]["bins"]):
+        lines += _block(f"S/N quartile {i + 1} (faintest first)", block)
+    lines += ["Paired slopes (reconstructed against data, galaxy by galaxy; 1 is faithful):", "",
+              "| reconstruction | \\|g\\| | size | \\|g\\| per S/N quartile | "
+              f"\\|g\\| at S/N > {_f(fid['high_snr'])} |", "|---|---|---|---|---|"]
+    for key, label in SAMPLES[1:3]:
+        slope = fid["paired_slopes"][key]
+        lines.append(f"| {label} | {_f(slope['g_all'], 3)} | {_f(slope['size_all'], 3)} | "
+                     + ", ".join(_f(s, 3) for s in slope["g_bins"])
+                     + f" | {_f(slope['g_high_snr'], 3)} |")
+    chi2 = fid["chi2"]
+    lines += ["", "Reconstruction chi-square per pixel, percentiles: "
+              + ", ".join(f"{p}%: {_f(v, 3)}" for p, v in chi2["percentiles"].items())
+              + "; worst galaxies: "
+              + ", ".join(f"{w['ident']} ({_f(w['chi2_per_pixel'], 3)})" for w in chi2["worst"])
+              + ".", ""]
+    outer = fid["outer_flux_fraction"]
+    lines += [f"Median share of the flux beyond {outer['radius_stamp_sides']} stamp sides from "
+              f"the centre: generated profiles {_f(outer['generated_profiles_median'], 3)}, "
+              f"reconstructed profiles {_f(outer['reconstructed_profiles_median'], 3)}, noisy "
+              f"data {_f(outer['data_median'], 3)}.", ""]
+    iso = fid["isotropy"]
+    lines += ["Isotropy (mean g1, g2 with standard errors; KS test of the position angles "
+              "against uniform):", "", "| sample | n | mean g1 | mean g2 | angle KS | p |",
+              "|---|---|---|---|---|---|"]
+    for key, label in (("generated", "generated (PSF-free)"), ("data", "held-out data")):
+        s = iso.get(key) or {}
+        if s.get("n", 0) >= 2:
+            lines.append(f"| {label} | {s['n']} | {s['mean_g1']:+.4f} +- {s['sem_g1']:.4f} | "
+                         f"{s['mean_g2']:+.4f} +- {s['sem_g2']:.4f} | {_f(s['angle_ks'], 3)} | "
+                         f"{_f(s['angle_ks_p'], 3)} |")
+    mem = fid["memorization"]
+    lines += [""]
+    if "p_value_generated_closer" in mem:
+        lines += [f"Memorization: median distance to the nearest of {mem['n_training']} training "
+                  f"galaxies, generated {_f(mem['median_distance_generated'], 4)} against "
+                  f"held-out {_f(mem['median_distance_heldout'], 4)}; {mem['test']}: p = "
+                  f"{_f(mem['p_value_generated_closer'], 3)} (small p: generated galaxies sit "
+                  "closer to the training set than unseen galaxies do).", ""]
+    else:
+        lines += [f"Memorization: {mem.get('note')}.", ""]
+    return lines

@@ -1,0 +1,202 @@
+"""Report section: where fidelity is lost (see :mod:`galsim_vae.evaluation.fidelity`).
+
+For up to ``N_FIDELITY`` held-out galaxies: the posterior mean and one posterior sample
+are decoded (through :meth:`GalaxyModel.decode_batch`, as users draw) and observed like the
+data (the galaxy's own PSF and fresh noise of its level: a posterior predictive check);
+their mean |g|, size and flux stand beside the data's and the prior samples' at the same
+conditions, overall and per S/N quartile, with the paired slopes of reconstructed
+against data |g| and size.  Also: the per-galaxy chi-square percentiles and worst
+galaxies, the outer-ring flux fraction of generated profiles and of the data, the
+isotropy of ``N_ISOTROPY`` generated PSF-free galaxies against the data's, and the
+memorization test in the encoder's latent space.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .context import N_FIDELITY, N_ISOTROPY, N_MEMORIZATION_TRAINING, Context
+
+#: S/N above which the paired |g| slope must exceed 0.9 (issue "Faithful galaxies").
+HIGH_SNR = 90.0
+
+
+def _encode(ctx: Context, images: np.ndarray, raw_conditions: np.ndarray | None,
+            seed: int):
+    """Posterior means and one posterior sample of stamps in data-set units."""
+    import tensorflow as tf
+
+    model = ctx.model
+    net = ctx.net
+    means, samples = [], []
+    for start in range(0, images.shape[0], ctx.batch_size):
+        stop = min(start + ctx.batch_size, images.shape[0])
+        cond = None
+        if raw_conditions is not None:
+            cond = tf.constant(model.standardise(raw_conditions[start:stop]), tf.float32)
+        batch = tf.constant((images[start:stop] * net)[..., None], tf.float32)
+        q = model.network.encode(batch, cond, training=False)
+        means.append(q.mean().numpy())
+        samples.append(q.sample(seed=tf.constant([seed, start], tf.int32)).numpy())
+    return np.concatenate(means), np.concatenate(samples)
+
+
+def _decode(ctx: Context, latents: np.ndarray, raw_conditions) -> np.ndarray:
+    """PSF-free profiles of latents, data-set units, through GalaxyModel.decode_batch."""
+    out = ctx.model.decode_batch(latents, raw_conditions, from_noise=False)
+    return out / ctx.model.flux_scale / ctx.net
+
+
+def _measure(ctx: Context, stamps, rows, desc: str):
+    from ..morphology import measure_morphology
+
+    heldout = ctx.heldout
+    return measure_morphology(stamps, pixel_scale=ctx.dataset.pixel_scale,
+                              noise_sigma=heldout.noise_sigma[rows],
+                              psf=None if heldout.psfs is None else heldout.psfs[rows],
+                              nonparametric=False, desc=desc)
+
+
+def fidelity_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
+                     profiles: np.ndarray, rng: np.random.Generator, *,
+                     n_isotropy: int = N_ISOTROPY) -> dict[str, Any]:
+    """Compute the fidelity diagnostics into ``metrics["fidelity"]``; returns them."""
+    from .. import fidelity as fd
+    from ..render import observe_like_data
+    from .inputs import read_images
+
+    heldout, model = ctx.heldout, ctx.model
+    reference = ctx.results["reference_table"]
+    generated = ctx.results["generated_table"]
+    n = min(len(heldout), N_FIDELITY)
+    rows = np.sort(rng.choice(len(heldout), size=n, replace=False))
+    raw = heldout.raw_conditions[rows] if ctx.conditional else None
+    images = read_images(ctx.dataset, heldout.rows[rows])
+    z_mean, z_sample = _encode(ctx, images, raw, seed=ctx.seed)
+    psfs = heldout.psfs[rows] if model.psf_free else np.ones((1, 1))
+    observed = {}
+    for key, z in (("recon_mean", z_mean), ("recon_sample", z_sample)):
+        recon_profiles = _decode(ctx, z, raw)
+        observed[key] = observe_like_data(recon_profiles, psfs, heldout.noise_sigma[rows], rng)
+    tables = {"data": reference[rows],
+              "recon_mean": _measure(ctx, observed["recon_mean"], rows, "posterior means"),
+              "recon_sample": _measure(ctx, observed["recon_sample"], rows,
+                                       "posterior samples")}
+    snr_all = fd.signal_to_noise(reference["flux"], reference["hlr_pix"], heldout.noise_sigma)
+    snr = snr_all[rows]
+    bins, edges = fd.quartile_bins(snr)
+    columns = fd.column_means(tables, bins, n_bins=len(edges) + 1)
+    # prior samples at the same conditions: each generated galaxy in its partner's bin
+    prior_bins = np.searchsorted(edges, snr_all[pairs], side="right")
+    prior_columns = fd.column_means({"data": reference[pairs], "prior": generated},
+                                    prior_bins, n_bins=len(edges) + 1)
+    columns["all"]["prior"] = prior_columns["all"]["prior"]
+    for block, prior_block in zip(columns["bins"], prior_columns["bins"]):
+        block["prior"] = prior_block["prior"]
+    slopes = {}
+    for key in ("recon_mean", "recon_sample"):
+        slopes[key] = {"g_all": fd.paired_slope(tables["data"]["g"], tables[key]["g"]),
+                       "size_all": fd.paired_slope(tables["data"]["sigma_arcsec"],
+                                                   tables[key]["sigma_arcsec"]),
+                       "g_bins": [fd.paired_slope(tables["data"]["g"][bins == b],
+                                                  tables[key]["g"][bins == b])
+                                  for b in range(len(edges) + 1)],
+                       "g_high_snr": fd.paired_slope(tables["data"]["g"][snr > HIGH_SNR],
+                                                     tables[key]["g"][snr > HIGH_SNR])}
+    recon = ctx.results["reconstruction"]
+    out: dict[str, Any] = {
+        "n_reconstructed": n,
+        "snr_definition": "flux / (sigma sqrt(pi (2 r_half)^2)), pixels",
+        "snr_quartile_edges": list(edges),
+        "columns": columns, "paired_slopes": slopes, "high_snr": HIGH_SNR,
+        "chi2": fd.chi2_summary(recon.chi2, heldout.idents),
+        "outer_flux_fraction": {
+            "radius_stamp_sides": fd.OUTER_RADIUS,
+            "generated_profiles_median": float(np.nanmedian(fd.outer_flux_fraction(profiles))),
+            "reconstructed_profiles_median": float(np.nanmedian(
+                fd.outer_flux_fraction(_decode(ctx, z_mean, raw)))),
+            "data_median": float(np.nanmedian(fd.outer_flux_fraction(images)))}}
+    out["isotropy"] = _isotropy(ctx, reference, rng, n_isotropy)
+    out["memorization"] = _memorization(ctx, z_mean, rng)
+    metrics["fidelity"] = out
+    return out
+
+
+def _isotropy(ctx: Context, reference, rng: np.random.Generator,
+              n_isotropy: int) -> dict[str, Any]:
+    """Mean g1, g2 and position angles of ``n_isotropy`` generated PSF-free galaxies (noise
+    free, HSM) at conditions drawn from the held-out galaxies, against the data's."""
+    from .. import fidelity as fd
+    from ..morphology import measure_morphology
+    from .generate import generate_profiles
+
+    heldout = ctx.heldout
+    partners = rng.choice(len(heldout), size=n_isotropy, replace=True)
+    eps = rng.standard_normal((n_isotropy, int(ctx.model.noise_size)))
+    raw = heldout.raw_conditions[partners] if ctx.conditional else None
+    g1, g2 = [], []
+    for start in range(0, n_isotropy, 1000):
+        stop = min(start + 1000, n_isotropy)
+        batch = generate_profiles(ctx.model, eps[start:stop],
+                                  None if raw is None else raw[start:stop],
+                                  batch_size=ctx.batch_size, desc="isotropy sample")
+        table = measure_morphology(batch, pixel_scale=ctx.dataset.pixel_scale,
+                                   noise_sigma=0.0, nonparametric=False, desc="isotropy HSM")
+        g1.append(np.asarray(table["g1"], float))
+        g2.append(np.asarray(table["g2"], float))
+    return {"generated": fd.isotropy(np.concatenate(g1), np.concatenate(g2)),
+            "data": fd.isotropy(reference["g1"], reference["g2"]),
+            "generated_note": "PSF-free, noise-free profiles (HSM); data: observed stamps"}
+
+
+def _training_dataset(ctx: Context):
+    """The data set the bundle was trained on (this one, or the one at the path its
+    training record gives), or None when it cannot be opened."""
+    from pathlib import Path
+
+    from ...data import Dataset
+
+    path = (ctx.model.spec.training.get("data") or {}).get("path")
+    if not path:
+        return None
+    if Path(path).resolve() == Path(ctx.dataset.path).resolve():
+        return ctx.dataset
+    try:
+        training = Dataset(path)
+    except Exception:  # noqa: BLE001 - moved or deleted: the test is skipped, with a note
+        return None
+    same_units = (training.flux_units == ctx.dataset.flux_units
+                  and training.stamp_size == ctx.dataset.stamp_size)
+    return training if same_units else None
+
+
+def _memorization(ctx: Context, heldout_latents: np.ndarray,
+                  rng: np.random.Generator) -> dict[str, Any]:
+    """Generated (observed like the data) and held-out galaxies against up to
+    N_MEMORIZATION_TRAINING training galaxies, in the encoder's posterior-mean space."""
+    from .. import fidelity as fd
+    from .inputs import read_images
+
+    training = _training_dataset(ctx)
+    if training is None:
+        return {"note": "the bundle's training data set is not at the path it records: "
+                        "no memorization test"}
+    train_rows = training.indices("train", require_finite=ctx.compat.condition_names)
+    if train_rows.size == 0:
+        return {"note": "the training data set has no training split: no memorization test"}
+    train_rows = np.sort(rng.choice(train_rows, size=min(train_rows.size,
+                                                         N_MEMORIZATION_TRAINING),
+                                    replace=False))
+    raw_train = None
+    if ctx.conditional:
+        raw_train = np.stack([np.asarray(training.catalog[name], float)[train_rows]
+                              for name in ctx.compat.condition_names], axis=-1)
+    # same flux units as the evaluated data set (checked): same network scaling
+    train_z, _ = _encode(ctx, read_images(training, train_rows), raw_train, ctx.seed)
+    observed = ctx.results["generated_observed"]
+    pairs = ctx.results["pairs"]
+    raw_gen = ctx.heldout.raw_conditions[pairs] if ctx.conditional else None
+    gen_z, _ = _encode(ctx, observed, raw_gen, ctx.seed)
+    return fd.memorization_test(train_z, gen_z, heldout_latents)

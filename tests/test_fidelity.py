@@ -1,0 +1,67 @@
+"""The fidelity diagnostics on inputs whose answers are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from galsim_vae.evaluation import fidelity as fd
+
+
+def test_signal_to_noise_and_quartiles():
+    snr = fd.signal_to_noise(np.array([100.0, 100.0]), np.array([2.0, 0.1]), np.array([1.0, 2.0]))
+    assert snr[0] == pytest.approx(100 / (math.sqrt(math.pi) * 4))
+    assert snr[1] == pytest.approx(100 / (2 * math.sqrt(math.pi) * 1))   # radius floor 1
+    bins, edges = fd.quartile_bins(np.array([1.0, 2, 3, 4, 5, 6, 7, 8, np.nan]))
+    assert list(bins) == [0, 0, 1, 1, 2, 2, 3, 3, -1] and len(edges) == 3
+
+
+def test_paired_slope_recovers_shrinkage():
+    rng = np.random.default_rng(0)
+    data = rng.uniform(0, 0.6, 500)
+    assert fd.paired_slope(data, 0.5 * data + 0.1) == pytest.approx(0.5)
+    assert math.isnan(fd.paired_slope(data[:2], data[:2]))
+
+
+def test_outer_flux_fraction_of_a_flat_stamp_and_a_point():
+    flat = np.ones((1, 100, 100))
+    y, x = np.indices((100, 100)) - 49.5
+    want = np.mean(np.hypot(x, y) > 35)
+    assert fd.outer_flux_fraction(flat)[0] == pytest.approx(want)
+    point = np.zeros((1, 100, 100))
+    point[0, 50, 50] = 1.0
+    assert fd.outer_flux_fraction(point)[0] == 0.0
+
+
+def test_isotropy_detects_a_preferred_direction():
+    rng = np.random.default_rng(1)
+    g = rng.uniform(0, 0.5, 20000)
+    angle = rng.uniform(-np.pi / 2, np.pi / 2, g.size)
+    iso = fd.isotropy(g * np.cos(2 * angle), g * np.sin(2 * angle))
+    assert abs(iso["mean_g1"]) < 4 * iso["sem_g1"] and iso["angle_ks_p"] > 1e-3
+    tilted = angle[angle > -1.2]                       # a missing range of angles
+    biased = fd.isotropy(0.3 * np.cos(2 * tilted), 0.3 * np.sin(2 * tilted))
+    assert biased["angle_ks_p"] < 1e-6
+
+
+def test_memorization_flags_copies():
+    rng = np.random.default_rng(2)
+    training = rng.normal(size=(2000, 8))
+    heldout = rng.normal(size=(300, 8))
+    copies = training[:300] + 1e-3 * rng.normal(size=(300, 8))
+    fresh = rng.normal(size=(300, 8))
+    assert fd.memorization_test(training, copies, heldout)["p_value_generated_closer"] < 1e-6
+    assert fd.memorization_test(training, fresh, heldout)["p_value_generated_closer"] > 1e-3
+
+
+def test_column_means_ratios():
+    data = {"g": np.array([0.2, 0.4]), "sigma_arcsec": np.array([0.1, 0.3]),
+            "flux": np.array([1.0, 3.0])}
+    model = {"g": np.array([0.1, 0.2]), "sigma_arcsec": np.array([0.1, 0.3]),
+             "flux": np.array([2.0, 6.0])}
+    out = fd.column_means({"data": data, "recon_mean": model}, np.array([0, 1]), 2)
+    assert out["all"]["recon_mean"]["ratio"]["mean_abs_g"] == pytest.approx(0.5)
+    assert out["all"]["recon_mean"]["ratio"]["median_flux"] == pytest.approx(2.0)
+    assert out["bins"][1]["data"]["mean_abs_g"] == pytest.approx(0.4)
