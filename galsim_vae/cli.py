@@ -16,6 +16,7 @@ from typing import Sequence
 from ._version import __version__
 from .commands import add_command_parsers
 from .errors import GalsimVAEError
+from .tf_runtime import VERBOSE_ENV
 
 #: Sub-commands, in the order ``--help`` lists them: name -> module in galsim_vae.commands.
 COMMANDS = {
@@ -26,6 +27,9 @@ COMMANDS = {
     "sample": "sample",
     "demo": "demo",
 }
+
+#: Sub-commands that run TensorFlow (imported quietly first).
+TENSORFLOW_COMMANDS = ("train", "evaluate", "sample", "demo")
 
 #: Exit status for bad input or a failed operation.
 EXIT_ERROR = 2
@@ -39,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "sets, train TFP VAEs, render VAE galaxies.")
     parser.add_argument("--version", action="version", version=f"galsim-vae {__version__}")
     parser.add_argument("--quiet", action="store_true", help="hide progress bars")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up notices (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_command_parsers(sub, COMMANDS.values())
@@ -47,14 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``galsim-vae`` console script; returns the exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"
     if args.quiet:
         os.environ["GALSIM_VAE_PROGRESS"] = "0"
     else:
         os.environ.setdefault("GALSIM_VAE_PROGRESS", "1")
     try:
+        if args.command in TENSORFLOW_COMMANDS:
+            from .tf_runtime import import_tensorflow
+
+            import_tensorflow()
         return int(args.run(args) or 0)
     except GalsimVAEError as err:
         print(f"galsim-vae {args.command}: error: {err}", file=sys.stderr)

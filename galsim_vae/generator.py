@@ -255,6 +255,23 @@ class GalaxyModel:
             self._decode_fn = decode
         return self._decode_fn
 
+    def noise_to_latent(self, noise: np.ndarray, conditions: np.ndarray | None) -> np.ndarray:
+        """The latents z (n, latent_size) that standard-normal ``noise`` (n, noise_size)
+        gives through the prior (what :meth:`decode_batch` decodes ``from_noise``), for
+        physical ``conditions`` (n, k); ``VAEGalaxy(model, latent=z, ...)`` redraws them."""
+        import tensorflow as tf
+
+        cond = self.standardise(conditions)
+        k = int(self._network.prior_conditions)
+        cond_t = None if not k or cond is None else tf.constant(cond[:, :k], tf.float32)
+        out = []
+        for start in range(0, len(noise), MAX_BATCH):
+            stop = min(len(noise), start + MAX_BATCH)
+            eps = tf.constant(np.asarray(noise[start:stop], np.float32))
+            out.append(self._network.prior_transform(
+                eps, None if cond_t is None else cond_t[start:stop]).numpy())
+        return np.concatenate(out).astype(float) if out else np.zeros((0, self.latent_size))
+
     def decode_batch(self, values: np.ndarray, conditions: np.ndarray | None, *,
                      from_noise: bool = True) -> np.ndarray:
         """Run the network: ``values`` (n, latent_size) are ``eps`` (``from_noise``, mapped
@@ -399,6 +416,9 @@ def load_model(name_or_path: str | os.PathLike) -> GalaxyModel:
             "GalSim image.nproc > 1 do not load models in the parent before "
             "galsim.config.Process (the `galsim` command is fine), or use nproc: 1")
     path = resolve_bundle(name_or_path)
+    from .tf_runtime import import_tensorflow
+
+    import_tensorflow()
     network, spec = load_bundle(path)
     _TF_PID = os.getpid()
     return GalaxyModel(network, spec, path=path)

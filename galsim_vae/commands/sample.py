@@ -1,8 +1,30 @@
-"""``galsim-vae sample MODEL --n N --redshift Z --out FILE.fits``: generated stamps as a FITS cube."""
+"""``galsim-vae sample MODEL --n N [--condition NAME=VALUE ...] [--catalog FILE] --out FILE.fits``:
+generated stamps as a FITS cube.
+
+The primary HDU is a cube (N, S, S) written by GalSim (``galsim.fits.readCube`` returns
+the stamps at the model's pixel scale) with the model, flux units, zero point and the
+seed actually used in its header; the ``GALAXIES`` table extension gives each plane's
+conditions and latent vector, so any plane can be redrawn with
+``VAEGalaxy(model, latent=..., **conditions)``.
+"""
 
 from __future__ import annotations
 
 import argparse
+
+#: Name of the table extension with the conditions and latents of every plane.
+TABLE_EXTENSION = "GALAXIES"
+
+
+def _condition(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name.strip():
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--condition {text!r}: give NAME=VALUE, e.g. mag_auto=23.5") from None
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -10,55 +32,107 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "sample", help="write generated galaxy stamps to a FITS cube",
         description="Generate N galaxy stamps from a model bundle (one batched network "
-                    "call) and write them as a FITS cube (N, S, S) whose header gives the "
-                    "pixel scale (arcsec) and the flux units.")
+                    "call) and write them as a FITS cube (N, S, S) at the model's pixel "
+                    "scale, with the conditions and latents of every plane in a table "
+                    "extension and the seed used in the header.")
     parser.add_argument("model", help="bundle name (shipped with galsim-vae) or bundle path")
-    parser.add_argument("--n", type=int, default=16, help="number of galaxies [default: 16]")
+    parser.add_argument("--n", type=int, default=None,
+                        help="number of galaxies [default: 16, or one per --catalog row]")
+    parser.add_argument("--condition", type=_condition, action="append", default=[],
+                        metavar="NAME=VALUE",
+                        help="a condition of the model by its name, the same for every galaxy "
+                             "(repeat for each condition, e.g. --condition mag_auto=23.5 "
+                             "--condition zphot=0.8)")
     parser.add_argument("--redshift", type=float,
-                        help="redshift of every galaxy (conditional models; must be in the "
-                             "model's training range unless --clip)")
+                        help="the model's redshift condition (same as --condition zphot=...)")
+    parser.add_argument("--catalog", default=None, metavar="FILE",
+                        help="a table (FITS, ECSV, CSV...) with one galaxy per row and a "
+                             "column for each condition (other columns are ignored)")
     parser.add_argument("--clip", action="store_true",
-                        help="clip a redshift outside the training range into it")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the GalSim rng the latent noise is drawn from; 0 seeds "
-                             "from the clock [default: 0]")
+                        help="clip conditions outside the training range into it")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the GalSim rng the latent noise is drawn from "
+                             "[default: a random seed, written in the header]")
     parser.add_argument("--out", required=True, help="output FITS file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(run=run)
     return parser
 
 
+def _read_catalog(path: str):
+    from astropy.table import Table
+
+    from ..errors import InputDataError
+    from ..io_utils import require_file
+
+    require_file(path, "--catalog")
+    try:
+        return Table.read(path)
+    except Exception as err:  # noqa: BLE001 - astropy raises many types for bad tables
+        raise InputDataError(f"--catalog {path!r} is not a table astropy can read: "
+                             f"{err}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Generate the stamps and write the cube atomically; prints where."""
+    import secrets
+
     import galsim
     import numpy as np
-    from astropy.io import fits
 
     from ..errors import ConditionError
     from ..generator import load_model
     from ..io_utils import atomic_file, check_output_path
 
-    if args.n < 1:
+    if args.n is not None and args.n < 1:
         raise ConditionError(f"--n {args.n}: the number of galaxies must be at least 1")
+    if args.seed is not None and not 0 < args.seed < 2**31:
+        raise ConditionError(f"--seed {args.seed}: give a whole number in [1, 2^31)")
     check_output_path(args.out, overwrite=args.overwrite)
+    conditions = dict(args.condition)
+    if len(conditions) != len(args.condition):
+        raise ConditionError("a --condition name is given twice")
+    catalog = _read_catalog(args.catalog) if args.catalog else None
+    n = args.n if args.n is not None or catalog is not None else 16
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31 - 2) + 1
     model = load_model(args.model)
-    stamps = model.generate(args.n, redshift=args.redshift, clip=args.clip,
-                            rng=galsim.BaseDeviate(args.seed))
-    header = fits.Header()
-    header["MODEL"] = (model.name, "galsim-vae model bundle")
-    header["PIXSCALE"] = (model.pixel_scale, "pixel scale [arcsec]")
-    header["CDELT1"] = (model.pixel_scale / 3600.0, "[deg]")
-    header["CDELT2"] = (model.pixel_scale / 3600.0, "[deg]")
-    header["BUNIT"] = (model.flux_units[:68], "flux units of the pixels")
-    header["FLUXSCL"] = (model.flux_scale, "pixel = network output * FLUXSCL")
-    header["PSFFREE"] = (model.psf_free, "samples are PSF-free profiles")
-    header["SEED"] = (args.seed, "GalSim rng seed of the latent noise (0: clock)")
-    if args.redshift is not None:
-        used = model.condition_values(1, args.redshift, clip=args.clip)[0, 0]
-        header["REDSHIFT"] = (float(used), "conditioning redshift")
-    header["NGAL"] = (args.n, "number of stamps")
+    values, physical, _ = model.prepare_inputs(
+        n, redshift=args.redshift, rng=galsim.BaseDeviate(seed), clip=args.clip,
+        catalog=catalog, **conditions)
+    stamps = model.decode_batch(values, physical, from_noise=True)
+    latents = model.noise_to_latent(values, physical)
     with atomic_file(args.out, overwrite=args.overwrite) as tmp:
-        fits.PrimaryHDU(stamps.astype(np.float32), header=header).writeto(tmp, overwrite=True)
-    print(f"wrote {args.n} stamps of {model.stamp_size}x{model.stamp_size} pixels at "
-          f"{model.pixel_scale}\"/pixel ({model.flux_units}) to {args.out}")
+        _write(tmp, model, stamps, latents, physical, seed)
+    print(f"wrote {len(stamps)} stamps of {model.stamp_size}x{model.stamp_size} pixels at "
+          f"{model.pixel_scale}\"/pixel ({model.flux_units}) to {args.out} (seed {seed})")
     return 0
+
+
+def _write(path, model, stamps, latents, physical, seed: int) -> None:
+    """The cube (GalSim's writer) plus the header keys and the table extension."""
+    import galsim
+    import numpy as np
+    from astropy.io import fits
+    from astropy.table import Table
+
+    images = [galsim.Image(s.astype(np.float32), scale=model.pixel_scale) for s in stamps]
+    galsim.fits.writeCube(images, file_name=str(path))
+    table = Table()
+    table["plane"] = np.arange(len(stamps), dtype=np.int32)
+    for k, name in enumerate(model.condition_names):
+        table[name] = physical[:, k]
+    table["latent"] = latents.astype(np.float64)
+    table["flux"] = stamps.sum(axis=(1, 2))
+    with fits.open(path, mode="update") as hdus:
+        header = hdus[0].header
+        header["MODEL"] = (model.name, "galsim-vae model bundle")
+        header["PIXSCALE"] = (model.pixel_scale, "pixel scale [arcsec]")
+        header["BUNIT"] = model.flux_units[:68]
+        if model.zero_point is not None:
+            header["MAGZP"] = (model.zero_point, "AB mag of one flux unit")
+        if model.band is not None:
+            header["FILTER"] = (model.band, "band of the training images")
+        header["PSFFREE"] = (model.psf_free, "samples are PSF-free profiles")
+        header["SEED"] = (seed, "GalSim rng seed of the latent noise")
+        header["NGAL"] = (len(stamps), "number of stamps")
+        hdus.append(fits.BinTableHDU(table, name=TABLE_EXTENSION))

@@ -121,8 +121,10 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
         run_seed = plan.new_seed()
     plan.settings["seed_used"] = run_seed
 
+    from ..tf_runtime import import_tensorflow
+
+    tf = import_tensorflow()
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(run_seed)
     if options.seed is not None:
