@@ -164,8 +164,8 @@ RegisterInputType("vae_model", InputLoader(VAEModelInput))
 
 
 #: Parameters of the VAEGalaxy object type (``latent`` is a list, parsed separately).
-_OPT_PARAMS = {"redshift": float, "flux": float, "x_interpolant": str, "k_interpolant": str,
-               "pad_factor": float, "clip": bool}
+_OPT_PARAMS = {"redshift": float, "flux": float, "magnitude": float, "x_interpolant": str,
+               "k_interpolant": str, "pad_factor": float, "clip": bool}
 
 
 #: Key of the base config dict holding (input, object numbers) of this process's last

@@ -45,7 +45,8 @@ _TF_PID: int | None = None
 
 #: Keyword arguments of :meth:`GalaxyModel.sample` that go to each VAEGalaxy (the
 #: others name conditions).
-GALAXY_KWARGS = ("flux", "gsparams", "x_interpolant", "k_interpolant", "pad_factor")
+GALAXY_KWARGS = ("flux", "magnitude", "gsparams", "x_interpolant", "k_interpolant",
+                 "pad_factor")
 
 
 class GalaxyModel:
@@ -73,7 +74,8 @@ class GalaxyModel:
             name=self.name, pixel_scale=self.pixel_scale, stamp_size=self.stamp_size,
             flux_units=self.flux_units, psf_free=self.psf_free,
             hst_psf=None if hst_psf is None else tuple(map(tuple, hst_psf.tolist())),
-            conditions=self._conditions)
+            conditions=self._conditions, zero_point=spec.flux.zero_point,
+            band=spec.flux.band)
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -376,8 +378,10 @@ class GalaxyModel:
         Parameters:
             n, redshift, latent, rng, clip, catalog:  as in :meth:`generate`.
             **kwargs:   the conditions by name (as in :meth:`generate`), and the keyword
-                        arguments of each VAEGalaxy (:data:`GALAXY_KWARGS`: ``flux``,
-                        ``gsparams``, ``x_interpolant``, ``k_interpolant``, ``pad_factor``).
+                        arguments of each VAEGalaxy (:data:`GALAXY_KWARGS`: ``flux`` or
+                        ``magnitude``, ``gsparams``, ``x_interpolant``, ``k_interpolant``,
+                        ``pad_factor``; a scalar for all, or one value per galaxy for
+                        ``flux`` and ``magnitude``).
         """
         from .gsobject import VAEGalaxy
 
@@ -386,11 +390,15 @@ class GalaxyModel:
             n, redshift=redshift, latent=latent, rng=rng, clip=clip, catalog=catalog, **kwargs)
         stamps = self.decode_batch(values, physical, from_noise=from_noise)
         names = self.condition_names
+        per_galaxy = {k: np.broadcast_to(np.asarray(galaxy_kwargs.pop(k), dtype=float),
+                                         (len(stamps),))
+                      for k in ("flux", "magnitude") if galaxy_kwargs.get(k) is not None}
         galaxies = []
         for i, stamp in enumerate(stamps):
             cond = None if physical is None else dict(zip(names, physical[i].tolist()))
+            own = {k: float(v[i]) for k, v in per_galaxy.items()}
             galaxies.append(VAEGalaxy.from_stamp(stamp, self._info, conditions=cond,
-                                                 **galaxy_kwargs))
+                                                 **galaxy_kwargs, **own))
         return galaxies
 
 

@@ -24,6 +24,7 @@ GalSim profile.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -31,6 +32,21 @@ import galsim
 from galsim import GSObject, GSParams
 
 from .model_info import ModelInfo
+
+
+def _flux(info: ModelInfo, flux, magnitude) -> float | None:
+    """The requested total flux from ``flux`` or an AB ``magnitude`` (not both)."""
+    if magnitude is None:
+        return flux
+    if flux is not None:
+        raise ValueError(f"give flux ({flux}) or magnitude ({magnitude}), not both")
+    magnitude = float(magnitude)
+    if not math.isfinite(magnitude):
+        raise ValueError(f"magnitude must be finite, got {magnitude}")
+    if info.zero_point is None:
+        raise ValueError(f"model {info.name!r} has no AB zero point for its flux units "
+                         f"({info.flux_units!r}): give flux= instead of magnitude=")
+    return 10.0 ** (-0.4 * (magnitude - info.zero_point))
 
 
 class VAEGalaxy(GSObject):
@@ -57,6 +73,9 @@ class VAEGalaxy(GSObject):
                         [default: None, a new deviate seeded from the clock]
         flux:           total flux in the model's flux units; None keeps the generated
                         stamp's flux (its pixel sum).  [default: None]
+        magnitude:      total AB magnitude in the model's band instead of ``flux``
+                        (``flux = 10**(-0.4 (magnitude - model.zero_point))``; needs a
+                        bundle whose flux units have a zero point).  [default: None]
         clip:           clip an out-of-range redshift into the training range instead of
                         raising ConditionError.  [default: False]
         x_interpolant:  real-space interpolant of the InterpolatedImage (name or
@@ -70,8 +89,8 @@ class VAEGalaxy(GSObject):
     """
 
     _req_params: dict = {}
-    _opt_params = {"flux": float, "x_interpolant": str, "k_interpolant": str,
-                   "pad_factor": float, "clip": bool}
+    _opt_params = {"flux": float, "magnitude": float, "x_interpolant": str,
+                   "k_interpolant": str, "pad_factor": float, "clip": bool}
     _single_params: list = []
     _takes_rng = True
 
@@ -80,32 +99,33 @@ class VAEGalaxy(GSObject):
     _is_analytic_k = True
 
     def __init__(self, model, *, redshift=None, latent=None, rng=None, flux=None,
-                 clip: bool = False, x_interpolant=None, k_interpolant=None,
+                 magnitude=None, clip: bool = False, x_interpolant=None, k_interpolant=None,
                  pad_factor: float = 4, gsparams=None, **conditions):
         values, conditions, from_noise = model.prepare_inputs(
             1, redshift=redshift, latent=latent, rng=rng, clip=clip, **conditions)
         stamp = model.decode_batch(values, conditions, from_noise=from_noise)[0]
         cond = (None if conditions is None
                 else dict(zip(model.info.condition_names, conditions[0].tolist())))
-        self._setup(stamp, model.info, cond, flux, x_interpolant, k_interpolant, pad_factor,
-                    gsparams)
+        self._setup(stamp, model.info, cond, _flux(model.info, flux, magnitude),
+                    x_interpolant, k_interpolant, pad_factor, gsparams)
 
     @classmethod
     def from_stamp(cls, stamp: np.ndarray, info: ModelInfo, *,
                    conditions: Mapping[str, float] | None = None, flux=None,
-                   x_interpolant=None, k_interpolant=None, pad_factor: float = 4,
-                   gsparams=None) -> "VAEGalaxy":
+                   magnitude=None, x_interpolant=None, k_interpolant=None,
+                   pad_factor: float = 4, gsparams=None) -> "VAEGalaxy":
         """A VAEGalaxy from a stamp generated already (batched generation, YAML cache).
 
         Parameters:
             stamp:      (S, S) array in ``info.flux_units`` at ``info.pixel_scale``.
             info:       the generating model's :attr:`GalaxyModel.info`.
             conditions: the physical condition values used, e.g. ``{"zphot": 0.7}``.
-            flux, x_interpolant, k_interpolant, pad_factor, gsparams:  as for the constructor.
+            flux, magnitude, x_interpolant, k_interpolant, pad_factor, gsparams:  as for
+                        the constructor.
         """
         self = cls.__new__(cls)
-        self._setup(stamp, info, conditions, flux, x_interpolant, k_interpolant, pad_factor,
-                    gsparams)
+        self._setup(stamp, info, conditions, _flux(info, flux, magnitude), x_interpolant,
+                    k_interpolant, pad_factor, gsparams)
         return self
 
     def _setup(self, stamp, info, conditions, flux, x_interpolant, k_interpolant, pad_factor,
@@ -160,6 +180,23 @@ class VAEGalaxy(GSObject):
     def flux_units(self) -> str:
         """Units of the profile's flux."""
         return self._info.flux_units
+
+    @property
+    def magnitude(self) -> float:
+        """Total AB magnitude in the model's band: ``zero_point - 2.5 log10(flux)``.
+
+        Raises:
+            ValueError: the model's flux units have no zero point, or the flux is not
+                positive.
+        """
+        zero_point = self._info.zero_point
+        if zero_point is None:
+            raise ValueError(f"model {self._info.name!r} has no AB zero point for its flux "
+                             f"units ({self._info.flux_units!r}): no magnitude")
+        flux = float(self.flux)
+        if not flux > 0:
+            raise ValueError(f"a galaxy of flux {flux:g} has no magnitude")
+        return zero_point - 2.5 * math.log10(flux)
 
     @property
     def conditions(self) -> dict | None:

@@ -31,6 +31,8 @@ class ModelInfo:
                      (hashable; ``hst_psf_array`` gives the array), or None.
         conditions:  the model's conditions (:class:`~galsim_vae.conditions.Condition`),
                      in model order.
+        zero_point:  AB magnitude of one flux unit (None: uncalibrated units).
+        band:        the band of the training images (e.g. ``"F814W"``), or None.
     """
 
     name: str
@@ -40,6 +42,8 @@ class ModelInfo:
     psf_free: bool
     hst_psf: tuple | None = None
     conditions: tuple[Condition, ...] = ()
+    zero_point: float | None = None
+    band: str | None = None
 
     @property
     def condition_names(self) -> tuple[str, ...]:

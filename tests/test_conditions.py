@@ -154,3 +154,33 @@ def test_yaml_takes_every_condition_by_name(three, tmp_path):
     outside["gal"]["mag_auto"] = 40.0
     with pytest.raises(ConditionError, match="mag_auto=40 is outside the training range"):
         galsim.config.BuildImage(outside)
+
+
+def test_magnitude_and_zero_point_of_a_shipped_model():
+    """Flux units with an AB zero point: magnitude= sets the flux, .magnitude reads it,
+    in Python and YAML; flux and magnitude together, or a model without a zero point,
+    are refused."""
+    model = galsim_vae.load_model("cvae2_cosmos_sim")
+    assert model.zero_point == 25.94 and model.band == "F814W"
+    gals = model.sample(3, redshift=0.7, rng=2, magnitude=[21.0, 23.5, 25.0])
+    np.testing.assert_allclose([g.magnitude for g in gals], [21.0, 23.5, 25.0], atol=1e-9)
+    np.testing.assert_allclose(gals[1].flux, 10 ** (-0.4 * (23.5 - 25.94)), rtol=1e-12)
+    natural = galsim_vae.VAEGalaxy(model, zphot=0.7, rng=2)
+    assert natural.magnitude == pytest.approx(25.94 - 2.5 * np.log10(natural.stamp.sum()))
+    with pytest.raises(ValueError, match="flux .* or magnitude .*, not both"):
+        galsim_vae.VAEGalaxy(model, zphot=0.7, rng=2, flux=1.0, magnitude=22.0)
+    config = {"modules": ["galsim_vae"],
+              "input": {"vae_model": {"file_name": "cvae2_cosmos_sim"}},
+              "gal": {"type": "VAEGalaxy", "zphot": 0.7, "magnitude": 22.5},
+              "psf": {"type": "Gaussian", "fwhm": 0.1},
+              "image": {"type": "Single", "size": 256, "pixel_scale": 0.03, "random_seed": 8}}
+    image = galsim.config.BuildImage(config)
+    assert 25.94 - 2.5 * np.log10(image.array.sum()) == pytest.approx(22.5, abs=0.05)
+
+
+def test_magnitude_needs_a_zero_point(three):
+    assert three.zero_point is None
+    with pytest.raises(ValueError, match="no AB zero point"):
+        three.sample(1, rng=1, magnitude=22.0, **_inside(three))
+    with pytest.raises(ValueError, match="no AB zero point"):
+        three.sample(1, rng=1, **_inside(three))[0].magnitude
