@@ -216,7 +216,8 @@ def _parse_latent(config, base, latent_size):
 
 def _condition_params(config, base, kwargs, info) -> dict:
     """The condition values of one VAEGalaxy item: each condition under its own name
-    (required, as in galsim_hub), ``redshift`` standing for the redshift condition."""
+    (required, as in galsim_hub), ``redshift`` standing for the redshift condition, and
+    for a chromatic item without either the redshift of its SED (``sed.redshift``)."""
     given = {name: kwargs.pop(name) for name in info.condition_names if name in kwargs}
     if "redshift" in kwargs and "redshift" not in info.condition_names:
         redshift = kwargs.pop("redshift")
@@ -225,6 +226,12 @@ def _condition_params(config, base, kwargs, info) -> dict:
     if info.redshift_name is not None and "redshift" in given and info.redshift_name in given:
         raise GalSimConfigError(f"VAEGalaxy: redshift and {info.redshift_name} name the same "
                                 f"condition of model {info.name!r}: give one of them")
+    sed = config.get("sed")
+    if (info.redshift_name is not None and info.redshift_name not in given
+            and "redshift" not in given and isinstance(sed, dict) and "redshift" in sed):
+        # a chromatic galaxy: one redshift, GalSim's gal.sed.redshift (>= 2.5.3), both
+        # conditions the model and redshifts the SED
+        given["redshift"] = galsim.config.ParseValue(sed, "redshift", base, float)[0]
     have = set(given) | ({info.redshift_name} if "redshift" in given else set())
     missing = [name for name in info.condition_names if name not in have]
     if missing:
