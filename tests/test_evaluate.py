@@ -509,3 +509,36 @@ def test_fidelity_section_of_the_report(conditional_report):
     assert 0 <= fid["memorization"]["p_value_generated_closer"] <= 1
     text = (out / "report.md").read_text()
     assert "## Where fidelity is lost" in text and "posterior sample" in text
+
+
+def test_conditioning_section_for_magnitude_and_size_conditions(tiny_dataset, tmp_path):
+    """A bundle conditioned on zphot, mag_auto and flux_radius (tiny data: mag_auto =
+    25 - 2.5 log10 flux) reports the generated magnitudes per mag_auto bin and the size
+    slope against flux_radius beside the data's."""
+    import keras
+
+    from galsim_vae.bundle import save_bundle
+    from galsim_vae.data import Dataset
+    from galsim_vae.evaluation.report import evaluate
+    from galsim_vae.models import build_model
+
+    data = Dataset(tiny_dataset)
+    keras.utils.set_random_seed(1)
+    names = ("zphot", "mag_auto", "flux_radius")
+    model = build_model("cvae2", stamp_size=32, latent_size=3, channels=[4, 8],
+                        n_conditions=3, psf_size=15)
+    bundle = save_bundle(model, tmp_path / "three", name="three", flux_scale=data.flux_scale,
+                         flux_units="counts/s", zero_point=25.0, pixel_scale=0.03,
+                         conditions=[data.condition(n) for n in names], psf_free=True)
+    metrics = evaluate(bundle, tiny_dataset, tmp_path / "report", n_isotropy=0)
+    mag = metrics["conditioning"]["magnitude"]
+    assert mag["condition"] == "mag_auto" and len(mag["bins"]) == 5
+    assert sum(b["n"] for b in mag["bins"]) == metrics["generation"]["n_generated"]
+    assert mag["worst_offset_mag"] == pytest.approx(max(
+        abs(b["median_generated"] - b["median_condition"]) for b in mag["bins"]))
+    medians = [b["median_condition"] for b in mag["bins"]]
+    assert medians == sorted(medians)
+    size = metrics["conditioning"]["size"]
+    assert size["condition"] == "flux_radius" and size["slope_data"] > 0
+    assert size["ratio"] == pytest.approx(size["slope_generated"] / size["slope_data"])
+    assert "against their conditions" in (tmp_path / "report" / "report.md").read_text()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .markdown_fidelity import render_fidelity
+from .markdown_fidelity import render_conditioning, render_fidelity
 
 
 def _f(value: Any, digits: int = 4) -> str:
@@ -227,7 +227,7 @@ def render_report(metrics: Mapping[str, Any]) -> str:
     if metrics.get("notes"):
         lines += ["Notes:", ""] + [f"- {note}" for note in metrics["notes"]] + [""]
     for section in (_targets, _training, _reconstruction, _generation, _latent, _morphology,
-                    render_fidelity, _truth):
+                    render_conditioning, render_fidelity, _truth):
         lines += section(metrics)
     lines += ["All numbers are in `metrics.json`.", ""]
     return "\n".join(lines)

@@ -94,3 +94,28 @@ def render_fidelity(metrics: Mapping[str, Any]) -> list[str]:
     else:
         lines += [f"Memorization: {mem.get('note')}.", ""]
     return lines
+
+
+def render_conditioning(metrics: Mapping[str, Any]) -> list[str]:
+    """Markdown lines of the conditioning section ([] without one)."""
+    cond = metrics.get("conditioning")
+    if not cond:
+        return []
+    lines = ["## Generated galaxies against their conditions", ""]
+    mag = cond.get("magnitude")
+    if mag:
+        lines += [f"Magnitude ({mag['definition']}); worst bin offset "
+                  f"{_f(mag['worst_offset_mag'], 3)} mag (target <= 0.2: "
+                  f"{'met' if mag['met'] else 'NOT MET'}).", "",
+                  f"| n | median {mag['condition']} | median generated magnitude |",
+                  "|---|---|---|"]
+        lines += [f"| {r['n']} | {_f(r['median_condition'])} | {_f(r['median_generated'])} |"
+                  for r in mag["bins"]]
+        lines.append("")
+    size = cond.get("size")
+    if size:
+        lines += [f"Size: slope of the {size['definition']} ({size['condition']}): generated "
+                  f"{_f(size['slope_generated'], 3)}, data {_f(size['slope_data'], 3)}, ratio "
+                  f"{_f(size['ratio'], 3)} (target within 10%: "
+                  f"{'met' if size['met'] else 'NOT MET'}).", ""]
+    return lines

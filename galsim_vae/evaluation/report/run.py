@@ -59,6 +59,7 @@ from ...errors import InputDataError
 from ...io_utils import atomic_directory, check_output_path
 from .context import (FIGURES, METRICS_FILE, N_ISOTROPY, REPORT_FILE, Context, check_count,
                       plain)
+from .section_conditioning import conditioning_section
 from .section_fidelity import fidelity_section
 from .section_generation import generation_section
 from .section_morphology import morphology_section
@@ -172,6 +173,7 @@ def _run(model, dataset, heldout, compat, out: Path, notes: list[str], *,
     statistics, binned_ratios = morphology_section(ctx, metrics, pairs, observed,
                                                     nonparametric)
     ctx.results.update(pairs=pairs, generated_observed=observed)
+    conditioning_section(ctx, metrics, pairs, profiles)
     if n_isotropy:
         fidelity_section(ctx, metrics, pairs, profiles, fidelity_rng, n_isotropy=n_isotropy)
     truth_path = find_truth_table(dataset)
