@@ -509,6 +509,12 @@ def test_fidelity_section_of_the_report(conditional_report):
     assert 0 <= fid["memorization"]["p_value_generated_closer"] <= 1
     text = (out / "report.md").read_text()
     assert "## Where fidelity is lost" in text and "posterior sample" in text
+    targets = {t["target"].split(":")[0] for t in metrics["fidelity_targets"]}
+    assert {"isotropy", "posterior predictive", "memorization"} <= targets
+    iso = next(t for t in metrics["fidelity_targets"] if t["target"].startswith("isotropy: max"))
+    gen = fid["isotropy"]["generated"]
+    assert iso["value"] == pytest.approx(max(abs(gen["mean_g1"]), abs(gen["mean_g2"])))
+    assert iso["met"] == (iso["value"] < 0.003)
 
 
 def test_conditioning_section_for_magnitude_and_size_conditions(tiny_dataset, tmp_path):

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}/{REPORT_FILE}: reconstruction chi2/pixel "
           f"{metrics['reconstruction']['chi2_per_pixel']}, {met} of "
           f"{len(metrics['targets'])} targets met")
-    for target in metrics["targets"]:
+    for target in metrics["targets"] + metrics.get("fidelity_targets", []):
         print(f"  {'met    ' if target['met'] else 'NOT MET'}  {target['target']}: "
               f"{target['value']} ({target['requirement']})")
     return 0

@@ -200,6 +200,14 @@ def _targets(metrics: Mapping[str, Any]) -> list[str]:
                      f"{'met' if target['met'] else '**not met**'} |")
     met = sum(bool(t["met"]) for t in metrics["targets"])
     lines += ["", f"{met} of {len(metrics['targets'])} targets met.", ""]
+    extra = metrics.get("fidelity_targets") or []
+    if extra:
+        lines += ["Fidelity targets (isotropy, posterior predictive check, memorization, "
+                  "conditions):", "", "| target | value | requirement | met |",
+                  "|---|---|---|---|"]
+        lines += [f"| {_cell(t['target'])} | {_f(t['value'])} | {_cell(t['requirement'])} | "
+                  f"{'met' if t['met'] else '**not met**'} |" for t in extra]
+        lines += ["", f"{sum(bool(t['met']) for t in extra)} of {len(extra)} met.", ""]
     null = (metrics["morphology"]["statistics"].get("flux") or {}).get("ks_null_median")
     if null is not None and null > 0.05:
         lines += [f"The samples are too small to meet the KS targets even for a perfect model: "

@@ -142,7 +142,7 @@ def _run(model, dataset, heldout, compat, out: Path, notes: list[str], *,
          n_generated: int | None, nonparametric: bool, seed: int,
          batch_size: int, n_isotropy: int | None) -> dict[str, Any]:
     """Compute every number and figure of the report into the folder ``out``."""
-    from .targets import LANUSSE_2021, evaluate_targets
+    from .targets import LANUSSE_2021, evaluate_targets, fidelity_targets
     from .truth import compare_with_truth, find_truth_table
 
     ctx = Context(model=model, dataset=dataset, heldout=heldout, compat=compat,
@@ -187,6 +187,7 @@ def _run(model, dataset, heldout, compat, out: Path, notes: list[str], *,
                                               pixel_scale=dataset.pixel_scale)
     metrics["targets"] = evaluate_targets(statistics, metrics["reconstruction"]["chi2_per_pixel"],
                                           binned_ratios)
+    metrics["fidelity_targets"] = fidelity_targets(metrics)
     metrics["anchor"] = {
         "reference": "Lanusse et al. 2021, MNRAS 504, 5543 (COSMOS I<25.2)",
         "mean_abs_g": {"generated": LANUSSE_2021["mean_abs_g"][0],

@@ -94,3 +94,58 @@ def evaluate_targets(statistics: Mapping[str, Mapping[str, float]], chi2: float,
     out.append(_target("reconstruction chi-square per pixel", chi2, f"{low} to {high}",
                        low <= chi2 <= high))
     return out
+
+
+#: Isotropy: largest |mean g1|, |mean g2| of the generated galaxies, smallest KS p-value
+#: of their position angles against uniform (issue "Faithful galaxies").
+ISOTROPY_MEAN_G = 0.003
+ISOTROPY_P = 0.01
+#: Memorization: generated galaxies are flagged as copies when they sit closer to the
+#: training set than held-out galaxies do at this significance.
+MEMORIZATION_P = 0.05
+#: Posterior predictive check: posterior-sample reconstructions observed with fresh noise
+#: within this of the data's mean |g|, size and flux in every S/N quartile, and a paired
+#: |g| slope above PPC_SLOPE at high S/N.
+PPC_TOLERANCE = 0.05
+PPC_SLOPE = 0.9
+
+
+def fidelity_targets(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The targets of the fidelity and conditioning sections present in ``metrics``."""
+    out = []
+    fid = metrics.get("fidelity") or {}
+    iso = (fid.get("isotropy") or {}).get("generated") or {}
+    if iso.get("n", 0) >= 2:
+        worst = max(abs(iso["mean_g1"]), abs(iso["mean_g2"]))
+        out.append(_target(f"isotropy: max |mean g1|, |mean g2| of {iso['n']} generated",
+                           worst, f"< {ISOTROPY_MEAN_G}", worst < ISOTROPY_MEAN_G))
+        out.append(_target("isotropy: KS p-value of the position angles against uniform",
+                           iso["angle_ks_p"], f"> {ISOTROPY_P}", iso["angle_ks_p"] > ISOTROPY_P))
+    columns = fid.get("columns")
+    if columns:
+        worst = max((abs(block["recon_sample"]["ratio"][name] - 1.0)
+                     for block in columns["bins"] if "recon_sample" in block
+                     for name in ("mean_abs_g", "mean_size_arcsec", "mean_flux")),
+                    default=math.nan)
+        out.append(_target("posterior predictive: worst S/N-quartile |ratio - 1| of mean |g|, "
+                           "size, flux (posterior samples)", worst,
+                           f"<= {PPC_TOLERANCE:.0%}", worst <= PPC_TOLERANCE))
+        slope = fid["paired_slopes"]["recon_sample"]["g_high_snr"]
+        out.append(_target(f"paired |g| slope at S/N > {fid['high_snr']:g} (posterior samples)",
+                           slope, f"> {PPC_SLOPE}", slope > PPC_SLOPE))
+    memo = fid.get("memorization") or {}
+    if "p_value_generated_closer" in memo:
+        p = memo["p_value_generated_closer"]
+        out.append(_target("memorization: p-value of generated closer to training than "
+                           "held-out", p, f">= {MEMORIZATION_P}", p >= MEMORIZATION_P))
+    cond = metrics.get("conditioning") or {}
+    if "magnitude" in cond:
+        out.append(_target(f"worst bin |median generated magnitude - median "
+                           f"{cond['magnitude']['condition']}| (mag)",
+                           cond["magnitude"]["worst_offset_mag"], "<= 0.2",
+                           cond["magnitude"]["met"]))
+    if "size" in cond:
+        ratio = cond["size"]["ratio"]
+        out.append(_target(f"size slope against {cond['size']['condition']}, generated / data",
+                           ratio, "within 10% of 1", cond["size"]["met"]))
+    return out
