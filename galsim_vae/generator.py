@@ -77,6 +77,32 @@ class GalaxyModel:
             conditions=self._conditions, zero_point=spec.flux.zero_point,
             band=spec.flux.band)
 
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict:
+        """A model pickles as its bundle path and the checksum of its weights; unpickling
+        loads the bundle again (in a ``spawn``/``forkserver`` worker, say) and refuses a
+        bundle whose weights changed since."""
+        if self._path is None:
+            raise BundleError(f"model {self.name!r} was not loaded from a bundle folder: it "
+                              "cannot be pickled (save it with save_bundle and load_model it)")
+        return {"path": str(self._path.resolve()),
+                "weights": self._spec.files.get(self._spec.required_files()[0])}
+
+    def __setstate__(self, state: dict) -> None:
+        from .bundle import resolve_bundle
+
+        path = Path(state["path"])
+        if not path.is_dir():
+            raise BundleError(f"cannot unpickle the model: its bundle {str(path)!r} is not "
+                              "there in this process (copy the bundle to the same path on "
+                              "every worker, or load it there by name)")
+        loaded = load_model(resolve_bundle(path))
+        if loaded.spec.files.get(loaded.spec.required_files()[0]) != state["weights"]:
+            raise BundleError(f"cannot unpickle the model: the weights of bundle "
+                              f"{str(path)!r} changed since it was pickled (checksum "
+                              f"{state['weights']})")
+        self.__dict__.update(loaded.__dict__)
+
     # ------------------------------------------------------------------ metadata
     @property
     def name(self) -> str:
