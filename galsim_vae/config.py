@@ -57,18 +57,28 @@ class VAEModelInput:
         file_name:      bundle name (shipped in ``galsim_vae.trained``) or bundle path.
         batch_size:     objects decoded per network call (1: one call per galaxy, no
                         dry run). [default: 64]
+        threads:        threads of the process that runs the model (TensorFlow, OpenMP,
+                        BLAS pools; :func:`galsim_vae.tf_runtime.limit_threads`); with
+                        ``image.nproc: N`` on N cores, 1.  [default: the environment
+                        variable GALSIM_VAE_THREADS, else TensorFlow's own choice]
     """
 
     _req_params = {"file_name": str}
-    _opt_params = {"batch_size": int}
+    _opt_params = {"batch_size": int, "threads": int}
     _single_params: list = []
     _takes_rng = False
 
-    def __init__(self, file_name: str, batch_size: int = DEFAULT_BATCH_SIZE):
+    def __init__(self, file_name: str, batch_size: int = DEFAULT_BATCH_SIZE,
+                 threads: int | None = None):
         from .generator import load_model
+        from .tf_runtime import limit_threads
 
         if batch_size < 1:
             raise GalSimConfigError(f"input.vae_model.batch_size={batch_size} must be >= 1")
+        try:
+            limit_threads(threads)
+        except ValueError as err:
+            raise GalSimConfigError(f"input.vae_model.threads: {err}") from None
         self._model = load_model(file_name)
         self._batch_size = int(batch_size)
         self._cache: collections.OrderedDict = collections.OrderedDict()

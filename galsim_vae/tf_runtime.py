@@ -55,3 +55,50 @@ def import_tensorflow(verbose: bool | None = None):
 
         tf.config.list_physical_devices()
     return tf
+
+
+#: Environment variable with the number of threads each process may use.
+THREADS_ENV = "GALSIM_VAE_THREADS"
+#: Thread-pool variables of OpenMP and the BLAS libraries, set for the process.
+POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_threads(threads: int | None = None) -> int | None:
+    """Limit this process's thread pools to ``threads`` (default: ``GALSIM_VAE_THREADS``;
+    None and unset: leave them alone).
+
+    Sets OpenMP/BLAS pool sizes (``OMP_NUM_THREADS`` ...) and TensorFlow's intra-op pool
+    to ``threads`` and its inter-op pool to 1, so that ``nproc`` GalSim processes (or
+    Slurm tasks) on ``nproc`` cores do not each start a pool per core.  TensorFlow's pools
+    can only be sized before it runs its first operation: called later, the TensorFlow
+    part is skipped with a warning.
+
+    Returns:
+        The number of threads set, or None.
+
+    Raises:
+        ValueError: ``threads`` (or the environment variable) is not a whole number >= 1.
+    """
+    if threads is None:
+        text = os.environ.get(THREADS_ENV, "").strip()
+        if not text:
+            return None
+        try:
+            threads = int(text)
+        except ValueError:
+            raise ValueError(f"{THREADS_ENV}={text!r} must be a whole number >= 1") from None
+    if isinstance(threads, bool) or int(threads) != threads or threads < 1:
+        raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+    threads = int(threads)
+    for name in POOL_VARIABLES:
+        os.environ[name] = str(threads)
+    tf = import_tensorflow()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+            warnings.warn(f"TensorFlow already runs in this process: its thread pools keep "
+                          f"their size (set {THREADS_ENV} or input.vae_model.threads before "
+                          "the first model is loaded)", RuntimeWarning, stacklevel=2)
+    return threads
