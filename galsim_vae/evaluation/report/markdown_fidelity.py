@@ -86,11 +86,13 @@ def render_fidelity(metrics: Mapping[str, Any]) -> list[str]:
     mem = fid["memorization"]
     lines += [""]
     if "p_value_generated_closer" in mem:
-        lines += [f"Memorization: median distance to the nearest of {mem['n_training']} training "
-                  f"galaxies, generated {_f(mem['median_distance_generated'], 4)} against "
-                  f"held-out {_f(mem['median_distance_heldout'], 4)}; {mem['test']}: p = "
+        lines += [f"Memorization: median distance of {mem['n_generated']} generated galaxies "
+                  f"to the nearest of {mem['n_reference']} training galaxies "
+                  f"{_f(mem['median_distance_training'], 4)}, to the nearest of as many "
+                  f"held-out galaxies {_f(mem['median_distance_heldout'], 4)} (median ratio "
+                  f"{_f(mem['median_ratio'], 4)}); {mem['test']}: p = "
                   f"{_f(mem['p_value_generated_closer'], 3)} (small p: generated galaxies sit "
-                  "closer to the training set than unseen galaxies do).", ""]
+                  "closer to the training set than to unseen galaxies).", ""]
     else:
         lines += [f"Memorization: {mem.get('note')}.", ""]
     return lines
@@ -107,10 +109,10 @@ def render_conditioning(metrics: Mapping[str, Any]) -> list[str]:
         lines += [f"Magnitude ({mag['definition']}); worst bin offset "
                   f"{_f(mag['worst_offset_mag'], 3)} mag (target <= 0.2: "
                   f"{'met' if mag['met'] else 'NOT MET'}).", "",
-                  f"| n | median {mag['condition']} | median generated magnitude |",
-                  "|---|---|---|"]
-        lines += [f"| {r['n']} | {_f(r['median_condition'])} | {_f(r['median_generated'])} |"
-                  for r in mag["bins"]]
+                  f"| n | median {mag['condition']} | median generated magnitude | "
+                  "median held-out stamp magnitude |", "|---|---|---|---|"]
+        lines += [f"| {r['n']} | {_f(r['median_condition'])} | {_f(r['median_generated'])} | "
+                  f"{_f(r.get('median_data'))} |" for r in mag["bins"]]
         lines.append("")
     size = cond.get("size")
     if size:

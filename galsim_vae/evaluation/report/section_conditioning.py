@@ -53,19 +53,28 @@ def conditioning_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarra
         edges = np.percentile(condition, np.linspace(0, 100, N_MAGNITUDE_BINS + 1))
         bins = np.clip(np.searchsorted(edges, condition, side="right") - 1, 0,
                        N_MAGNITUDE_BINS - 1)
+        reference = ctx.results.get("reference_table")
+        data_flux = (np.asarray(reference["flux"], float)[pairs] * ctx.compat.unit_factor
+                     if reference is not None else np.full(len(pairs), np.nan))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            data_magnitude = np.where(data_flux > 0, zero_point - 2.5 * np.log10(data_flux),
+                                      np.nan)
         rows = []
         for b in range(N_MAGNITUDE_BINS):
             sel = bins == b
             rows.append({"n": int(sel.sum()),
                          "median_condition": float(np.median(condition[sel])),
-                         "median_generated": float(np.nanmedian(magnitude[sel]))})
+                         "median_generated": float(np.nanmedian(magnitude[sel])),
+                         "median_data": float(np.nanmedian(data_magnitude[sel]))})
         worst = max(abs(r["median_generated"] - r["median_condition"]) for r in rows)
         out["magnitude"] = {"condition": ctx.model.conditions[k_mag].name, "bins": rows,
                             "worst_offset_mag": float(worst),
                             "met": bool(worst <= MAGNITUDE_TOLERANCE),
                             "definition": "zero_point - 2.5 log10(sum of the PSF-free "
                                           "generated profile) against the conditioning "
-                                          "magnitude, medians in equal-count bins"}
+                                          "magnitude, medians in equal-count bins; "
+                                          "median_data: the same of the held-out stamps "
+                                          "(total flux in the stamp, noisy)"}
     k_size = _role_index(ctx, "size")
     generated, reference = ctx.results.get("generated_table"), ctx.results.get("reference_table")
     if k_size is not None and generated is not None:

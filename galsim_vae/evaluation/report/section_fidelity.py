@@ -199,4 +199,4 @@ def _memorization(ctx: Context, heldout_latents: np.ndarray,
     pairs = ctx.results["pairs"]
     raw_gen = ctx.heldout.raw_conditions[pairs] if ctx.conditional else None
     gen_z, _ = _encode(ctx, observed, raw_gen, ctx.seed)
-    return fd.memorization_test(train_z, gen_z, heldout_latents)
+    return fd.memorization_test(train_z, gen_z, heldout_latents, rng=rng)
