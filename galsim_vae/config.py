@@ -92,8 +92,12 @@ class VAEModelInput:
         return self._model.info
 
     def getLatentSize(self) -> int:
-        """Dimension of the latent space (the length of a ``latent`` list)."""
+        """Dimension of the latent space."""
         return self._model.latent_size
+
+    def getLatentInputSizes(self) -> tuple:
+        """Lengths a ``latent`` list may have (z, or z and an orientation code)."""
+        return self._model.latent_input_sizes
 
     def getNoiseSize(self) -> int:
         """Standard-normal numbers each galaxy draws from its rng."""
@@ -202,6 +206,7 @@ def _static_info(model_input, base) -> dict:
     if entry is None or entry["input"] is not model_input:
         entry = {"input": model_input, "info": model_input.getInfo(),
                  "latent_size": model_input.getLatentSize(),
+                 "latent_sizes": model_input.getLatentInputSizes(),
                  "noise_size": model_input.getNoiseSize(),
                  "batch_size": model_input.getBatchSize(),
                  "redshift_range": model_input.getRedshiftRange(),
@@ -210,14 +215,16 @@ def _static_info(model_input, base) -> dict:
     return entry
 
 
-def _parse_latent(config, base, latent_size):
+def _parse_latent(config, base, latent_sizes):
     """The ``latent`` list of a VAEGalaxy item: each entry any GalSim float value."""
     latent = config["latent"]
-    if not isinstance(latent, (list, tuple)) or len(latent) != latent_size:
+    if not isinstance(latent, (list, tuple)) or len(latent) not in latent_sizes:
+        sizes = " or ".join(str(n) for n in latent_sizes)
         raise GalSimConfigError(
-            f"VAEGalaxy.latent must be a list of {latent_size} floats (the model's "
-            f"latent_size), got {latent!r}")
-    values = np.array([ParseValue(latent, i, base, float)[0] for i in range(latent_size)])
+            f"VAEGalaxy.latent must be a list of {sizes} floats (the model's latent_size"
+            f"{', or with its orientation code' if len(latent_sizes) > 1 else ''}), got "
+            f"{latent!r}")
+    values = np.array([ParseValue(latent, i, base, float)[0] for i in range(len(latent))])
     if not np.all(np.isfinite(values)):
         raise ConditionError(f"VAEGalaxy.latent must be finite (no NaN or inf), got "
                              f"{values.tolist()}")
@@ -271,9 +278,8 @@ def _object_request(config, base, ignore, logger, model_input):
                                       clip=clip)
     except ConditionError as err:
         raise ConditionError(f"VAEGalaxy (object {base.get('obj_num', 0)}): {err}") from None
-    latent_size = static["latent_size"]
     if "latent" in config:
-        values = _parse_latent(config, base, latent_size)[None, :]
+        values = _parse_latent(config, base, static["latent_sizes"])[None, :]
         from_noise = False
     else:
         rng = GetRNG(config, base, logger, "VAEGalaxy")

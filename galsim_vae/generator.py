@@ -257,6 +257,12 @@ class GalaxyModel:
 
     # ------------------------------------------------------------------ network
     @property
+    def latent_input_sizes(self) -> tuple[int, ...]:
+        """Lengths a ``latent=`` vector may have: ``latent_size``, and ``latent_size + 1``
+        (z and the orientation code 0-7) for a bundle that samples orientations."""
+        return tuple(int(w) for w in self._network.latent_input_sizes)
+
+    @property
     def noise_size(self) -> int:
         """Standard-normal numbers each galaxy draws (the architecture declares it:
         ``network.noise_shape``; the latent size for the VAEs)."""
@@ -277,28 +283,31 @@ class GalaxyModel:
             @tf.function(reduce_retracing=True)
             def decode(values, conditions, use_prior):
                 conditions = conditions if has_cond else None
-                z = net.prior_transform(values, conditions) if use_prior else values
-                return net.decode(z, conditions)
+                if use_prior:
+                    return net.generate(values, conditions)
+                return net.decode_latent(values, conditions)
 
             self._decode_fn = decode
         return self._decode_fn
 
     def noise_to_latent(self, noise: np.ndarray, conditions: np.ndarray | None) -> np.ndarray:
-        """The latents z (n, latent_size) that standard-normal ``noise`` (n, noise_size)
-        gives through the prior (what :meth:`decode_batch` decodes ``from_noise``), for
-        physical ``conditions`` (n, k); ``VAEGalaxy(model, latent=z, ...)`` redraws them."""
+        """The latent vectors that standard-normal ``noise`` (n, noise_size) gives through
+        the prior (what :meth:`decode_batch` decodes ``from_noise``), for physical
+        ``conditions`` (n, k): z (n, latent_size), with the orientation code (0-7) as a
+        last entry for a bundle that samples orientations; ``VAEGalaxy(model, latent=...,
+        ...)`` redraws each galaxy from its row."""
         import tensorflow as tf
 
         cond = self.standardise(conditions)
-        k = int(self._network.prior_conditions)
-        cond_t = None if not k or cond is None else tf.constant(cond[:, :k], tf.float32)
+        cond_t = None if cond is None else tf.constant(cond, tf.float32)
         out = []
         for start in range(0, len(noise), MAX_BATCH):
             stop = min(len(noise), start + MAX_BATCH)
             eps = tf.constant(np.asarray(noise[start:stop], np.float32))
-            out.append(self._network.prior_transform(
+            out.append(self._network.noise_to_latent(
                 eps, None if cond_t is None else cond_t[start:stop]).numpy())
-        return np.concatenate(out).astype(float) if out else np.zeros((0, self.latent_size))
+        width = max(self.latent_input_sizes)
+        return np.concatenate(out).astype(float) if out else np.zeros((0, width))
 
     def decode_batch(self, values: np.ndarray, conditions: np.ndarray | None, *,
                      from_noise: bool = True) -> np.ndarray:
@@ -372,10 +381,11 @@ class GalaxyModel:
             z = np.asarray(latent, dtype=float)
             if z.ndim == 1:
                 z = z[None, :]
-            if z.shape != (n, self.latent_size):
+            widths = self.latent_input_sizes
+            if z.ndim != 2 or z.shape[0] != n or z.shape[1] not in widths:
                 raise ConditionError(
-                    f"latent must be an array of shape ({n}, {self.latent_size}) for "
-                    f"model {self.name!r}, got shape {z.shape}")
+                    f"latent must be an array of shape ({n}, {' or '.join(map(str, widths))})"
+                    f" for model {self.name!r}, got shape {z.shape}")
             if not np.isfinite(z).all():
                 raise ConditionError(f"latent must be finite for model {self.name!r}: it has "
                                      f"{int((~np.isfinite(z)).sum())} NaN or inf values")

@@ -135,3 +135,35 @@ def test_model_declares_its_noise_shape(tiny_dataset, tmp_path):
         assert data.n_galaxies > 0
     finally:
         ARCHITECTURES.unregister("noisy_vae")
+
+
+def test_dihedral_sampling_orients_each_galaxy_and_replays(tiny_dataset, tmp_path):
+    """A bundle that samples orientations draws one more number per galaxy, turns the
+    decoded profile by the group element it picks (as the training augmentation turns
+    stamps), and replays from the latent row (z and the code)."""
+    from galsim_vae.bundle.edit import with_generation_settings
+    from galsim_vae.data import Dataset
+    from galsim_vae.data.pipeline import apply_dihedral
+    from galsim_vae.errors import BundleError
+
+    data = Dataset(tiny_dataset)
+    model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8],
+                        n_conditions=1)
+    plain = save_bundle(model, tmp_path / "plain", name="plain", flux_scale=1.0,
+                        flux_units="counts/s", pixel_scale=0.03,
+                        conditions=[data.condition("zphot")], psf_free=True)
+    turned = with_generation_settings(plain, tmp_path / "turned", sample_symmetry="dihedral")
+    with pytest.raises(BundleError, match="without retraining"):
+        with_generation_settings(plain, tmp_path / "x", latent_size=3)
+    a, b = galsim_vae.load_model(plain), galsim_vae.load_model(turned)
+    assert (a.noise_size, b.noise_size) == (4, 5) and b.latent_input_sizes == (4, 5)
+    z = a.conditions[0].mean
+    noise = b.latent_noise(64, 3)
+    latents = b.noise_to_latent(noise, np.full((64, 1), z))
+    codes = latents[:, 4].astype(int)
+    assert set(codes) == set(range(8))
+    stamps = b.decode_batch(noise, np.full((64, 1), z))
+    upright = a.decode_batch(latents[:, :4], np.full((64, 1), z), from_noise=False)
+    np.testing.assert_allclose(stamps, apply_dihedral(upright, codes), rtol=1e-5, atol=1e-7)
+    replay = galsim_vae.VAEGalaxy(b, latent=latents[5], zphot=z)
+    np.testing.assert_allclose(replay.stamp, stamps[5], rtol=1e-5, atol=1e-7)

@@ -41,6 +41,7 @@ from ..errors import ConditionError, InputDataError
 from .hyperparameters import HyperparameterMixin, config_property
 from .likelihood import convolve_psf
 from .networks import OUTPUT_ACTIVATIONS, UPSAMPLINGS, build_encoder_cnn, stage_channels, stage_sizes
+from .orientation import SAMPLE_SYMMETRIES, orient, orientation_codes
 from .registry import DECODERS, LIKELIHOODS
 from .prior import FlowPrior, check_conditions, shape_matches, standard_normal_prior
 
@@ -98,7 +99,8 @@ class BetaVAE(HyperparameterMixin, keras.Model):
                  output_activation: str = "softplus", upsampling: str = "transpose",
                  full_resolution_norm: bool = True, model_error: float = 0.0,
                  flux_condition: int | None = None, flux_condition_scale: float = 0.0,
-                 decoder: str = "conv", likelihood: str = "gaussian", **kwargs):
+                 decoder: str = "conv", likelihood: str = "gaussian",
+                 sample_symmetry: str = "none", **kwargs):
         super().__init__(name=kwargs.pop("name", self.architecture), **kwargs)
         self._validate(stamp_size, latent_size, n_conditions, head_channels, output_activation)
         widths = stage_channels(len(stage_sizes(int(stamp_size))) - 1, channels)
@@ -114,7 +116,8 @@ class BetaVAE(HyperparameterMixin, keras.Model):
             "model_error": float(model_error),
             "flux_condition": None if flux_condition is None else int(flux_condition),
             "flux_condition_scale": float(flux_condition_scale),
-            "decoder": str(decoder), "likelihood": str(likelihood)}
+            "decoder": str(decoder), "likelihood": str(likelihood),
+            "sample_symmetry": str(sample_symmetry)}
         self._validate_flux_options()
         s, k, d = self.stamp_size, self.n_conditions, self.latent_size
         in_channels = 1 + (k if self.condition_planes else 0)
@@ -161,6 +164,9 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         if index is not None and not 0 <= index < cfg["n_conditions"]:
             raise ConditionError(f"{name}: flux_condition must index one of the "
                                  f"{cfg['n_conditions']} condition(s), got {index}")
+        if cfg["sample_symmetry"] not in SAMPLE_SYMMETRIES:
+            raise InputDataError(f"{name}: sample_symmetry must be one of {SAMPLE_SYMMETRIES}, "
+                                 f"got {cfg['sample_symmetry']!r}")
         if not np.isfinite(cfg["flux_condition_scale"]):
             raise InputDataError(f"{name}: flux_condition_scale must be finite, got "
                                  f"{cfg['flux_condition_scale']}")
@@ -314,9 +320,50 @@ class BetaVAE(HyperparameterMixin, keras.Model):
 
     def noise_shape(self, n: int) -> tuple[int, ...]:
         """Shape of the standard-normal noise that generates ``n`` galaxies
-        (:meth:`prior_transform` maps it to latents): ``(n, latent_size)``.  An
-        architecture whose decoder draws noise of its own declares a larger shape."""
-        return (int(n), self.latent_size)
+        (:meth:`generate`): ``(n, latent_size)``, plus one number per galaxy for its
+        orientation with ``sample_symmetry="dihedral"``.  An architecture whose decoder
+        draws noise of its own declares a larger shape."""
+        extra = 1 if self._config["sample_symmetry"] == "dihedral" else 0
+        return (int(n), self.latent_size + extra)
+
+    @property
+    def latent_input_sizes(self) -> tuple[int, ...]:
+        """Lengths of the latent vectors :meth:`decode_latent` takes: ``latent_size``, and
+        ``latent_size + 1`` (z and the orientation code 0-7) for dihedral sampling."""
+        if self._config["sample_symmetry"] == "dihedral":
+            return (self.latent_size, self.latent_size + 1)
+        return (self.latent_size,)
+
+    def generate(self, noise: Any, conditions: Any = None) -> tf.Tensor:
+        """Profiles (B, S, S, 1) from standard-normal ``noise`` (:meth:`noise_shape`): the
+        prior transform, the decoder and, for dihedral sampling, a random orientation."""
+        return self.decode_latent(self.noise_to_latent(noise, conditions), conditions)
+
+    def noise_to_latent(self, noise: Any, conditions: Any = None) -> tf.Tensor:
+        """The latent vectors (:meth:`latent_input_sizes`) that ``noise`` generates:
+        ``decode_latent(noise_to_latent(noise))`` equals ``generate(noise)``."""
+        noise = tf.cast(tf.convert_to_tensor(noise), tf.float32)
+        z = self.prior_transform(noise[:, :self.latent_size],
+                                 self._prior_conditions(conditions))
+        if self._config["sample_symmetry"] != "dihedral":
+            return z
+        codes = orientation_codes(noise[:, self.latent_size])
+        return tf.concat([z, tf.cast(codes, tf.float32)[:, None]], axis=-1)
+
+    def decode_latent(self, latent: Any, conditions: Any = None) -> tf.Tensor:
+        """:meth:`decode` of z (B, latent_size), or of z with an orientation code (B,
+        latent_size + 1; dihedral sampling), the profile then turned by it."""
+        latent = tf.cast(tf.convert_to_tensor(latent), tf.float32)
+        profile = self.decode(latent[:, :self.latent_size], conditions)
+        if latent.shape[-1] == self.latent_size + 1 and len(self.latent_input_sizes) > 1:
+            profile = orient(profile, tf.cast(tf.round(latent[:, self.latent_size]), tf.int32))
+        return profile
+
+    def _prior_conditions(self, conditions: Any):
+        k = self.prior_conditions
+        if conditions is None or k == 0:
+            return None
+        return tf.convert_to_tensor(conditions)[:, :k]
 
     @property
     def noise_size(self) -> int:

@@ -1,0 +1,57 @@
+"""Editing a trained bundle's generation settings without retraining.
+
+Only hyper-parameters that change how a trained network is *used*, never its weights,
+may be edited: ``sample_symmetry`` (``"dihedral"``: each generated galaxy in a random one
+of the eight orientations of the square, for a model trained with ``augment``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import BundleError
+
+#: Hyper-parameters :func:`with_generation_settings` may change.
+EDITABLE = ("sample_symmetry",)
+
+
+def with_generation_settings(source: str | os.PathLike, out: str | os.PathLike, *,
+                             overwrite: bool = False, note: str | None = None,
+                             **changes: Any) -> Path:
+    """Write a copy of bundle ``source`` at ``out`` with the generation settings
+    ``changes`` (names of :data:`EDITABLE`), the same weights, prior and logs, and a note
+    in its training record.
+
+    Raises:
+        BundleError: a setting that is not editable, or a value the architecture refuses.
+    """
+    from ..models import build_model
+    from .names import resolve_bundle
+    from .reader import load_bundle
+    from .writer import save_bundle
+
+    bad = sorted(set(changes) - set(EDITABLE))
+    if bad:
+        raise BundleError(f"only {list(EDITABLE)} can be changed without retraining, not "
+                          f"{bad}")
+    path = resolve_bundle(source)
+    network, spec = load_bundle(path)
+    try:
+        edited = build_model(spec.architecture, **{**spec.hyperparameters, **changes})
+    except ValueError as err:
+        raise BundleError(f"bundle {str(path)!r}: {err}") from None
+    edited.set_weights(network.get_weights())
+    edited.attach_prior(network.flow_prior)
+    training = dict(spec.training)
+    training["edited"] = {"settings": dict(changes), "from": str(path),
+                          **({"note": note} if note else {})}
+    extra = {name: path / name for name in ("history.csv", "loss_curve.png")
+             if (path / name).is_file()}
+    return save_bundle(edited, out, name=spec.name, flux_scale=spec.flux.scale,
+                       flux_units=spec.flux.units, pixel_scale=spec.pixel_scale,
+                       conditions=spec.conditions, psf_free=spec.psf_free,
+                       prior=network.flow_prior, training_info=training,
+                       hst_psf=None, extra_files=extra, overwrite=overwrite,
+                       band=spec.flux.band, zero_point=spec.flux.zero_point)
