@@ -435,3 +435,45 @@ def test_prepare_simulated_survey(tmp_path):
         psf = np.asarray(dataset.psfs[row])
         assert psf.sum() == pytest.approx(1.0, rel=1e-5)
         assert np.unravel_index(np.argmax(psf), psf.shape) == (12, 12)
+
+
+def test_extension_catalog_as_found(tmp_path):
+    """A GalSim-format extension catalog of the kind users have: upper-case ZPHOT, no
+    mag_auto or flux_radius in its _fits file but an HSC magnitude, no selection or
+    noise file.  It prepares with warnings naming what is missing; --column maps the
+    magnitude; training on a missing condition is refused with the fix."""
+    from astropy.table import Table
+
+    from galsim_vae.cli import main
+    from galsim_vae.errors import InputDataError
+
+    folder = tmp_path / "extension"
+    shutil.copytree(PALTAS, folder)
+    params = folder / "real_galaxy_catalog_23.5_fits.fits"
+    table = Table.read(params)
+    hsc = np.asarray(table["mag_auto"]) + 0.3
+    edit_table(params, zphot=None, mag_auto=None, flux_radius=None,
+               ZPHOT=np.asarray(table["zphot"]), HSC_i=hsc)
+    args = ["--quiet", "prepare", "cosmos", "--dir", str(folder), "--sample", "23.5",
+            "--stamp-size", "64", "--psf-file", str(PALTAS / "psf_101.fits"),
+            "--exclusion-level", "none"]
+    with pytest.warns(UserWarning) as caught:
+        assert main(args + ["--out", str(tmp_path / "plain")]) == 0
+    messages = " ".join(str(w.message) for w in caught)
+    assert "no flux_radius column (the size condition)" in messages
+    assert "mag_auto taken from the MAG column" in messages
+    plain = Dataset(tmp_path / "plain")
+    np.testing.assert_allclose(plain.catalog["zphot"], table["zphot"][:len(plain.catalog)])
+    assert np.isnan(plain.catalog["flux_radius"]).all()
+    with pytest.warns(UserWarning, match="mag_auto taken from catalog column 'HSC_i'"):
+        assert main(args + ["--out", str(tmp_path / "hsc"), "--column", "mag_auto=HSC_i"]) == 0
+    mapped = Dataset(tmp_path / "hsc")
+    np.testing.assert_allclose(mapped.catalog["mag_auto"], hsc[:len(mapped.catalog)])
+    assert main(args + ["--out", str(tmp_path / "bad"), "--column", "mag_auto=HSC_z"]) == 2
+    assert not (tmp_path / "bad").exists()
+    from galsim_vae.training import train
+
+    with pytest.raises(InputDataError, match=r"no finite 'flux_radius'.*--column flux_radius="):
+        train(tmp_path / "plain", tmp_path / "bundle", conditions=("zphot", "flux_radius"),
+              epochs=1)
+    assert not (tmp_path / "bundle").exists()

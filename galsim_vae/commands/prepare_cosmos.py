@@ -46,9 +46,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--noise-seed", type=int, default=0, help="seed of the padding noise")
     parser.add_argument("--split-seed", type=int, default=0,
                         help="seed of the train/validation/test split")
+    parser.add_argument("--column", action="append", default=[], metavar="NAME=COLUMN",
+                        type=_mapping,
+                        help="take the data set's zphot, mag_auto or flux_radius from another "
+                             "catalog column (e.g. --column mag_auto=HSC_i); repeatable")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(run=run)
     return parser
+
+
+def _mapping(text: str) -> tuple[str, str]:
+    name, sep, column = text.partition("=")
+    if not sep or not name.strip() or not column.strip():
+        raise argparse.ArgumentTypeError(f"--column {text!r}: give NAME=COLUMN, e.g. "
+                                         "mag_auto=HSC_i")
+    return name.strip(), column.strip()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         min_flux=args.min_flux, max_flux=args.max_flux, max_galaxies=args.max_galaxies,
         psf_file=args.psf_file, oversize=args.oversize, skip_invalid=args.skip_invalid,
         check_hdus=args.check_hdus, noise_seed=args.noise_seed, split_seed=args.split_seed,
-        overwrite=args.overwrite)
+        overwrite=args.overwrite, column_map=dict(args.column))
     dataset = Dataset(path)
     source = dataset.meta["source"]
     print(f"wrote {dataset.n_galaxies} galaxies ({dataset.stamp_size}x{dataset.stamp_size}, "

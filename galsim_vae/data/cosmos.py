@@ -136,7 +136,8 @@ def prepare_cosmos(out: str | os.PathLike, directory: str | os.PathLike, *,
                    max_galaxies: int | None = None,
                    psf_file: str | os.PathLike | None = None, oversize: str = "crop",
                    skip_invalid: bool = False, check_hdus: bool = True, noise_seed: int = 0,
-                   split_seed: int = 0, overwrite: bool = False) -> Path:
+                   split_seed: int = 0, overwrite: bool = False,
+                   column_map: dict[str, str] | None = None) -> Path:
     """Write a galsim-vae data set from a GalSim-format COSMOS catalog.
 
     Galaxies are those GalSim's :class:`galsim.COSMOSCatalog` keeps after its cuts, in
@@ -179,6 +180,10 @@ def prepare_cosmos(out: str | os.PathLike, directory: str | os.PathLike, *,
         noise_seed:      Seed of the padding noise.
         split_seed:      Seed of the train/validation/test split.
         overwrite:       Replace an existing ``out``.
+        column_map:      Data-set column -> catalog column for ``zphot``, ``mag_auto``,
+                         ``flux_radius`` (e.g. ``{"mag_auto": "HSC_i"}``); without it each
+                         is matched by name in any case, ``mag_auto`` falls back to the
+                         catalog's ``MAG``, and a missing one is NaN, with a warning.
 
     Returns:
         The data set folder.
@@ -204,7 +209,7 @@ def prepare_cosmos(out: str | os.PathLike, directory: str | os.PathLike, *,
     notes: list[str] = []
     sel = select_galaxies(directory, file_name=file_name, sample=sample,
                           exclusion_level=exclusion_level, cuts=cuts,
-                          max_galaxies=max_galaxies, notes=notes)
+                          max_galaxies=max_galaxies, notes=notes, column_map=column_map)
     if stamp_size is None:
         stamp_size = SEED_STAMP_SIZES.get(sel.sample, DEFAULT_STAMP_SIZE)
     if stamp_size < 8 or psf_size < 3:

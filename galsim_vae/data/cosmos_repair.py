@@ -30,8 +30,13 @@ from ..errors import InputDataError, MissingInputError
 #: Columns of the real-galaxy catalog that preparation cannot do without.
 REQUIRED_CATALOG_COLUMNS = ("IDENT", "GAL_FILENAME", "PSF_FILENAME", "GAL_HDU", "PSF_HDU",
                             "PIXEL_SCALE", "NOISE_VARIANCE")
-#: Columns of the ``_fits`` parameter catalog copied into the data set.
-REQUIRED_PARAM_COLUMNS = ("IDENT", "zphot", "mag_auto", "flux_radius")
+#: Columns of the ``_fits`` parameter catalog preparation cannot do without.
+REQUIRED_PARAM_COLUMNS = ("IDENT",)
+#: Parameter columns copied into the data set when present (matched case-insensitively,
+#: or mapped from another column with ``column_map``), and what they are used for.
+PARAM_COLUMNS = {"zphot": "the redshift condition of conditional models",
+                 "mag_auto": "the magnitude condition and the reports' magnitude bins",
+                 "flux_radius": "the size condition"}
 #: Parameter-catalog columns GalSim's fit-quality cuts (exclusion_level 'bad_fits' and
 #: 'marginal') and its size/flux cuts (min_hlr, max_hlr, min_flux, max_flux) read.
 FIT_CUT_COLUMNS = ("fit_status", "sersicfit", "hlr", "flux")

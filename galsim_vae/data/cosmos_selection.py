@@ -75,16 +75,66 @@ class CosmosSelection:
     n_after_cuts: int
 
 
+def parameter_columns(par_data, par_names, cat_data, cat_names, *, param_path, catalog,
+                      column_map: dict[str, str] | None, notes: list[str]) -> dict:
+    """The data set's zphot, mag_auto and flux_radius of every catalog row.
+
+    Each comes from the column of that name in the ``_fits`` catalog (any case), or from
+    the column ``column_map`` names for it (looked up in the ``_fits`` catalog, then in
+    the real-galaxy catalog); ``mag_auto`` falls back to the real-galaxy catalog's
+    ``MAG`` (F814W, what GalSim's COSMOSCatalog uses).  A column found nowhere is NaN in
+    the data set, with a note naming it and what it would have been used for.
+
+    Raises:
+        InputDataError: ``column_map`` names a data-set column that does not exist, or a
+            catalog column that neither catalog has.
+    """
+    column_map = dict(column_map or {})
+    unknown = sorted(set(column_map) - set(repair.PARAM_COLUMNS))
+    if unknown:
+        raise InputDataError(f"column map names {unknown}; the data-set columns that can be "
+                             f"mapped are {list(repair.PARAM_COLUMNS)}")
+    out = {}
+    for name, purpose in repair.PARAM_COLUMNS.items():
+        source = column_map.get(name)
+        if source is not None:
+            for data, names in ((par_data, par_names), (cat_data, cat_names)):
+                if repair.column_lookup(names, source) is not None:
+                    out[name] = _column(data, names, source)
+                    break
+            else:
+                raise InputDataError(
+                    f"--column {name}={source}: neither {str(param_path)!r} nor "
+                    f"{str(catalog)!r} has a column {source!r}; they have "
+                    f"{list(par_names)} and {list(cat_names)}")
+            repair.warn(notes, f"{name} taken from catalog column {source!r}")
+        elif repair.column_lookup(par_names, name) is not None:
+            out[name] = _column(par_data, par_names, name)
+        elif name == "mag_auto" and repair.column_lookup(cat_names, "MAG") is not None:
+            out[name] = _column(cat_data, cat_names, "MAG")
+            repair.warn(notes, f"{str(param_path)!r} has no mag_auto column: mag_auto taken "
+                        f"from the MAG column of {str(catalog)!r} (map another with "
+                        "--column mag_auto=COLUMN)")
+        else:
+            out[name] = np.full(len(par_data), np.nan)
+            repair.warn(notes, f"{str(param_path)!r} has no {name} column ({purpose}): the "
+                        f"data set's {name} is NaN; map a column of the catalog with "
+                        f"--column {name}=COLUMN")
+    return out
+
+
 def select_galaxies(directory: str | os.PathLike, *, file_name: str | None = None,
                     sample: str | None = None, exclusion_level: str = "marginal",
                     cuts: dict[str, float] | None = None, max_galaxies: int | None = None,
-                    notes: list[str] | None = None) -> CosmosSelection:
+                    notes: list[str] | None = None,
+                    column_map: dict[str, str] | None = None) -> CosmosSelection:
     """Read a GalSim-format COSMOS catalog and apply GalSim's cuts.
 
     Checks the catalog and its ``_fits`` companion (columns, row alignment), falls back
     from an exclusion level whose selection file is missing (with a warning), and runs
     :class:`galsim.COSMOSCatalog` with ``exclusion_level`` and ``cuts`` (its ``min_hlr``,
     ``max_hlr``, ``min_flux``, ``max_flux`` keywords).  ``notes`` collects the warnings.
+    The parameter columns come from :func:`parameter_columns` (``column_map``).
 
     Raises:
         MissingInputError: the folder, catalog or ``_fits`` catalog is missing.
@@ -136,8 +186,9 @@ def select_galaxies(directory: str | os.PathLike, *, file_name: str | None = Non
             f"(exclusion_level={level!r}, {cuts}). Fix: loosen the cuts (e.g. "
             "--exclusion-level none, a smaller --min-hlr)")
     indices = np.asarray(cosmos.orig_index, dtype=np.int64)[:max_galaxies]
-    columns = {name: _column(par_data, par_names, name)
-               for name in ("zphot", "mag_auto", "flux_radius")}
+    columns = parameter_columns(par_data, par_names, cat_data, cat_names,
+                                param_path=param_path, catalog=catalog,
+                                column_map=column_map, notes=notes)
     columns.update({name: _column(cat_data, cat_names, column) for name, column in (
         ("ra", "RA"), ("dec", "DEC"), ("mag", "MAG"), ("weight", "WEIGHT"),
         ("stamp_flux", "stamp_flux"), ("noise_mean", "NOISE_MEAN"))})

@@ -190,7 +190,9 @@ class Dataset:
         stats = self.meta["normalisation"].get("conditions", {})
         if name not in stats:
             raise InputDataError(f"data set {str(self.path)!r} has no finite {name!r} values "
-                                 f"to condition on; it has {sorted(stats)}")
+                                 f"to condition on; it has {sorted(stats)}. If the catalog "
+                                 f"has it under another name, prepare the data set again "
+                                 f"with --column {name}=COLUMN")
         return stats[name]
 
     def condition(self, name: str) -> Condition:
