@@ -226,9 +226,11 @@ CASES = [
          lambda c: _cosmos(c, PALTAS, psf_file=truncate(
              Path(shutil.copy(PSF_101, c.tmp / "psf.fits")), 0.1)),
          InputDataError, r"PSF file .*psf.fits.* not a readable FITS file.*intact"),
-    Case("cosmos-catalog-without-zphot", "cli",
-         lambda c: _cosmos(c, damaged_copy(c, PALTAS, lambda d: edit_table(d / PARAMS, zphot=None))),
-         InputDataError, rf"{re.escape(PARAMS)}.*\['zphot'\]"),
+    Case("cosmos-column-map-to-a-missing-column", "cli",
+         lambda c: _cosmos(c, damaged_copy(c, PALTAS, lambda d: edit_table(d / PARAMS, zphot=None)),
+                           "--column", "zphot=PHOTOZ"),
+         InputDataError, rf"--column zphot=PHOTOZ: neither .*{re.escape(PARAMS)}.* has a "
+                         r"column 'PHOTOZ'"),
     Case("cosmos-nan-pixels", "cli",
          lambda c: _cosmos(c, nan_pixel_cosmos(c)),
          InputDataError, r"IDENT 93315.*NaN/inf pixels.*--skip-invalid"),

@@ -324,8 +324,8 @@ def test_missing_catalog_and_columns(tmp_path):
     with pytest.raises(MissingInputError, match="real_galaxy_catalog_25.2.fits"):
         prepare_cosmos(tmp_path / "out", PALTAS, sample="25.2")
     directory = copy_catalog(PALTAS, tmp_path / "nozphot")
-    edit_table(directory / PARAMS, zphot=None)
-    with pytest.raises(InputDataError, match=r"_fits.fits.*\['zphot'\]"):
+    edit_table(directory / PARAMS, IDENT=None)
+    with pytest.raises(InputDataError, match=r"_fits.fits.*\['IDENT'\]"):
         prepare_quietly(tmp_path / "out", directory, psf_file=PSF_101)
     (directory / PARAMS).unlink()
     with pytest.raises(MissingInputError, match="_fits.fits"):
