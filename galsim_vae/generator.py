@@ -425,6 +425,7 @@ class GalaxyModel:
         values, physical, from_noise = self.prepare_inputs(
             n, redshift=redshift, latent=latent, rng=rng, clip=clip, catalog=catalog, **kwargs)
         stamps = self.decode_batch(values, physical, from_noise=from_noise)
+        latents = self.noise_to_latent(values, physical) if from_noise else values
         names = self.condition_names
         per_galaxy = {k: np.broadcast_to(np.asarray(galaxy_kwargs.pop(k), dtype=float),
                                          (len(stamps),))
@@ -434,7 +435,7 @@ class GalaxyModel:
             cond = None if physical is None else dict(zip(names, physical[i].tolist()))
             own = {k: float(v[i]) for k, v in per_galaxy.items()}
             galaxies.append(VAEGalaxy.from_stamp(stamp, self._info, conditions=cond,
-                                                 **galaxy_kwargs, **own))
+                                                 latent=latents[i], **galaxy_kwargs, **own))
         return galaxies
 
 

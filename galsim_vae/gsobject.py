@@ -34,6 +34,12 @@ from galsim import GSObject, GSParams
 from .model_info import ModelInfo
 
 
+def _readonly(values) -> np.ndarray:
+    out = np.array(values, dtype=float).ravel()
+    out.setflags(write=False)
+    return out
+
+
 def _flux(info: ModelInfo, flux, magnitude) -> float | None:
     """The requested total flux from ``flux`` or an AB ``magnitude`` (not both)."""
     if magnitude is None:
@@ -106,14 +112,16 @@ class VAEGalaxy(GSObject):
         stamp = model.decode_batch(values, conditions, from_noise=from_noise)[0]
         cond = (None if conditions is None
                 else dict(zip(model.info.condition_names, conditions[0].tolist())))
+        latent_row = (model.noise_to_latent(values, conditions) if from_noise else values)[0]
         self._setup(stamp, model.info, cond, _flux(model.info, flux, magnitude),
                     x_interpolant, k_interpolant, pad_factor, gsparams)
+        self._latent = _readonly(latent_row)
 
     @classmethod
     def from_stamp(cls, stamp: np.ndarray, info: ModelInfo, *,
                    conditions: Mapping[str, float] | None = None, flux=None,
                    magnitude=None, x_interpolant=None, k_interpolant=None,
-                   pad_factor: float = 4, gsparams=None) -> "VAEGalaxy":
+                   pad_factor: float = 4, gsparams=None, latent=None) -> "VAEGalaxy":
         """A VAEGalaxy from a stamp generated already (batched generation, YAML cache).
 
         Parameters:
@@ -122,11 +130,20 @@ class VAEGalaxy(GSObject):
             conditions: the physical condition values used, e.g. ``{"zphot": 0.7}``.
             flux, magnitude, x_interpolant, k_interpolant, pad_factor, gsparams:  as for
                         the constructor.
+            latent:     the latent vector the stamp was decoded from (for :attr:`latent`).
         """
         self = cls.__new__(cls)
         self._setup(stamp, info, conditions, _flux(info, flux, magnitude), x_interpolant,
                     k_interpolant, pad_factor, gsparams)
+        self._latent = None if latent is None else _readonly(latent)
         return self
+
+    @property
+    def latent(self) -> np.ndarray | None:
+        """The latent vector this galaxy was decoded from (z, and the orientation code for
+        a model that samples orientations), or None when not known (YAML objects):
+        ``VAEGalaxy(model, latent=gal.latent, **gal.conditions)`` redraws the galaxy."""
+        return self.__dict__.get("_latent")
 
     def _setup(self, stamp, info, conditions, flux, x_interpolant, k_interpolant, pad_factor,
                gsparams):
@@ -297,6 +314,8 @@ class VAEGalaxy(GSObject):
     def __setstate__(self, d: dict) -> None:
         self.__dict__ = dict(d)
         self._stamp.setflags(write=False)
+        if self.__dict__.get("_latent") is not None:
+            self._latent.setflags(write=False)
 
     def _key(self) -> tuple:
         return (self._stamp.shape, self._stamp.tobytes(), self._info,

@@ -184,3 +184,17 @@ def test_magnitude_needs_a_zero_point(three):
         three.sample(1, rng=1, magnitude=22.0, **_inside(three))
     with pytest.raises(ValueError, match="no AB zero point"):
         three.sample(1, rng=1, **_inside(three))[0].magnitude
+
+
+def test_latent_is_readable_and_replays(three):
+    values = _inside(three)
+    gals = three.sample(3, rng=6, **values)
+    again = galsim_vae.VAEGalaxy(three, latent=gals[2].latent, **gals[2].conditions)
+    np.testing.assert_allclose(again.stamp, gals[2].stamp, rtol=1e-5,
+                               atol=1e-6 * np.abs(gals[2].stamp).max())
+    assert gals[2].latent.shape == (4,) and not gals[2].latent.flags.writeable
+    single = galsim_vae.VAEGalaxy(three, rng=6, **values)
+    np.testing.assert_allclose(single.latent, gals[0].latent, rtol=1e-6)
+    import pickle
+
+    assert np.array_equal(pickle.loads(pickle.dumps(gals[1])).latent, gals[1].latent)
