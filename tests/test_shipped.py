@@ -89,3 +89,22 @@ def test_format_1_bundle_is_migrated(tmp_path):
     a = galsim_vae.load_model(source).generate(2, redshift=1.0, rng=3)
     b = galsim_vae.load_model(copy).generate(2, redshift=1.0, rng=3)
     np.testing.assert_array_equal(a, b)
+
+
+def test_flagship_bundle_generates_at_its_three_conditions():
+    """The flagship: conditioned on zphot, mag_auto and flux_radius with their roles and
+    the F814W zero point; each galaxy in a random orientation (its latent row carries
+    the orientation code and replays it); magnitudes follow mag_auto."""
+    spec = read_bundle(resolve_bundle("flagship_cosmos_sim"))      # checksums verified
+    assert [c.role for c in spec.conditions] == ["redshift", "magnitude", "size"]
+    assert spec.hyperparameters["sample_symmetry"] == "dihedral"
+    model = galsim_vae.load_model("flagship_cosmos_sim")
+    assert model.zero_point == 25.94 and model.noise_size == model.latent_size + 1
+    gals = model.sample(64, zphot=0.8, mag_auto=22.0, flux_radius=12.0,
+                        rng=galsim.BaseDeviate(11))
+    assert len({int(g.latent[-1]) for g in gals}) == 8        # every orientation drawn
+    mags = np.array([g.magnitude for g in gals])
+    assert abs(np.median(mags) - 22.0) < 0.2, np.median(mags)
+    replay = galsim_vae.VAEGalaxy(model, latent=gals[3].latent, **gals[3].conditions)
+    np.testing.assert_allclose(replay.stamp, gals[3].stamp, rtol=1e-4,
+                               atol=1e-5 * gals[3].stamp.max())
