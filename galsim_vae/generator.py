@@ -26,19 +26,8 @@ from .conditions import Condition
 from .bundle.spec import BundleSpec
 from .errors import BundleError, ConditionError
 from .model_info import ModelInfo
+from .inference import NetworkRunner
 from .noise import draw_latent_noise
-
-#: Largest number of galaxies decoded in one network call (memory bound: a 128x128 float32
-#: stamp is 64 kB, so 512 of them and the decoder activations stay well under 1 GB).
-MAX_BATCH = 512
-
-#: Every network call has at least this many rows (a single galaxy is padded with a row
-#: of zeros).  CPU kernels (oneDNN) take a different code path, with different float32
-#: rounding, for a batch of one; for any batch of two or more each row's output depends
-#: on that row only (checked for batches of 2-64 of the tiny test model and of a 128x128,
-#: 6.7M-parameter cvae2).  So one galaxy alone, in a batch of 200, or in a YAML field with
-#: any batching and any nproc is the same to the last bit (tests/test_config.py checks).
-MIN_ROWS = 2
 
 #: Process id that loaded a model (so ran TensorFlow); None before any load.
 _TF_PID: int | None = None
@@ -65,7 +54,8 @@ class GalaxyModel:
         self._network = network
         self._spec = spec
         self._path = None if path is None else Path(path)
-        self._decode_fn = None
+        self._runner = NetworkRunner(network, stamp_size=spec.stamp_size,
+                                     has_conditions=bool(spec.conditions))
         self._conditions = tuple(spec.conditions)
         hst_psf = None
         if not self.psf_free:
@@ -272,69 +262,25 @@ class GalaxyModel:
         """Standard-normal ``eps`` (n, noise_size) drawn from the GalSim ``rng``."""
         return draw_latent_noise(n, self.noise_size, rng)
 
-    def _decoder(self):
-        """The compiled network call: (eps or z, standardised conditions) -> profile."""
-        if self._decode_fn is None:
-            import tensorflow as tf
-
-            net = self._network
-            has_cond = bool(self._conditions)
-
-            @tf.function(reduce_retracing=True)
-            def decode(values, conditions, use_prior):
-                conditions = conditions if has_cond else None
-                if use_prior:
-                    return net.generate(values, conditions)
-                return net.decode_latent(values, conditions)
-
-            self._decode_fn = decode
-        return self._decode_fn
-
     def noise_to_latent(self, noise: np.ndarray, conditions: np.ndarray | None) -> np.ndarray:
         """The latent vectors that standard-normal ``noise`` (n, noise_size) gives through
         the prior (what :meth:`decode_batch` decodes ``from_noise``), for physical
         ``conditions`` (n, k): z (n, latent_size), with the orientation code (0-7) as a
         last entry for a bundle that samples orientations; ``VAEGalaxy(model, latent=...,
         ...)`` redraws each galaxy from its row."""
-        import tensorflow as tf
-
-        cond = self.standardise(conditions)
-        cond_t = None if cond is None else tf.constant(cond, tf.float32)
-        out = []
-        for start in range(0, len(noise), MAX_BATCH):
-            stop = min(len(noise), start + MAX_BATCH)
-            eps = tf.constant(np.asarray(noise[start:stop], np.float32))
-            out.append(self._network.noise_to_latent(
-                eps, None if cond_t is None else cond_t[start:stop]).numpy())
-        width = max(self.latent_input_sizes)
-        return np.concatenate(out).astype(float) if out else np.zeros((0, width))
+        return self._runner.noise_to_latent(noise, self.standardise(conditions))
 
     def decode_batch(self, values: np.ndarray, conditions: np.ndarray | None, *,
                      from_noise: bool = True) -> np.ndarray:
-        """Run the network: ``values`` (n, latent_size) are ``eps`` (``from_noise``, mapped
-        through the prior) or latents ``z``; ``conditions`` (n, k) physical values.
+        """The one inference path: ``values`` (n, noise_size) are noise (``from_noise``,
+        through the prior) or latent vectors; ``conditions`` (n, k) physical values.
 
-        Returns the stamps (n, S, S) float64 in the bundle's flux units.  One network call
-        per ``MAX_BATCH`` galaxies, padded to at least ``MIN_ROWS`` rows.
+        Returns the stamps (n, S, S) float64 in the bundle's flux units
+        (:class:`~galsim_vae.inference.NetworkRunner`: batched, padded network calls).
         """
-        import tensorflow as tf
-
-        values = np.asarray(values, dtype=np.float32)
-        n = values.shape[0]
-        cond = self.standardise(conditions)
-        cond = (np.zeros((n, 0), np.float32) if cond is None else cond.astype(np.float32))
-        decode = self._decoder()
-        out = np.empty((n, self.stamp_size, self.stamp_size), dtype=float)
-        for start in range(0, n, MAX_BATCH):
-            stop = min(n, start + MAX_BATCH)
-            rows = stop - start
-            padded = max(rows, MIN_ROWS)
-            v = np.zeros((padded, values.shape[1]), np.float32)
-            c = np.zeros((padded, cond.shape[1]), np.float32)
-            v[:rows], c[:rows] = values[start:stop], cond[start:stop]
-            profile = decode(tf.constant(v), tf.constant(c), bool(from_noise))
-            out[start:stop] = np.asarray(profile, dtype=float)[:rows, ..., 0]
-        return out * self.flux_scale
+        profiles = self._runner.decode(values, self.standardise(conditions),
+                                       from_noise=from_noise)
+        return profiles * self.flux_scale
 
     def generate(self, n: int | None = None, *, redshift=None, latent=None, rng=None,
                  clip: bool = False, catalog=None, **conditions) -> np.ndarray:
