@@ -42,12 +42,13 @@ class GalaxyModel:
     """A trained galsim-vae model bundle, for generating galaxy stamps (inference only).
 
     Build with :func:`load_model`.  The network is the ``keras.Model`` of
-    :mod:`galsim_vae.models`; ``meta`` the bundle's ``model.json``.
+    :mod:`galsim_vae.models`; ``spec`` the bundle's typed ``model.json``.  It pickles as
+    its bundle path and weight checksum.
 
     Parameters:
         network:    the model built by ``galsim_vae.models.build_model`` with its weights.
-        meta:       the bundle metadata (``model.json`` as a dict).
-        path:       the bundle folder (for messages and the HST PSF file).
+        spec:       the bundle's :class:`~galsim_vae.bundle.BundleSpec`.
+        path:       the bundle folder (for messages, pickling and the HST PSF file).
     """
 
     def __init__(self, network, spec: BundleSpec, path: str | os.PathLike | None = None):
