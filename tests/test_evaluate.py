@@ -548,3 +548,23 @@ def test_conditioning_section_for_magnitude_and_size_conditions(tiny_dataset, tm
     assert size["condition"] == "flux_radius" and size["slope_data"] > 0
     assert size["ratio"] == pytest.approx(size["slope_generated"] / size["slope_data"])
     assert "against their conditions" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_redshift_found_by_role_not_position(tiny_dataset, tmp_path):
+    """A bundle whose first condition is a magnitude bins and colours by its redshift
+    condition (the role), wherever it stands."""
+    from galsim_vae.bundle import save_bundle
+    from galsim_vae.data import Dataset
+    from galsim_vae.evaluation.report import evaluate
+    from galsim_vae.models import build_model
+
+    data = Dataset(tiny_dataset)
+    model = build_model("cvae2", stamp_size=32, latent_size=3, channels=[4, 8],
+                        n_conditions=2, psf_size=15)
+    bundle = save_bundle(model, tmp_path / "magz", name="magz", flux_scale=data.flux_scale,
+                         flux_units="counts/s", pixel_scale=0.03,
+                         conditions=[data.condition("mag_auto"), data.condition("zphot")],
+                         psf_free=True)
+    metrics = evaluate(bundle, tiny_dataset, tmp_path / "report", n_isotropy=0)
+    assert metrics["redshift_bins"]["by"] == "zphot"
+    assert metrics["latent"]["colour"] == "zphot"

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...conditions import standardise
+from ...conditions import redshift_condition, standardise
 from ...errors import InputDataError
 
 #: Relative tolerance on the pixel scales of bundle and data set.
@@ -262,7 +262,8 @@ class HeldOut:
         psfs:        (N, P, P) unit-sum PSFs, or None when the data set has none.
         raw_conditions: (N, k) raw condition values (the model's columns).
         conditions:  (N, k) standardised with the bundle's statistics (or None if k = 0).
-        redshift:    (N,) redshift to colour by (first condition, else ``zphot``), or None.
+        redshift:    (N,) redshift to colour and bin by (the condition whose role is the
+                     redshift, else the data set's ``zphot``), or None.
         redshift_name: Column of ``redshift``.
         idents:      (N,) catalog identifiers.
     """
@@ -292,8 +293,10 @@ def load_heldout(dataset, spec, rows: np.ndarray, split: str,
     conditions = (standardise(spec.conditions, raw) if condition_names
                   else None)
     redshift, redshift_name = None, None
-    if condition_names:
-        redshift, redshift_name = raw[:, 0], condition_names[0]
+    target = redshift_condition(spec.conditions)   # the redshift role, else the only one
+    if condition_names and target is not None and target.name in condition_names:
+        k = list(condition_names).index(target.name)
+        redshift, redshift_name = raw[:, k], target.name
     elif "zphot" in catalog.colnames:
         values = np.asarray(catalog["zphot"], dtype=np.float64)[rows]
         if np.isfinite(values).any():

@@ -63,8 +63,8 @@ def generation_section(ctx: Context, metrics: dict[str, Any], n_generated: int |
                 "transform and decoder, as sample/VAEGalaxy/YAML)"}
     softening = float(np.median(heldout.noise_sigma))
     shown = min(N_SHOWN_GENERATED, n_gen)
-    titles = ([f"{heldout.redshift_name}={heldout.raw_conditions[p, 0]:.2f}"
-               for p in pairs[:shown]] if ctx.conditional else None)
+    titles = ([f"{heldout.redshift_name}={heldout.redshift[p]:.2f}"
+               for p in pairs[:shown]] if heldout.redshift is not None else None)
     kind = "PSF-free profiles" if model.psf_free else "galaxies"
     plot_stamp_grid(profiles[:shown], ctx.figure("generated"), softening=softening,
                     titles=titles, suptitle=f"generated {kind} (seed {ctx.seed}, first {shown})")
@@ -74,8 +74,10 @@ def generation_section(ctx: Context, metrics: dict[str, Any], n_generated: int |
     if ctx.conditional:
         redshifts, strip = redshift_strip(model, strip_rng, n_steps=N_STRIP)
         strip = strip / net
+        varied = next((c for c in model.conditions if c.role == "redshift"),
+                      model.conditions[0])        # what redshift_strip varies
         plot_stamp_grid(strip, ctx.figure("redshift_strip"), softening=softening,
-                        titles=[f"{ctx.compat.condition_names[0]}={z:.2f}" for z in redshifts],
+                        titles=[f"{varied.name}={z:.2f}" for z in redshifts],
                         ncols=N_STRIP,
                         suptitle="one latent draw across the training redshift range")
         strip_stats = measure_morphology(strip, pixel_scale=ctx.dataset.pixel_scale,

@@ -66,12 +66,12 @@ def morphology_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
         "n_flagged_heldout": int(reference.meta["n_flagged"])}
     if not ctx.conditional:
         return statistics, None
-    if np.isfinite(heldout.redshift).sum() < N_REDSHIFT_BINS:
+    if heldout.redshift is None or np.isfinite(heldout.redshift).sum() < N_REDSHIFT_BINS:
         ctx.notes.append(f"fewer than {N_REDSHIFT_BINS} held-out galaxies with a redshift: "
                          "no per-redshift-bin medians")
         return statistics, None
     reference["redshift"] = heldout.redshift
-    generated["redshift"] = heldout.raw_conditions[pairs, 0]
+    generated["redshift"] = heldout.redshift[pairs]
     bins = binned_medians(generated, reference, by="redshift", bins=N_REDSHIFT_BINS,
                           columns=BINNED_STATISTICS)
     plot_binned_medians(bins, ("sigma_arcsec", "flux"), ctx.figure("redshift_bins"),
