@@ -9,6 +9,7 @@ with status 2; nothing half-written is left behind because every writer is atomi
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from typing import Sequence
@@ -30,6 +31,11 @@ COMMANDS = {
 
 #: Sub-commands that run TensorFlow (imported quietly first).
 TENSORFLOW_COMMANDS = ("train", "evaluate", "sample", "demo")
+
+#: Storage failures turned into a one-line error: errno -> what happened.
+STORAGE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size limit was hit",
+                  errno.EDQUOT: "the disk quota is exceeded",
+                  errno.EROFS: "the file system is read-only"}
 
 #: Exit status for bad input or a failed operation.
 EXIT_ERROR = 2
@@ -72,6 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
         print(f"galsim-vae {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as err:
+        if err.errno not in STORAGE_ERRORS:
+            raise
+        print(f"galsim-vae {args.command}: error: {STORAGE_ERRORS[err.errno]} while writing "
+              f"{err.filename or 'the output'} ({err.strerror}); nothing partial was kept "
+              "and any previous output is untouched: free space (or raise the limit) and "
+              "run the command again", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"galsim-vae {args.command}: interrupted; no partial output was kept",

@@ -32,3 +32,8 @@ class BundleError(GalsimVAEError, ValueError):
 
 class ConditionError(GalsimVAEError, ValueError):
     """A condition (e.g. redshift) or latent has the wrong shape or is out of range."""
+
+
+class OutputWriteError(GalsimVAEError, OSError):
+    """An output could not be written (disk full, file-size limit, quota, I/O error);
+    nothing partial was kept."""

@@ -8,6 +8,7 @@ killed or failed run leaves either the previous state or nothing that reads as v
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import shutil
@@ -101,8 +102,9 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual mode
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        _raise_write_error(err, path)
         raise
     if path.exists():
         old = path.with_name(path.name + TMP_MARK + "old")
@@ -112,6 +114,26 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, path)
+
+
+#: errno values of a failed write that says nothing about the inputs.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO)
+
+
+def _raise_write_error(err: BaseException, path: Path) -> None:
+    """Turn a failed write (disk full, file-size limit, quota, I/O error, or the short
+    write numpy/astropy report without an errno) into :class:`OutputWriteError`."""
+    from .errors import GalsimVAEError, OutputWriteError
+
+    if not isinstance(err, OSError) or isinstance(err, (GalsimVAEError, FileNotFoundError,
+                                                        PermissionError)):
+        return
+    if err.errno is not None and err.errno not in WRITE_ERRNOS:
+        return
+    raise OutputWriteError(
+        f"could not write {str(path)!r}: {err} (disk full, a file-size limit or a quota?); "
+        "nothing partial was kept and any previous output there is untouched: free space "
+        "and run the command again") from err
 
 
 @contextlib.contextmanager
@@ -127,8 +149,9 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        _raise_write_error(err, path)
         raise
     os.replace(tmp, path)
 

@@ -18,12 +18,16 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..errors import OutputWriteError
 from ..io_utils import atomic_file
 from .errors import TrainingConfigError
 
 RUN_FILE = "run.json"
 CKPT_SUBDIR = "ckpt"
 #: Settings a resumed run may change (they do not alter the epochs already trained).
+#: What TensorFlow's file system says when a write fails for lack of space.
+STORAGE_MESSAGES = ("File too large", "No space left", "Disk quota exceeded")
+
 RESUMABLE_CHANGES = ("epochs", "early_stopping_patience", "restore_best", "flow_prior",
                      "flow_prior_epochs", "mixed_precision", "xla", "name")
 
@@ -90,10 +94,28 @@ class TrainingState:
         return True
 
     def save(self, epoch: int) -> str:
-        """Checkpoint the state after ``epoch`` completed epochs."""
+        """Checkpoint the state after ``epoch`` completed epochs.
+
+        Raises:
+            OutputWriteError: the disk is full, a file-size limit or a quota was hit
+                (TensorFlow writes to temporary files first: the previous checkpoint
+                stays the latest, and ``--resume`` continues from it).
+        """
+        import tensorflow as tf
+
         self.epoch.assign(epoch)
         self._history_json.assign(json.dumps(self.history))
-        return self.manager.save(checkpoint_number=epoch)
+        try:
+            return self.manager.save(checkpoint_number=epoch)
+        except (tf.errors.OpError, OSError) as err:
+            text = str(err)
+            if not any(mark in text for mark in STORAGE_MESSAGES):
+                raise
+            raise OutputWriteError(
+                f"could not write the checkpoint of epoch {epoch} in "
+                f"{str(self.directory)!r}: {text.splitlines()[-1][:200]}; nothing partial was "
+                f"kept, the last complete checkpoint ({self.latest or 'none'}) is intact: free "
+                "space and continue with --resume") from None
 
 
 def write_run_settings(directory: Path, settings: Mapping[str, Any]) -> None:
