@@ -46,6 +46,11 @@ def test_field_yaml(bundle, tmp_path):
     shipped = field_config("x", nobjects=200, size=1000, seed=20251125, out_dir="output")
     shipped["input"]["vae_model"]["file_name"] = "cvae2_cosmos_sim"
     assert shipped == yaml.safe_load((EXAMPLES / "field.yaml").read_text())
+    import importlib.resources
+
+    space = importlib.resources.files("galsim_vae").joinpath("examples_data/space_field.yaml")
+    assert yaml.safe_load(space.read_text()) == yaml.safe_load(
+        (EXAMPLES / "space_field.yaml").read_text())
 
     run_yaml("field.yaml", bundle, tmp_path, nobjects=6, size=128)
     image = galsim.fits.read(str(tmp_path / "field.fits"))
@@ -169,9 +174,14 @@ def test_demo_command(bundle, tmp_path, capsys):
     assert main(["demo", "--model", str(bundle), "--out", str(out), "--nobjects", "4",
                  "--size", "96"]) == 0
     printed = capsys.readouterr().out
-    for name in ("field.fits", "field.png", "field_truth.dat"):
+    for name in ("field.fits", "field.png", "field_truth.dat", "space_field.fits",
+                 "space_field.png", "space_field_truth.dat", "gallery.png"):
         assert (out / name).is_file() and str(out / name) in printed
     assert len(np.genfromtxt(out / "field_truth.dat", names=True)) == 4
+    space = np.genfromtxt(out / "space_field_truth.dat", names=True)
+    assert space.size == 1 and 20.0 <= float(space["mag_auto"]) <= 24.5
+    assert galsim.fits.read(str(out / "space_field.fits")).scale == 0.1
+    assert (out / "gallery.png").stat().st_size > 20000
     assert main(["demo", "--model", "no_such_model", "--out", str(tmp_path / "x")]) == 2
     assert "no model bundle 'no_such_model'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
