@@ -61,11 +61,14 @@ def load_bundle(path: str | os.PathLike):
             prior, hyper-parameters the architecture does not take, weights that do not
             fit.
     """
-    from ..models import build_model
-    from ..models.registry import ARCHITECTURES, build_prior
+    from ..tf_runtime import import_tensorflow
 
     path = Path(path)
     spec = read_bundle(path)
+    import_tensorflow()
+    from ..models import build_model
+    from ..models.registry import ARCHITECTURES, build_prior
+
     source = str(path / MODEL_JSON)
     if spec.architecture not in ARCHITECTURES:
         raise BundleError(f"{source!r}: architecture {spec.architecture!r} is not one of "
