@@ -370,7 +370,9 @@ def test_heldout_falls_back_to_validation_and_colours_by_nothing(tmp_path):
     rows, split, notes = select_heldout(data, ())
     assert split == "validation" and rows.size == data.indices("validation").size > 0
     assert any("test split is empty" in note for note in notes)
-    heldout = load_heldout(data, {"conditions": []}, rows, split, ())
+    from types import SimpleNamespace
+
+    heldout = load_heldout(data, SimpleNamespace(conditions=()), rows, split, ())
     assert heldout.redshift is None and heldout.conditions is None
     assert heldout.noise_sigma == pytest.approx(np.full(rows.size, 0.01))
     subset, _, notes = select_heldout(data, (), max_heldout=3, seed=5)
