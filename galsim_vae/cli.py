@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
 from typing import Sequence
 
@@ -41,6 +42,15 @@ STORAGE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size li
 EXIT_ERROR = 2
 
 
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that every atomic writer removes its
+    temporaries on the way out (as for Ctrl-C)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command whose module is present."""
     parser = argparse.ArgumentParser(
@@ -67,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["GALSIM_VAE_PROGRESS"] = "0"
     else:
         os.environ.setdefault("GALSIM_VAE_PROGRESS", "1")
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command in TENSORFLOW_COMMANDS:
             from .tf_runtime import import_tensorflow
@@ -91,6 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"galsim-vae {args.command}: interrupted; no partial output was kept",
               file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"galsim-vae {args.command}: terminated (SIGTERM); no partial output was kept"
+              + ("; training checkpoints are intact: continue with --resume"
+                 if args.command == "train" else ""), file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover
