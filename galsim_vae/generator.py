@@ -272,16 +272,18 @@ class GalaxyModel:
         return self._runner.noise_to_latent(noise, self.standardise(conditions))
 
     def decode_batch(self, values: np.ndarray, conditions: np.ndarray | None, *,
-                     from_noise: bool = True) -> np.ndarray:
+                     from_noise: bool = True, return_latents: bool = False):
         """The one inference path: ``values`` (n, noise_size) are noise (``from_noise``,
         through the prior) or latent vectors; ``conditions`` (n, k) physical values.
 
         Returns the stamps (n, S, S) float64 in the bundle's flux units
-        (:class:`~galsim_vae.inference.NetworkRunner`: batched, padded network calls).
+        (:class:`~galsim_vae.inference.NetworkRunner`: batched, padded network calls),
+        and with ``return_latents`` also their latent vectors (from the same calls).
         """
-        profiles = self._runner.decode(values, self.standardise(conditions),
-                                       from_noise=from_noise)
-        return profiles * self.flux_scale
+        profiles, latents = self._runner.decode(values, self.standardise(conditions),
+                                                from_noise=from_noise)
+        stamps = profiles * self.flux_scale
+        return (stamps, latents) if return_latents else stamps
 
     def generate(self, n: int | None = None, *, redshift=None, latent=None, rng=None,
                  clip: bool = False, catalog=None, **conditions) -> np.ndarray:
@@ -371,8 +373,8 @@ class GalaxyModel:
         galaxy_kwargs = {k: kwargs.pop(k) for k in GALAXY_KWARGS if k in kwargs}
         values, physical, from_noise = self.prepare_inputs(
             n, redshift=redshift, latent=latent, rng=rng, clip=clip, catalog=catalog, **kwargs)
-        stamps = self.decode_batch(values, physical, from_noise=from_noise)
-        latents = self.noise_to_latent(values, physical) if from_noise else values
+        stamps, latents = self.decode_batch(values, physical, from_noise=from_noise,
+                                            return_latents=True)
         names = self.condition_names
         per_galaxy = {k: np.broadcast_to(np.asarray(galaxy_kwargs.pop(k), dtype=float),
                                          (len(stamps),))

@@ -109,10 +109,11 @@ class VAEGalaxy(GSObject):
                  pad_factor: float = 4, gsparams=None, **conditions):
         values, conditions, from_noise = model.prepare_inputs(
             1, redshift=redshift, latent=latent, rng=rng, clip=clip, **conditions)
-        stamp = model.decode_batch(values, conditions, from_noise=from_noise)[0]
+        stamps, latents = model.decode_batch(values, conditions, from_noise=from_noise,
+                                             return_latents=True)
+        stamp, latent_row = stamps[0], latents[0]
         cond = (None if conditions is None
                 else dict(zip(model.info.condition_names, conditions[0].tolist())))
-        latent_row = (model.noise_to_latent(values, conditions) if from_noise else values)[0]
         self._setup(stamp, model.info, cond, _flux(model.info, flux, magnitude),
                     x_interpolant, k_interpolant, pad_factor, gsparams)
         self._latent = _readonly(latent_row)

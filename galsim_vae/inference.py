@@ -54,9 +54,8 @@ class NetworkRunner:
             @tf.function(reduce_retracing=True)
             def decode(values, conditions, use_prior):
                 conditions = conditions if has_cond else None
-                if use_prior:
-                    return net.generate(values, conditions)
-                return net.decode_latent(values, conditions)
+                latent = net.noise_to_latent(values, conditions) if use_prior else values
+                return net.decode_latent(latent, conditions), latent
 
             self._decode_fn = decode
         return self._decode_fn
@@ -76,11 +75,12 @@ class NetworkRunner:
         return np.concatenate(out).astype(float) if out else np.zeros((0, width))
 
     def decode(self, values: np.ndarray, conditions: np.ndarray | None, *,
-               from_noise: bool = True) -> np.ndarray:
-        """Profiles (n, S, S) float64 in network units for ``values`` (noise when
-        ``from_noise``, else latent vectors) and standardised ``conditions`` (n, k) or
-        None.  One network call per :data:`MAX_BATCH` galaxies, padded to at least
-        :data:`MIN_ROWS` rows."""
+               from_noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Profiles (n, S, S) float64 in network units and their latent vectors for
+        ``values`` (noise when ``from_noise``, else latent vectors) and standardised
+        ``conditions`` (n, k) or None, from the same network calls (``generate`` is
+        ``decode_latent(noise_to_latent(...))``).  One call per :data:`MAX_BATCH`
+        galaxies, padded to at least :data:`MIN_ROWS` rows."""
         import tensorflow as tf
 
         values = np.asarray(values, dtype=np.float32)
@@ -89,6 +89,7 @@ class NetworkRunner:
                 else np.asarray(conditions, np.float32))
         decode = self._compiled()
         out = np.empty((n, self._stamp_size, self._stamp_size), dtype=float)
+        latents = []
         for start in range(0, n, MAX_BATCH):
             stop = min(n, start + MAX_BATCH)
             rows = stop - start
@@ -96,6 +97,8 @@ class NetworkRunner:
             v = np.zeros((padded, values.shape[1]), np.float32)
             c = np.zeros((padded, cond.shape[1]), np.float32)
             v[:rows], c[:rows] = values[start:stop], cond[start:stop]
-            profile = decode(tf.constant(v), tf.constant(c), bool(from_noise))
+            profile, latent = decode(tf.constant(v), tf.constant(c), bool(from_noise))
             out[start:stop] = np.asarray(profile, dtype=float)[:rows, ..., 0]
-        return out
+            latents.append(np.asarray(latent, dtype=float)[:rows])
+        width = max(self._network.latent_input_sizes)
+        return out, (np.concatenate(latents) if latents else np.zeros((0, width)))

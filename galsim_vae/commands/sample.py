@@ -78,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
     import secrets
 
     import galsim
-    import numpy as np
 
     from ..errors import ConditionError
     from ..generator import load_model
@@ -99,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
     values, physical, _ = model.prepare_inputs(
         n, redshift=args.redshift, rng=galsim.BaseDeviate(seed), clip=args.clip,
         catalog=catalog, **conditions)
-    stamps = model.decode_batch(values, physical, from_noise=True)
-    latents = model.noise_to_latent(values, physical)
+    stamps, latents = model.decode_batch(values, physical, from_noise=True,
+                                         return_latents=True)
     with atomic_file(args.out, overwrite=args.overwrite) as tmp:
         _write(tmp, model, stamps, latents, physical, seed)
     print(f"wrote {len(stamps)} stamps of {model.stamp_size}x{model.stamp_size} pixels at "
