@@ -45,8 +45,7 @@ def test_sample_interrupted_leaves_nothing(bundle, tmp_path, signum, status, wor
                    "--out", out], tmp_path)
     # interrupted once it writes (a temporary beside the output), or mid-generation
     _wait_for(lambda: any(p.name.startswith("cube.fits") for p in tmp_path.iterdir()), 20)
-    time.sleep(0.5)
-    proc.send_signal(signum)
+    proc.send_signal(signum)          # while the cube is being written
     _, err = proc.communicate(timeout=120)
     if proc.returncode == 0:
         pytest.skip("the command finished before the signal arrived")
