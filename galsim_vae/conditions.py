@@ -149,10 +149,15 @@ def redshift_condition(conditions: Sequence[Condition]) -> Condition | None:
     return conditions[0] if len(conditions) == 1 else None
 
 
-def _given_values(conditions: Sequence[Condition], given: Mapping[str, Any] | None,
-                  model_name: str) -> dict[str, Any]:
-    """The user's values by condition name: ``redshift`` is an alias of the redshift
-    condition; unknown and missing names are refused, listing the expected ones."""
+def resolve_alias(conditions: Sequence[Condition], given: Mapping[str, Any] | None,
+                  model_name: str = "model") -> dict[str, Any]:
+    """``given`` with the ``redshift`` alias replaced by the name of the redshift
+    condition.
+
+    Raises:
+        ConditionError: ``redshift`` for a model without a redshift condition, or given
+            together with the condition it stands for.
+    """
     given = dict(given or {})
     names = [c.name for c in conditions]
     if "redshift" in given and "redshift" not in names:
@@ -166,6 +171,15 @@ def _given_values(conditions: Sequence[Condition], given: Mapping[str, Any] | No
             raise ConditionError(f"redshift= and {target.name}= name the same condition of "
                                  f"model {model_name!r}: give one of them")
         given[target.name] = given.pop("redshift")
+    return given
+
+
+def _given_values(conditions: Sequence[Condition], given: Mapping[str, Any] | None,
+                  model_name: str) -> dict[str, Any]:
+    """The user's values by condition name (:func:`resolve_alias`); unknown and missing
+    names are refused, listing the expected ones."""
+    given = resolve_alias(conditions, given, model_name)
+    names = [c.name for c in conditions]
     unknown = sorted(set(given) - set(names))
     missing = [name for name in names if name not in given]
     if unknown or missing:

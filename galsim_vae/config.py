@@ -240,17 +240,14 @@ def _condition_params(config, base, kwargs, info) -> dict:
         redshift = kwargs.pop("redshift")
         if redshift is not None:
             given["redshift"] = redshift
-    if info.redshift_name is not None and "redshift" in given and info.redshift_name in given:
-        raise GalSimConfigError(f"VAEGalaxy: redshift and {info.redshift_name} name the same "
-                                f"condition of model {info.name!r}: give one of them")
     sed = config.get("sed")
     if (info.redshift_name is not None and info.redshift_name not in given
             and "redshift" not in given and isinstance(sed, dict) and "redshift" in sed):
         # a chromatic galaxy: one redshift, GalSim's gal.sed.redshift (>= 2.5.3), both
         # conditions the model and redshifts the SED
         given["redshift"] = galsim.config.ParseValue(sed, "redshift", base, float)[0]
-    have = set(given) | ({info.redshift_name} if "redshift" in given else set())
-    missing = [name for name in info.condition_names if name not in have]
+    given = cnd.resolve_alias(info.conditions, given, info.name)
+    missing = [name for name in info.condition_names if name not in given]
     if missing:
         alias = (f" (redshift: may stand for {info.redshift_name})"
                  if info.redshift_name in missing else "")

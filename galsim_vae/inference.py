@@ -60,19 +60,33 @@ class NetworkRunner:
             self._decode_fn = decode
         return self._decode_fn
 
-    def noise_to_latent(self, noise: np.ndarray, conditions: np.ndarray | None) -> np.ndarray:
-        """Latent vectors of ``noise`` (n, noise_size) for standardised ``conditions``."""
+    @staticmethod
+    def _batches(values: np.ndarray, conditions: np.ndarray | None):
+        """(start, stop, values, conditions) of each network call: at most
+        :data:`MAX_BATCH` rows, padded with zeros to at least :data:`MIN_ROWS`."""
         import tensorflow as tf
 
-        cond_t = None if conditions is None else tf.constant(conditions, tf.float32)
-        out = []
-        for start in range(0, len(noise), MAX_BATCH):
-            stop = min(len(noise), start + MAX_BATCH)
-            eps = tf.constant(np.asarray(noise[start:stop], np.float32))
-            out.append(self._network.noise_to_latent(
-                eps, None if cond_t is None else cond_t[start:stop]).numpy())
-        width = max(self._network.latent_input_sizes)
-        return np.concatenate(out).astype(float) if out else np.zeros((0, width))
+        values = np.asarray(values, dtype=np.float32)
+        n = values.shape[0]
+        cond = (np.zeros((n, 0), np.float32) if conditions is None
+                else np.asarray(conditions, np.float32))
+        for start in range(0, n, MAX_BATCH):
+            stop = min(n, start + MAX_BATCH)
+            padded = max(stop - start, MIN_ROWS)
+            v = np.zeros((padded, values.shape[1]), np.float32)
+            c = np.zeros((padded, cond.shape[1]), np.float32)
+            v[:stop - start], c[:stop - start] = values[start:stop], cond[start:stop]
+            yield start, stop, tf.constant(v), tf.constant(c)
+
+    def _empty_latents(self) -> np.ndarray:
+        return np.zeros((0, max(self._network.latent_input_sizes)))
+
+    def noise_to_latent(self, noise: np.ndarray, conditions: np.ndarray | None) -> np.ndarray:
+        """Latent vectors of ``noise`` (n, noise_size) for standardised ``conditions``."""
+        out = [np.asarray(self._network.noise_to_latent(
+                   v, c if self._has_conditions else None), dtype=float)[:stop - start]
+               for start, stop, v, c in self._batches(noise, conditions)]
+        return np.concatenate(out) if out else self._empty_latents()
 
     def decode(self, values: np.ndarray, conditions: np.ndarray | None, *,
                from_noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -81,24 +95,11 @@ class NetworkRunner:
         ``conditions`` (n, k) or None, from the same network calls (``generate`` is
         ``decode_latent(noise_to_latent(...))``).  One call per :data:`MAX_BATCH`
         galaxies, padded to at least :data:`MIN_ROWS` rows."""
-        import tensorflow as tf
-
-        values = np.asarray(values, dtype=np.float32)
-        n = values.shape[0]
-        cond = (np.zeros((n, 0), np.float32) if conditions is None
-                else np.asarray(conditions, np.float32))
         decode = self._compiled()
-        out = np.empty((n, self._stamp_size, self._stamp_size), dtype=float)
+        out = np.empty((len(values), self._stamp_size, self._stamp_size), dtype=float)
         latents = []
-        for start in range(0, n, MAX_BATCH):
-            stop = min(n, start + MAX_BATCH)
-            rows = stop - start
-            padded = max(rows, MIN_ROWS)
-            v = np.zeros((padded, values.shape[1]), np.float32)
-            c = np.zeros((padded, cond.shape[1]), np.float32)
-            v[:rows], c[:rows] = values[start:stop], cond[start:stop]
-            profile, latent = decode(tf.constant(v), tf.constant(c), bool(from_noise))
-            out[start:stop] = np.asarray(profile, dtype=float)[:rows, ..., 0]
-            latents.append(np.asarray(latent, dtype=float)[:rows])
-        width = max(self._network.latent_input_sizes)
-        return out, (np.concatenate(latents) if latents else np.zeros((0, width)))
+        for start, stop, v, c in self._batches(values, conditions):
+            profile, latent = decode(v, c, bool(from_noise))
+            out[start:stop] = np.asarray(profile, dtype=float)[:stop - start, ..., 0]
+            latents.append(np.asarray(latent, dtype=float)[:stop - start])
+        return out, (np.concatenate(latents) if latents else self._empty_latents())
