@@ -18,6 +18,7 @@ from typing import Sequence
 from ._version import __version__
 from .commands import add_command_parsers
 from .errors import GalsimVAEError
+from .interruption import EXIT_STATUS, Terminated, handled
 from .tf_runtime import VERBOSE_ENV
 
 #: Sub-commands, in the order ``--help`` lists them: name -> module in galsim_vae.commands.
@@ -40,15 +41,6 @@ STORAGE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size li
 
 #: Exit status for bad input or a failed operation.
 EXIT_ERROR = 2
-
-
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so that every atomic writer removes its
-    temporaries on the way out (as for Ctrl-C)."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["GALSIM_VAE_PROGRESS"] = "0"
     else:
         os.environ.setdefault("GALSIM_VAE_PROGRESS", "1")
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    with handled():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run one sub-command; errors and signals become a line on stderr and a status."""
     try:
         if args.command in TENSORFLOW_COMMANDS:
             from .tf_runtime import import_tensorflow
@@ -101,14 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"galsim-vae {args.command}: interrupted; no partial output was kept",
               file=sys.stderr)
-        return 130
+        return EXIT_STATUS[signal.SIGINT]
     except Terminated:
         print(f"galsim-vae {args.command}: terminated (SIGTERM); no partial output was kept"
               + ("; training checkpoints are intact: continue with --resume"
                  if args.command == "train" else ""), file=sys.stderr)
-        return 143
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        return EXIT_STATUS[signal.SIGTERM]
 
 
 if __name__ == "__main__":  # pragma: no cover

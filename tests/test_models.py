@@ -320,6 +320,27 @@ def test_flow_prior_recovers_mean_and_covariance(correlated_gaussian):
         assert abs(np.mean(learned - truth.log_prob(sample).numpy())) < 0.1
 
 
+def test_flow_prior_stops_on_held_out_latents_and_keeps_the_best_epoch():
+    """A wide flow on 48 points learns the points: the held-out NLL turns up, the fit stops
+    and keeps the weights of the held-out minimum, where the held-out NLL is lower than
+    after the full fit."""
+    rng = np.random.default_rng(11)
+    train_latents, held_out = rng.normal(size=(48, 4)), rng.normal(size=(2000, 4))
+    common = dict(epochs=150, batch_size=16, learning_rate=1e-2, seed=0, n_couplings=4,
+                  hidden_units=(128, 128))
+    stopped = fit_flow_prior(train_latents, None, validation=(held_out, None), patience=5,
+                             **common)
+    full = fit_flow_prior(train_latents, None, **common)
+    losses = stopped.validation_losses
+    assert len(losses) == len(stopped.training_losses) < 150
+    assert stopped.best_epoch == int(np.argmin(losses)) + 1
+    assert len(losses) - stopped.best_epoch == 5
+    nll = -np.mean(stopped(held_out).numpy())
+    assert nll == pytest.approx(min(losses), rel=1e-5)
+    assert nll < -np.mean(full(held_out).numpy()) - 0.5
+    assert full.best_epoch == 150 and not hasattr(full, "validation_losses")
+
+
 def test_flow_log_prob_is_normalised():
     rng = np.random.default_rng(9)
     latents = np.stack([rng.normal(size=3000), rng.exponential(size=3000)], axis=1)

@@ -31,6 +31,27 @@ def _wait_for(predicate, timeout=60.0):
     return False
 
 
+@pytest.mark.parametrize("signum, exception", [(signal.SIGTERM, "Terminated"),
+                                                (signal.SIGINT, "KeyboardInterrupt")])
+def test_a_swallowed_signal_is_raised_again_at_the_next_check(signum, exception):
+    """TensorFlow runs __del__ methods where an exception is only printed: the signal is
+    recorded, and the trainer's check after each epoch raises it again."""
+    from galsim_vae import interruption
+
+    interruption.check()                      # outside handled(): nothing recorded
+    with interruption.handled():
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(1)
+        except BaseException as err:          # what "Exception ignored" amounts to
+            assert type(err).__name__ == exception
+        with pytest.raises(BaseException) as raised:
+            interruption.check()
+        assert type(raised.value).__name__ == exception
+    assert signal.getsignal(signum) is not interruption._handle
+    interruption.check()                      # cleared on the way out
+
+
 @pytest.fixture(scope="module")
 def bundle(tiny_dataset, tmp_path_factory):
     return tiny_bundle("conditional", tiny_dataset, tmp_path_factory.mktemp("signals"))

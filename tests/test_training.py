@@ -394,6 +394,7 @@ def test_never_reads_the_test_split(tiny_dataset, tmp_path, monkeypatch):
     assert set(splits) == {"train", "validation"}
     assert all(indices is None for _, indices, _ in calls)
     # training batches shuffled (one pipeline per epoch), validation in order, and the
-    # flow prior encodes the training split
+    # flow prior encodes the training split (fitted) and the validation split (its early
+    # stopping)
     assert [shuffle for split, _, shuffle in calls if split == "train"] == [True, True, False]
-    assert [shuffle for split, _, shuffle in calls if split == "validation"] == [False]
+    assert [shuffle for split, _, shuffle in calls if split == "validation"] == [False, False]

@@ -56,25 +56,36 @@ def divergence_error(dataset, indices: np.ndarray, epoch: int, loss, lr: float):
 
 
 def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batch_size: int, *,
-                    epochs: int, seed: int):
-    """Fit the flow prior to the posterior means of the whole training split."""
+                                epochs: int, seed: int):
+    """Fit the flow prior to the posterior means of the training split, stopped early on
+    those of the validation split (when the data set has one)."""
     import keras
 
-    from ..data import make_tf_dataset
     from ..models.prior import fit_flow_prior
 
-    data = make_tf_dataset(dataset, "train", batch_size=max(batch_size, 256), shuffle=False,
+    latents, conds = _encodings(model, dataset, "train", conditions, with_psf, batch_size)
+    validation = None
+    if dataset.indices("validation", require_finite=conditions or ()).size:
+        validation = _encodings(model, dataset, "validation", conditions, with_psf,
+                                batch_size)
+    keras.utils.set_random_seed(seed)
+    return fit_flow_prior(latents, conds, epochs=epochs, batch_size=256, learning_rate=1e-3,
+                          seed=seed % (2**31), validation=validation)
+
+
+def _encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size: int):
+    """Posterior means (N, d) of one split and its normalised conditions (N, k) or None."""
+    from ..data import make_tf_dataset
+
+    data = make_tf_dataset(dataset, split, batch_size=max(batch_size, 256), shuffle=False,
                            conditions=conditions, with_psf=with_psf)
     latents, conds = [], []
-    for batch in progress(data, desc="encoding the training split"):
+    for batch in progress(data, desc=f"encoding the {split} split"):
         cond = batch.get("conditions")
         latents.append(model.encode(batch["image"], cond, training=False).mean().numpy())
         if cond is not None:
             conds.append(cond.numpy())
-    keras.utils.set_random_seed(seed)
-    return fit_flow_prior(np.concatenate(latents),
-                          np.concatenate(conds) if conds else None,
-                          epochs=epochs, batch_size=256, learning_rate=1e-3, seed=seed % (2**31))
+    return np.concatenate(latents), (np.concatenate(conds) if conds else None)
 
 
 def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str, float]], *,
@@ -110,5 +121,9 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
                   if k.startswith(("train_", "val_")) or k in ("beta", "lr")},
     }
     if prior is not None and getattr(prior, "training_losses", None):
-        info["final"]["flow_prior_nll"] = float(prior.training_losses[-1])
+        info["final"]["flow_prior_nll"] = float(prior.training_losses[prior.best_epoch - 1])
+        info["final"]["flow_prior_epoch"] = int(prior.best_epoch)
+        if getattr(prior, "validation_losses", None):
+            info["final"]["flow_prior_val_nll"] = float(
+                prior.validation_losses[prior.best_epoch - 1])
     return info

@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import interruption
 from .callbacks import EpochLogs, epoch_row, log
 from .checkpoints import TrainingState, check_run_settings, write_run_settings
 from .errors import TrainingConfigError
@@ -248,6 +249,7 @@ class _Run:
                 state.remember_best()
             state.save(epoch)
             self.logs(history)
+            interruption.check()        # a signal whose exception TensorFlow swallowed
         if not history:
             raise TrainingConfigError("no epoch was trained")
         elapsed = time.time() - started + sum(r["time"] for r in history[:done])
