@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..training.distributed import STRATEGIES, cluster_from_environment
+
 #: --likelihood choices -> psf_free.
 LIKELIHOODS = {"psf": True, "noise": False}
 
@@ -84,6 +86,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--mixed-precision", action="store_true",
                         help="float16 compute with loss scaling (GPUs)")
     parser.add_argument("--xla", action="store_true", help="XLA-compile the train step")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                        help="auto: all GPUs of this host (MirroredStrategy) or one device; "
+                             "mirrored: MirroredStrategy; multiworker: "
+                             "MultiWorkerMirroredStrategy over the workers of TF_CONFIG or of "
+                             "a Slurm job step, each running this command (needs --seed); "
+                             "--batch-size is then the global batch (default: auto)")
     parser.add_argument("--max-steps-per-epoch", type=int, default=None,
                         help="cap on training steps per epoch")
     parser.add_argument("--overwrite", action="store_true",
@@ -114,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
                 xla=args.xla, max_steps_per_epoch=args.max_steps_per_epoch,
                 overwrite=args.overwrite, model_options=model_options or None,
                 monitor=args.monitor, augment=args.augment,
-                flux_condition=args.flux_condition)
-    print(f"wrote model bundle {out}")
+                flux_condition=args.flux_condition, strategy=args.strategy)
+    cluster = cluster_from_environment(args.strategy)
+    if cluster is None or cluster.is_chief:          # the other workers write nothing
+        print(f"wrote model bundle {out}")
     return 0

@@ -46,7 +46,8 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
                     batch_size: int = 64, shuffle: bool = True, seed: int = 0,
                     conditions: Sequence[str] = (), with_psf: bool = True,
                     repeat: bool = False, drop_remainder: bool = False,
-                    indices: np.ndarray | None = None, augment: bool = False):
+                    indices: np.ndarray | None = None, augment: bool = False,
+                    shard: tuple[int, int] | None = None):
     """Build a ``tf.data.Dataset`` of batches from a data set folder.
 
     Parameters:
@@ -61,6 +62,10 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
         repeat:     Repeat forever.
         drop_remainder: Drop the last incomplete batch.
         indices:    Explicit row indices (overrides ``split``).
+        shard:      ``(i, n)``: only every n-th row from the i-th of the (shuffled) rows,
+                    the share of worker i of n; its images alone are read.  The shuffle
+                    is the same on every worker (same ``seed``), so the n shards of an
+                    epoch are disjoint and cover the split.
         augment:    Give each galaxy one of the eight pixel-exact rotations by multiples
                     of 90 degrees and flips (:func:`dihedral_codes`), the same for its
                     stamp and its PSF, drawn from ``seed`` and the row: a different one
@@ -145,6 +150,8 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
     ds = tf.data.Dataset.from_tensor_slices(indices)
     if shuffle:
         ds = ds.shuffle(indices.size, seed=seed, reshuffle_each_iteration=True)
+    if shard is not None:
+        ds = ds.shard(int(shard[1]), int(shard[0]))
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -40,16 +41,20 @@ class TrainingState:
         model:     The (built) model.
         optimizer: The (built) optimizer.
         max_to_keep: Checkpoints kept (the latest ones).
+        writer:    False for the workers of a multi-worker run other than the chief: they
+                   restore from ``directory`` but save into a temporary folder.
 
     Attributes:
         epoch:   ``tf.Variable`` (int64): epochs completed.
         history: list of per-epoch rows (dicts), mirrored into the checkpoint on :meth:`save`.
     """
 
-    def __init__(self, directory: str | os.PathLike, model, optimizer, *, max_to_keep: int = 2):
+    def __init__(self, directory: str | os.PathLike, model, optimizer, *, max_to_keep: int = 2,
+                 writer: bool = True):
         import tensorflow as tf
 
         self.directory = Path(directory)
+        self.writer = writer
         self.model = model
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self._history_json = tf.Variable("[]", dtype=tf.string, trainable=False, name="history")
@@ -105,6 +110,12 @@ class TrainingState:
 
         self.epoch.assign(epoch)
         self._history_json.assign(json.dumps(self.history))
+        if not self.writer:
+            # a multi-worker run's other workers take part in the save, into a folder
+            # of their own that goes at once (TensorFlow's multi-worker guide)
+            with tempfile.TemporaryDirectory(prefix="galsim-vae-worker-") as scratch:
+                return tf.train.CheckpointManager(self.checkpoint, scratch,
+                                                  max_to_keep=1).save(checkpoint_number=epoch)
         try:
             return self.manager.save(checkpoint_number=epoch)
         except (tf.errors.OpError, OSError) as err:

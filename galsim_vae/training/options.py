@@ -63,9 +63,14 @@ class TrainingOptions:
     monitor: str = "median"
     augment: bool = False
     flux_condition: str | None = None
+    strategy: str = "auto"
 
-    def resolve(self, dataset, out_bundle: str | os.PathLike) -> "RunPlan":
+    def resolve(self, dataset, out_bundle: str | os.PathLike, *,
+                writer: bool = True) -> "RunPlan":
         """Check every option against ``dataset`` (an open ``Dataset``) and the output.
+
+        ``writer=False`` (a multi-worker run's other workers) skips the checks of the
+        output folders, which only the chief creates.
 
         Raises:
             TrainingConfigError: bad values or schedule specs, options the data set cannot
@@ -108,8 +113,13 @@ class TrainingOptions:
             raise TrainingConfigError(f"psf_free=True needs each galaxy's PSF but data set "
                                       f"{str(dataset.path)!r} has none; use psf_free=False "
                                       "(--likelihood noise)")
-        out_bundle = check_output_path(out_bundle, overwrite=self.overwrite)
-        checkpoint_dir = _checkpoint_dir(self, out_bundle)
+        if writer:
+            out_bundle = check_output_path(out_bundle, overwrite=self.overwrite)
+            checkpoint_dir = _checkpoint_dir(self, out_bundle)
+        else:
+            out_bundle = Path(out_bundle)
+            checkpoint_dir = (Path(self.checkpoint_dir) if self.checkpoint_dir is not None
+                              else out_bundle.with_name(out_bundle.name + ".checkpoints"))
         hyperparameters = self._hyperparameters(dataset, conditions, latent_size, psf_free)
         settings = {
             "galsim_vae_version": __version__, "dataset": str(Path(dataset.path).resolve()),

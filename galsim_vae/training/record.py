@@ -89,7 +89,8 @@ def _encodings(model, dataset, split: str, conditions, with_psf: bool, batch_siz
 
 
 def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str, float]], *,
-                   final_epoch: int, elapsed: float, prior, strategy) -> dict[str, Any]:
+                   final_epoch: int, elapsed: float, prior, strategy,
+                   workers: int = 1) -> dict[str, Any]:
     """The ``training`` block of model.json: provenance, settings, final losses."""
     meta = dataset.meta
     final_row = next(r for r in history if int(r["epoch"]) == final_epoch)
@@ -105,7 +106,7 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
         "epochs_requested": settings["epochs"],
         "epochs_trained": len(history),
         "weights_epoch": final_epoch,
-        "batch_size": settings["batch_size"],
+        "batch_size": settings["batch_size"],          # global: all replicas together
         "beta": settings["beta"],
         "learning_rate": settings["learning_rate"],
         "lr_decay": settings["lr_decay"], "clip_norm": settings["clip_norm"],
@@ -116,6 +117,9 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
         "mixed_precision": settings["mixed_precision"],
         "xla": settings["xla"],
         "replicas": int(strategy.num_replicas_in_sync),
+        "workers": int(workers),
+        "batch_size_per_replica": int(settings["batch_size"])
+                                  // int(strategy.num_replicas_in_sync),
         "training_time_s": round(float(elapsed), 2),
         "final": {k: float(v) for k, v in final_row.items()
                   if k.startswith(("train_", "val_")) or k in ("beta", "lr")},

@@ -82,7 +82,8 @@ class TrainSteps:
     def run_epoch(self, dataset, beta: float, seed: int, step0: int, *, train: bool,
                   total: int | None, desc: str,
                   per_galaxy: dict[str, list] | None = None) -> tuple[dict[str, float], int]:
-        """Run the steps over ``dataset``; returns the means per galaxy and the step count.
+        """Run the steps over ``dataset`` (distributed by the strategy); returns the means
+        per galaxy and the step count.
 
         In evaluation (``train=False``), each galaxy's values of :data:`GALAXY_LOSSES` are
         appended to the lists of ``per_galaxy`` when it is given."""
@@ -92,8 +93,7 @@ class TrainSteps:
         beta_t = tf.constant(beta, tf.float32)
         sums: dict[str, float] = {}
         steps = 0
-        bar = progress(self.strategy.experimental_distribute_dataset(dataset), total=total,
-                       desc=desc)
+        bar = progress(dataset, total=total, desc=desc)
         for batch in bar:
             # stateless seed (run seed, global step): the same numbers after a resume
             seed_t = tf.constant([seed % (2**31 - 1), (step0 + steps) % (2**31 - 1)], tf.int32)

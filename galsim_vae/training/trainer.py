@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from .. import interruption
 from .callbacks import EpochLogs, epoch_row, log
+from .distributed import Cluster, cluster_from_environment, finish_together, make_strategy
 from .checkpoints import TrainingState, check_run_settings, write_run_settings
 from .errors import TrainingConfigError
 from .options import RunPlan, TrainingOptions
@@ -38,16 +39,6 @@ from .schedules import epochs_without_improvement
 
 #: Shuffle/sampling seeds are derived as ``seed * SEED_STRIDE + epoch`` (or + step).
 SEED_STRIDE = 1_000_003
-
-
-def _select_strategy():
-    """MirroredStrategy over all GPUs when more than one is visible, else the default."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
@@ -86,8 +77,11 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
                          ``flow_prior``, ``flow_prior_epochs``, ``mixed_precision``,
                          ``xla``, ``max_steps_per_epoch``, ``name``.
         on_epoch_end:  Called with each epoch's history row after its checkpoint is saved.
-        strategy:      A ``tf.distribute`` strategy (default: ``MirroredStrategy`` when more
-                       than one GPU is visible, else the default strategy).
+        strategy:      A ``tf.distribute`` strategy object, or the name of one of
+                       :mod:`.distributed` (``auto``, the default: ``MirroredStrategy``
+                       when more than one GPU is visible, else the default strategy;
+                       ``mirrored``; ``multiworker``: ``MultiWorkerMirroredStrategy`` from
+                       ``TF_CONFIG`` or Slurm, every worker running the same call).
 
     Returns:
         The bundle path.
@@ -102,11 +96,18 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
     """
     from ..data import Dataset
 
+    if isinstance(strategy, str):               # a strategy name: an option like the others
+        option_values["strategy"], strategy = strategy, None
     try:
         options = replace(options or TrainingOptions(), **option_values)
     except TypeError as err:
         raise TrainingConfigError(f"unknown training option: {err}") from None
-    plan = options.resolve(Dataset(dataset_path), out_bundle)
+    cluster = cluster_from_environment(options.strategy)
+    if cluster is not None and options.seed is None:
+        raise TrainingConfigError("--strategy multiworker needs --seed: every worker must "
+                                  "draw the same initial weights and shuffles")
+    plan = options.resolve(Dataset(dataset_path), out_bundle,
+                           writer=cluster is None or cluster.is_chief)
     checkpoint_dir = plan.checkpoint_dir
     resuming = options.resume and (checkpoint_dir / "run.json").is_file()
     if options.resume and not resuming and checkpoint_dir.exists() \
@@ -133,7 +134,12 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
     previous_policy = keras.mixed_precision.dtype_policy()
     if options.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
-    run = _Run(plan, run_seed, resuming, strategy or _select_strategy(), on_epoch_end)
+    strategy = strategy or make_strategy(options.strategy, cluster)
+    if plan.batch_size % strategy.num_replicas_in_sync:
+        raise TrainingConfigError(f"the batch size ({plan.batch_size} galaxies per step, all "
+                                  f"workers together) must divide among the "
+                                  f"{strategy.num_replicas_in_sync} replicas")
+    run = _Run(plan, run_seed, resuming, strategy, on_epoch_end, cluster)
     try:
         return run.execute()
     except BaseException:
@@ -147,21 +153,48 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
 class _Run:
     """One training run of a :class:`RunPlan`: model, optimizer, state and the loop."""
 
-    def __init__(self, plan: RunPlan, run_seed: int, resuming: bool, strategy, on_epoch_end):
+    def __init__(self, plan: RunPlan, run_seed: int, resuming: bool, strategy, on_epoch_end,
+                 cluster: Cluster | None = None):
         self.plan, self.run_seed, self.resuming = plan, run_seed, resuming
-        self.strategy, self.on_epoch_end = strategy, on_epoch_end
+        self.strategy, self.on_epoch_end, self.cluster = strategy, on_epoch_end, cluster
+        self.writer = cluster is None or cluster.is_chief
         self.state = None
         self.logs = None
         self.created_checkpoint_dir = False
 
-    def pipeline(self, split: str, *, shuffle: bool, shuffle_seed: int = 0):
+    def pipeline(self, split: str, *, shuffle: bool, shuffle_seed: int = 0,
+                 steps: int | None = None):
+        """The batches of one pass over ``split``, distributed by the strategy: each worker
+        of a multi-worker run reads its own shard, in batches of its share of the global
+        batch, and every worker takes the same number of steps (``steps``; in a
+        multi-worker run, the incomplete last global batch is left out)."""
         from ..data import make_tf_dataset
 
-        plan = self.plan
-        return make_tf_dataset(plan.dataset, split, batch_size=plan.batch_size, shuffle=shuffle,
-                               seed=shuffle_seed, conditions=plan.conditions,
-                               with_psf=plan.psf_free,
-                               augment=plan.options.augment and shuffle)
+        plan, cluster = self.plan, self.cluster
+
+        def per_worker(context):
+            data = make_tf_dataset(
+                plan.dataset, split,
+                batch_size=context.get_per_replica_batch_size(plan.batch_size),
+                shuffle=shuffle, seed=shuffle_seed, conditions=plan.conditions,
+                with_psf=plan.psf_free, augment=plan.options.augment and shuffle,
+                shard=(None if cluster is None
+                       else (context.input_pipeline_id, context.num_input_pipelines)),
+                drop_remainder=cluster is not None)
+            return data if steps is None else data.take(steps)
+
+        return self.strategy.distribute_datasets_from_function(per_worker)
+
+    def steps_in(self, rows: int) -> int | None:
+        """Steps of a pass over ``rows`` galaxies that every worker takes (None: all)."""
+        if self.cluster is None:
+            return None
+        if rows < self.plan.batch_size:
+            raise TrainingConfigError(
+                f"a multi-worker run leaves out each split's incomplete last batch, and a "
+                f"split has {rows} galaxies, fewer than one batch ({self.plan.batch_size}); "
+                "use a smaller --batch-size")
+        return rows // self.plan.batch_size
 
     def build(self):
         import keras
@@ -177,7 +210,10 @@ class _Run:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
-            self.state = TrainingState(plan.checkpoint_dir, self.model, optimizer)
+        # the run's counters, history (a string) and best-weight copies are local to each
+        # worker: out of the scope, whose variables a multi-worker strategy broadcasts
+        self.state = TrainingState(plan.checkpoint_dir, self.model, optimizer,
+                                   writer=self.writer)
 
     def execute(self) -> Path:
         from .steps import TrainSteps
@@ -186,19 +222,23 @@ class _Run:
         dataset, conditions = plan.dataset, plan.conditions
         train_rows = dataset.indices("train", require_finite=conditions)
         validation = None
-        if dataset.indices("validation", require_finite=conditions).size:
-            validation = self.pipeline("validation", shuffle=False)
+        validation_rows = dataset.indices("validation", require_finite=conditions).size
+        if validation_rows:
+            validation = self.pipeline("validation", shuffle=False,
+                                       steps=self.steps_in(validation_rows))
         else:
             log("the validation split is empty: the training loss is monitored instead")
-        steps_per_epoch = math.ceil(train_rows.size / plan.batch_size)
+        steps_per_epoch = self.steps_in(train_rows.size) or math.ceil(
+            train_rows.size / plan.batch_size)
         if plan.max_steps_per_epoch is not None:
             steps_per_epoch = min(steps_per_epoch, plan.max_steps_per_epoch)
         self.build()
         # the first output: only once the data and the model are known to be usable
-        self.created_checkpoint_dir = not plan.checkpoint_dir.exists()
-        plan.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        if not self.resuming:
-            write_run_settings(plan.checkpoint_dir, plan.settings)
+        if self.writer:
+            self.created_checkpoint_dir = not plan.checkpoint_dir.exists()
+            plan.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            if not self.resuming:
+                write_run_settings(plan.checkpoint_dir, plan.settings)
         state = self.state
         done = state.restore() if self.resuming else 0
         if self.resuming:
@@ -206,9 +246,10 @@ class _Run:
         history = state.history
         steps = TrainSteps(self.model, self.optimizer, self.strategy, xla=options.xla,
                            mixed_precision=options.mixed_precision)
-        self.logs = EpochLogs(plan.checkpoint_dir,
-                              f"{options.architecture} on {dataset.path.name}", plan.epochs,
-                              self.on_epoch_end)
+        if self.writer:
+            self.logs = EpochLogs(plan.checkpoint_dir,
+                                  f"{options.architecture} on {dataset.path.name}",
+                                  plan.epochs, self.on_epoch_end)
         beta_ref = plan.beta.reference(plan.epochs)
         started = time.time()
         global_step = sum(int(row.get("steps", 0)) for row in history)
@@ -223,9 +264,8 @@ class _Run:
             tick = time.time()
             train_data = self.pipeline(
                 "train", shuffle=True,
-                shuffle_seed=(self.run_seed * SEED_STRIDE + epoch) % (2**31 - 1))
-            if plan.max_steps_per_epoch is not None:
-                train_data = train_data.take(plan.max_steps_per_epoch)
+                shuffle_seed=(self.run_seed * SEED_STRIDE + epoch) % (2**31 - 1),
+                steps=steps_per_epoch if self.cluster or plan.max_steps_per_epoch else None)
             train_means, n_steps = steps.run_epoch(
                 train_data, beta_e, self.run_seed, global_step, train=True,
                 total=steps_per_epoch, desc=f"epoch {epoch}/{plan.epochs}")
@@ -248,7 +288,8 @@ class _Run:
             if row["val_monitor"] < previous_best or not state.best.has_weights.numpy():
                 state.remember_best()
             state.save(epoch)
-            self.logs(history)
+            if self.logs is not None:
+                self.logs(history)
             interruption.check()        # a signal whose exception TensorFlow swallowed
         if not history:
             raise TrainingConfigError("no epoch was trained")
@@ -261,6 +302,11 @@ class _Run:
         from .hardware import describe_hardware
 
         plan, options, dataset = self.plan, self.plan.options, self.plan.dataset
+        if not self.writer:
+            log(f"worker {self.cluster.index} of {self.cluster.count}: training done; the "
+                "chief (worker 0) fits the prior and writes the bundle")
+            finish_together(self.strategy)
+            return plan.out_bundle
         best_epoch = int(min(history, key=lambda r: r["val_monitor"])["epoch"])
         if options.restore_best and self.state.restore_best():
             log(f"restored the weights of the best epoch, {best_epoch}")
@@ -272,7 +318,8 @@ class _Run:
                 epochs=options.flow_prior_epochs, seed=self.run_seed)
             self.model.attach_prior(prior)
         record = training_record(dataset, plan.settings, history, final_epoch=final_epoch,
-                                 elapsed=elapsed, prior=prior, strategy=self.strategy)
+                                 elapsed=elapsed, prior=prior, strategy=self.strategy,
+                                 workers=1 if self.cluster is None else self.cluster.count)
         record["hardware"] = describe_hardware()
         hst_psf = None
         if not plan.psf_free and dataset.has_psf:
@@ -281,7 +328,7 @@ class _Run:
             log(f"data set {str(dataset.path)!r} has no PSF images: the samples carry an "
                 "unknown PSF, which the bundle cannot record (hst_psf: null)")
         folder = plan.checkpoint_dir
-        return save_bundle(
+        bundle = save_bundle(
             self.model, plan.out_bundle, name=options.name or plan.out_bundle.name,
             flux_scale=dataset.flux_scale, flux_units=dataset.flux_units,
             pixel_scale=dataset.pixel_scale,
@@ -290,6 +337,9 @@ class _Run:
             extra_files={"history.csv": folder / "history.csv",
                          "loss_curve.png": folder / "loss_curve.png"},
             overwrite=options.overwrite)
+        if self.cluster is not None:
+            finish_together(self.strategy)
+        return bundle
 
     def clean_up_failed_start(self) -> None:
         """A run that fails before its first checkpoint leaves no checkpoint folder behind
