@@ -164,3 +164,23 @@ def test_cli_multiworker_without_seed_or_cluster_is_refused(tiny_dataset, tmp_pa
     assert no_seed.returncode == 2 and "needs --seed" in no_seed.stderr
     assert "Traceback" not in no_cluster.stderr + no_seed.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_slurm_training_script_dry_run_and_refusals(tmp_path):
+    script = str(Path(__file__).parents[1] / "examples" / "slurm" / "train_multiworker.sh")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    dry = subprocess.run(["bash", script, str(tmp_path), "out", "--epochs", "40"],
+                         capture_output=True, text=True, env={**env, "DRY_RUN": "1",
+                                                              "NTASKS": "4"})
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.split() == ["srun", "--ntasks=4", "galsim-vae", "train", str(tmp_path),
+                                  "--out", "out", "--strategy", "multiworker", "--seed",
+                                  "2026", "--resume", "--epochs", "40"]
+    for args, extra_env, message in (
+            ([str(tmp_path / "missing"), "out"], {"NTASKS": "2"}, "does not exist"),
+            ([str(tmp_path), "out"], {"NTASKS": "two", "DRY_RUN": "1"}, "NTASKS"),
+            ([str(tmp_path), "out"], {"NTASKS": "2"}, "not inside a Slurm job"),
+            ([str(tmp_path)], {}, "give the data set and the bundle")):
+        bad = subprocess.run(["bash", script, *args], capture_output=True, text=True,
+                             env={**env, **extra_env})
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
