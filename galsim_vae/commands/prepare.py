@@ -7,7 +7,8 @@ import argparse
 from . import add_command_parsers
 
 #: Sources of ``prepare``: name -> module in galsim_vae.commands.
-SOURCES = {"cosmos": "prepare_cosmos", "deepfield": "prepare_deepfield"}
+SOURCES = {"cosmos": "prepare_cosmos", "deepfield": "prepare_deepfield",
+           "merge": "prepare_merge"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -50,6 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         type=_mapping,
                         help="take the data set's zphot, mag_auto or flux_radius from another "
                              "catalog column (e.g. --column mag_auto=HSC_i); repeatable")
+    parser.add_argument("--shard", metavar="I/N", default=None,
+                        help="prepare only the I-th of N blocks of the selected galaxies "
+                             "(1 <= I <= N), for N jobs; join them with 'prepare merge'")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(run=run)
     return parser
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     """Prepare the data set; library errors propagate to the CLI's handler."""
     from ..data.cosmos import prepare_cosmos
     from ..data.dataset import Dataset
+    from ..data.merge import parse_shard
 
     path = prepare_cosmos(
         args.out, args.dir, file_name=args.file_name, sample=args.sample,
@@ -75,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         min_flux=args.min_flux, max_flux=args.max_flux, max_galaxies=args.max_galaxies,
         psf_file=args.psf_file, oversize=args.oversize, skip_invalid=args.skip_invalid,
         check_hdus=args.check_hdus, noise_seed=args.noise_seed, split_seed=args.split_seed,
-        overwrite=args.overwrite, column_map=dict(args.column))
+        overwrite=args.overwrite, column_map=dict(args.column),
+        shard=None if args.shard is None else parse_shard(args.shard))
     dataset = Dataset(path)
     source = dataset.meta["source"]
     print(f"wrote {dataset.n_galaxies} galaxies ({dataset.stamp_size}x{dataset.stamp_size}, "

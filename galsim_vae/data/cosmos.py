@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from ..errors import InputDataError
 from ..io_utils import check_output_path, progress
 from . import cosmos_repair as repair
 from .cosmos_selection import CosmosSelection, select_galaxies
+from .merge import check_shard
 from .writer import DatasetWriter
 
 #: Default stamp side (pixels) of each COSMOS sample: 128 for F814W < 23.5 and 158 for
@@ -137,7 +139,8 @@ def prepare_cosmos(out: str | os.PathLike, directory: str | os.PathLike, *,
                    psf_file: str | os.PathLike | None = None, oversize: str = "crop",
                    skip_invalid: bool = False, check_hdus: bool = True, noise_seed: int = 0,
                    split_seed: int = 0, overwrite: bool = False,
-                   column_map: dict[str, str] | None = None) -> Path:
+                   column_map: dict[str, str] | None = None,
+                   shard: tuple[int, int] | None = None) -> Path:
     """Write a galsim-vae data set from a GalSim-format COSMOS catalog.
 
     Galaxies are those GalSim's :class:`galsim.COSMOSCatalog` keeps after its cuts, in
@@ -184,6 +187,10 @@ def prepare_cosmos(out: str | os.PathLike, directory: str | os.PathLike, *,
                          ``flux_radius`` (e.g. ``{"mag_auto": "HSC_i"}``); without it each
                          is matched by name in any case, ``mag_auto`` falls back to the
                          catalog's ``MAG``, and a missing one is NaN, with a warning.
+        shard:           ``(i, n)``, 1 <= i <= n: only the i-th of n contiguous blocks of
+                         the selected galaxies (catalog order, so each shard reads its own
+                         image files); :func:`galsim_vae.data.merge.merge_datasets` joins
+                         the n shards into the data set one run would have written.
 
     Returns:
         The data set folder.
@@ -210,6 +217,9 @@ def prepare_cosmos(out: str | os.PathLike, directory: str | os.PathLike, *,
     sel = select_galaxies(directory, file_name=file_name, sample=sample,
                           exclusion_level=exclusion_level, cuts=cuts,
                           max_galaxies=max_galaxies, notes=notes, column_map=column_map)
+    n_selected_all = len(sel.indices)
+    if shard is not None:
+        sel = replace(sel, indices=np.array_split(sel.indices, check_shard(shard)[1])[shard[0] - 1])
     if stamp_size is None:
         stamp_size = SEED_STAMP_SIZES.get(sel.sample, DEFAULT_STAMP_SIZE)
     if stamp_size < 8 or psf_size < 3:
@@ -246,8 +256,11 @@ def prepare_cosmos(out: str | os.PathLike, directory: str | os.PathLike, *,
         "flux_reference": "GalSim COSMOSCatalog docs: counts/s, F814W AB zero point 25.94",
         "n_catalog": n_total, "n_after_cuts": sel.n_after_cuts, "n_selected": len(sel.indices),
     }
+    if shard is not None:
+        source["shard"] = {"index": int(shard[0]), "count": int(shard[1]),
+                           "n_selected_all_shards": n_selected_all}
     rejected = {"cuts": n_total - sel.n_after_cuts,
-                "max_galaxies": sel.n_after_cuts - len(sel.indices),
+                "max_galaxies": sel.n_after_cuts - n_selected_all,
                 "oversize": 0, "invalid_pixels": 0}
     with DatasetWriter(out, max_galaxies=len(sel.indices), stamp_size=stamp_size,
                        psf_size=psf_size, pixel_scale=pixel_scale, flux_units=FLUX_UNITS,
