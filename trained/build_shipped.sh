@@ -39,6 +39,18 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # worse than the shipped one (chi2/pixel 2.80, mean |g| -16%; without a magnitude
 # condition the networks cannot work on flux-normalised stamps) and was not shipped:
 #   galsim-vae train sim20k_128 --out cvae2_faithful --model cvae2 --conditions zphot --epochs 30 $COMMON
+# Tried on 2026-12-02 (second session), not shipped: the same flagship recipe with a 10x
+# lower KL weight (--beta warmup:0.01:4:0.001, 30 epochs, 40 min; run folder
+# runs/flagship_b01): reconstruction size -0.9% (shipped -4.2%) and prior-sample size -1.9%
+# (-5.3%), but mean |g| -7.1% (-5.6%), KS flux 0.097, isotropy and the magnitude target
+# worse; 3/8 report targets either way.  Mean |g| of the reconstructions is -5.3% at both
+# betas: the rounding is in the decoder/likelihood, not the KL term.
+#   galsim-vae train sim20k_128 --out flagship_b01 --model cvae2 --conditions zphot mag_auto \
+#       flux_radius --flux-condition mag_auto --epochs 30 ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001}
+# Refitting the shipped flagship's flow prior with early stopping on the validation
+# encodings (stopped at epoch 95, best 85) left the report unchanged (memorization p 1e-9):
+#   cp -r flagship_cosmos_sim.checkpoints flagship_refit.checkpoints   # then resume:
+#   galsim-vae train sim20k_128 --out flagship_refit ... --epochs 30 $COMMON   (--resume)
 # The 2026-12-02 runs were started before --augment set the sampling symmetry itself;
 # their bundles got it afterwards, without retraining (weights unchanged):
 for m in flagship_cosmos_sim; do
