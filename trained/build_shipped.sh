@@ -47,6 +47,8 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # betas: the rounding is in the decoder/likelihood, not the KL term.
 #   galsim-vae train sim20k_128 --out flagship_b01 --model cvae2 --conditions zphot mag_auto \
 #       flux_radius --flux-condition mag_auto --epochs 30 ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001}
+# Next experiment (not yet run): the same with a resize decoder (no transposed convolutions):
+#   galsim-vae train sim20k_128 --out flagship_resize ... ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --upsampling resize
 # Refitting the shipped flagship's flow prior with early stopping on the validation
 # encodings (stopped at epoch 95, best 85) left the report unchanged (memorization p 1e-9):
 #   cp -r flagship_cosmos_sim.checkpoints flagship_refit.checkpoints   # then resume:
