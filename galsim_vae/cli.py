@@ -29,10 +29,11 @@ COMMANDS = {
     "evaluate": "evaluate",
     "sample": "sample",
     "demo": "demo",
+    "export": "export",
 }
 
 #: Sub-commands that run TensorFlow (imported quietly first).
-TENSORFLOW_COMMANDS = ("train", "evaluate", "sample", "demo")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "export")
 
 #: Storage failures turned into a one-line error: errno -> what happened.
 STORAGE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size limit was hit",

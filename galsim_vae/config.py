@@ -132,28 +132,29 @@ class VAEModelInput:
                 for i in range(len(values))]
         return values, conditions, keys
 
-    def _decode(self, values, conditions, rows, from_noise) -> np.ndarray:
-        """One network call for the objects ``rows`` (call with the lock held)."""
-        stamps = self._model.decode_batch(
+    def _decode(self, values, conditions, rows, from_noise) -> list:
+        """One network call for the objects ``rows`` (call with the lock held): a
+        (stamp, latent vector) pair per object."""
+        stamps, latents = self._model.decode_batch(
             values[rows], None if conditions is None else conditions[rows],
-            from_noise=from_noise)
+            from_noise=from_noise, return_latents=True)
         self._counts["network_calls"] += 1
         self._counts["stamps"] += len(rows)
-        return stamps
+        return list(zip(stamps, latents))
 
-    def generateStamps(self, values, conditions, from_noise: bool = True) -> np.ndarray:
-        """Stamps (n, S, S) for ``values`` (n, latent_size) and physical ``conditions``
-        (n, k) or None: cached ones are returned (and dropped from the cache), the rest
-        decoded in one network call."""
+    def generateStamps(self, values, conditions, from_noise: bool = True):
+        """Stamps (n, S, S) and their latent vectors (n, L) for ``values`` (n, noise or
+        latent size) and physical ``conditions`` (n, k) or None: cached ones are
+        returned (and dropped from the cache), the rest decoded in one network call."""
         values, conditions, keys = self._requests(values, conditions, from_noise)
         with self._lock:
             out = [self._cache.pop(k, None) for k in keys]
             self._counts["cache_hits"] += sum(o is not None for o in out)
             todo = [i for i, o in enumerate(out) if o is None]
             if todo:
-                for i, stamp in zip(todo, self._decode(values, conditions, todo, from_noise)):
-                    out[i] = stamp
-            return np.stack(out)
+                for i, pair in zip(todo, self._decode(values, conditions, todo, from_noise)):
+                    out[i] = pair
+            return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
 
     def isCached(self, values, conditions, from_noise: bool = True) -> bool:
         """Whether the stamp of one object (values (1, L), conditions (1, k)) is cached."""
@@ -167,8 +168,8 @@ class VAEModelInput:
         with self._lock:
             todo = [i for i, k in enumerate(keys) if k not in self._cache]
             if todo:
-                for i, stamp in zip(todo, self._decode(values, conditions, todo, from_noise)):
-                    self._cache[keys[i]] = stamp
+                for i, pair in zip(todo, self._decode(values, conditions, todo, from_noise)):
+                    self._cache[keys[i]] = pair
                 while len(self._cache) > self._max_cache:
                     self._cache.popitem(last=False)
             return len(todo)
@@ -216,15 +217,26 @@ def _static_info(model_input, base) -> dict:
 
 
 def _parse_latent(config, base, latent_sizes):
-    """The ``latent`` list of a VAEGalaxy item: each entry any GalSim float value."""
+    """The ``latent`` of a VAEGalaxy item: a list whose entries are any GalSim float
+    values, or any GalSim string value holding the numbers separated by commas (the form
+    ``VAEGalaxy.latent_text`` writes to a truth catalog, read back with
+    ``{type: Catalog, col: latent}``)."""
     latent = config["latent"]
-    if not isinstance(latent, (list, tuple)) or len(latent) not in latent_sizes:
-        sizes = " or ".join(str(n) for n in latent_sizes)
-        raise GalSimConfigError(
-            f"VAEGalaxy.latent must be a list of {sizes} floats (the model's latent_size"
-            f"{', or with its orientation code' if len(latent_sizes) > 1 else ''}), got "
-            f"{latent!r}")
-    values = np.array([ParseValue(latent, i, base, float)[0] for i in range(len(latent))])
+    sizes = " or ".join(str(n) for n in latent_sizes)
+    expected = (f"VAEGalaxy.latent must be a list of {sizes} floats (the model's latent_size"
+                f"{', or with its orientation code' if len(latent_sizes) > 1 else ''}), or "
+                f"a string of them separated by commas")
+    if isinstance(latent, (list, tuple)):
+        values = [ParseValue(latent, i, base, float)[0] for i in range(len(latent))]
+    else:
+        text = ParseValue(config, "latent", base, str)[0]
+        try:
+            values = [float(v) for v in str(text).split(",")]
+        except ValueError:
+            raise GalSimConfigError(f"{expected}, got {text!r}") from None
+    if len(values) not in latent_sizes:
+        raise GalSimConfigError(f"{expected}, got {latent!r}")
+    values = np.array(values, dtype=float)
     if not np.all(np.isfinite(values)):
         raise ConditionError(f"VAEGalaxy.latent must be finite (no NaN or inf), got "
                              f"{values.tolist()}")
@@ -340,7 +352,7 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
         stop = min(obj_num + batch_size, _last_obj_num(base))
         if stop > obj_num + 1:
             _prefetch(model_input, base, range(obj_num + 1, stop), values, conditions, logger)
-    stamp = model_input.generateStamps(values, conditions, from_noise)[0]
+    stamps, latents = model_input.generateStamps(values, conditions, from_noise)
 
     info = static["info"]
     cond = None if conditions is None else dict(zip(info.condition_names,
@@ -348,7 +360,7 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
     if gsparams:
         kwargs["gsparams"] = galsim.GSParams(**gsparams)
     logger.debug("obj %d: VAEGalaxy kwargs = %s", obj_num, kwargs)
-    gal = VAEGalaxy.from_stamp(stamp, info, conditions=cond, **kwargs)
+    gal = VAEGalaxy.from_stamp(stamps[0], info, conditions=cond, latent=latents[0], **kwargs)
     return gal, False  # random: never reuse across objects
 
 
@@ -371,3 +383,27 @@ def _prefetch(model_input, base, obj_nums, values, conditions, logger):
 
 
 RegisterObjectType("VAEGalaxy", _BuildVAEGalaxy, input_type="vae_model")
+
+
+def _current_vae_galaxy(base):
+    """The VAEGalaxy inside the current ``gal`` object (under its shear, flux scaling and
+    other transformations)."""
+    from .gsobject import VAEGalaxy
+
+    current = base.get("gal", {}).get("current")
+    obj = current[0] if current else None
+    while obj is not None and not isinstance(obj, VAEGalaxy):
+        obj = getattr(obj, "original", None)
+    if obj is None:
+        raise GalSimConfigError("type VAELatent: the current gal is not a VAEGalaxy")
+    return obj
+
+
+def _GenerateVAELatent(config, base, value_type):
+    """Value type ``VAELatent``: the current galaxy's latent vector as exact numbers
+    separated by commas (``VAEGalaxy.latent_text``), for a truth-catalog column that a
+    later field reads back as ``latent: {type: Catalog, col: ...}``."""
+    return _current_vae_galaxy(base).latent_text, False
+
+
+galsim.config.RegisterValueType("VAELatent", _GenerateVAELatent, [str])

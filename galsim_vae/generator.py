@@ -7,10 +7,14 @@ A :class:`GalaxyModel` turns GalSim random numbers into galaxy stamps:
 2. ``eps`` is mapped to a latent ``z`` by the model's ``prior_transform`` (identity for a
    N(0, I) prior, the flow's forward bijector for a learned prior);
 3. ``z`` and the (standardised) conditions, e.g. photometric redshift, are decoded in
-   ONE batched network call (chunked for very large n) to the mean profile in network
-   units, multiplied by the bundle's ``flux.scale`` into its physical flux units.
+   batched calls to the mean profile in network units, multiplied by the bundle's
+   ``flux.scale`` into its physical flux units.
 
-TensorFlow is imported only when a model is loaded (:func:`load_model`).
+The networks run in LiteRT from the bundle's exported generator
+(:mod:`galsim_vae.lite_runtime`; no TensorFlow is imported); a bundle without one (made
+before 2026-12-03: ``galsim-vae export`` adds it) runs in TensorFlow
+(:class:`~galsim_vae.inference.NetworkRunner`).  The Keras network itself (for encoding
+images) is loaded on first use of :attr:`GalaxyModel.network`.
 """
 
 from __future__ import annotations
@@ -23,14 +27,14 @@ import numpy as np
 
 from . import conditions as cnd
 from .conditions import Condition
-from .bundle.spec import BundleSpec
+from .bundle.names import bundle_source
+from .bundle.spec import WEIGHTS_FILE, BundleSpec
 from .errors import BundleError, ConditionError
 from .model_info import ModelInfo
 from .inference import NetworkRunner
+from .lite_runtime import LiteRunner
+from .tf_runtime import check_not_forked_from_tensorflow, mark_tensorflow_used
 from .noise import draw_latent_noise
-
-#: Process id that loaded a model (so ran TensorFlow); None before any load.
-_TF_PID: int | None = None
 
 #: Keyword arguments of :meth:`GalaxyModel.sample` that go to each VAEGalaxy (the
 #: others name conditions).
@@ -46,38 +50,54 @@ class GalaxyModel:
     its bundle path and weight checksum.
 
     Parameters:
-        network:    the model built by ``galsim_vae.models.build_model`` with its weights.
+        network:    the model built by ``galsim_vae.models.build_model`` with its weights,
+                    or None to load it from ``path`` when first needed (encoding).
         spec:       the bundle's :class:`~galsim_vae.bundle.BundleSpec`.
-        path:       the bundle folder (for messages, pickling and the HST PSF file).
+        path:       the bundle folder (for messages, pickling, the HST PSF file and the
+                    exported generator).
     """
 
     def __init__(self, network, spec: BundleSpec, path: str | os.PathLike | None = None):
         self._network = network
         self._spec = spec
         self._path = None if path is None else Path(path)
-        self._runner = NetworkRunner(network, stamp_size=spec.stamp_size,
-                                     has_conditions=bool(spec.conditions))
+        if spec.generator is not None and self._path is not None:
+            self._runner = LiteRunner(self._path, spec.generator,
+                                      latent_size=spec.latent_size, dihedral=self._dihedral)
+        else:
+            if network is None:
+                raise BundleError(f"bundle {spec.name!r} has no exported generator: give its "
+                                  "network")
+            self._runner = NetworkRunner(network, stamp_size=spec.stamp_size,
+                                         has_conditions=bool(spec.conditions))
         self._conditions = tuple(spec.conditions)
         hst_psf = None
         if not self.psf_free:
-            hst_psf = self._read_hst_psf()
+            from .bundle.reader import read_hst_psf
+
+            hst_psf = read_hst_psf(self._path, spec)
         self._info = ModelInfo(
             name=self.name, pixel_scale=self.pixel_scale, stamp_size=self.stamp_size,
             flux_units=self.flux_units, psf_free=self.psf_free,
             hst_psf=None if hst_psf is None else tuple(map(tuple, hst_psf.tolist())),
             conditions=self._conditions, zero_point=spec.flux.zero_point,
-            band=spec.flux.band)
+            band=spec.flux.band,
+            source=None if self._path is None else bundle_source(self._path),
+            checksum=spec.files.get(WEIGHTS_FILE))
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:
-        """A model pickles as its bundle path and the checksum of its weights; unpickling
-        loads the bundle again (in a ``spawn``/``forkserver`` worker, say) and refuses a
-        bundle whose weights changed since."""
+        """A model pickles as its bundle path and the checksums of its network files
+        (weights, exported generator); unpickling loads the bundle again (in a ``spawn``
+        or ``forkserver`` worker, say) and refuses a bundle whose networks changed since."""
         if self._path is None:
             raise BundleError(f"model {self.name!r} was not loaded from a bundle folder: it "
                               "cannot be pickled (save it with save_bundle and load_model it)")
-        return {"path": str(self._path.resolve()),
-                "weights": self._spec.files.get(self._spec.required_files()[0])}
+        return {"path": str(self._path.resolve()), "files": self._network_digests(self._spec)}
+
+    @staticmethod
+    def _network_digests(spec: BundleSpec) -> dict:
+        return {name: spec.files.get(name) for name in spec.required_files()}
 
     def __setstate__(self, state: dict) -> None:
         from .bundle import resolve_bundle
@@ -88,10 +108,13 @@ class GalaxyModel:
                               "there in this process (copy the bundle to the same path on "
                               "every worker, or load it there by name)")
         loaded = load_model(resolve_bundle(path))
-        if loaded.spec.files.get(loaded.spec.required_files()[0]) != state["weights"]:
+        now = self._network_digests(loaded.spec)
+        changed = sorted(k for k in set(now) | set(state["files"])
+                         if now.get(k) != state["files"].get(k))
+        if changed:
             raise BundleError(f"cannot unpickle the model: the weights of bundle "
-                              f"{str(path)!r} changed since it was pickled (checksum "
-                              f"{state['weights']})")
+                              f"{str(path)!r} changed since it was pickled ({', '.join(changed)}"
+                              " differ from the checksums recorded then)")
         self.__dict__.update(loaded.__dict__)
 
     # ------------------------------------------------------------------ metadata
@@ -112,8 +135,25 @@ class GalaxyModel:
 
     @property
     def network(self):
-        """The ``keras.Model`` (for encoding; generation goes through :meth:`decode_batch`)."""
+        """The ``keras.Model`` (for encoding; generation goes through :meth:`decode_batch`),
+        loaded with TensorFlow on first use."""
+        if self._network is None:
+            from .bundle import load_bundle
+
+            check_not_forked_from_tensorflow(self._path)
+            self._network, _ = load_bundle(self._path)
+            mark_tensorflow_used()
         return self._network
+
+    @property
+    def runtime(self) -> str:
+        """What generates the stamps: ``"litert"`` (the exported generator) or
+        ``"tensorflow"`` (a bundle without one)."""
+        return "litert" if isinstance(self._runner, LiteRunner) else "tensorflow"
+
+    @property
+    def _dihedral(self) -> bool:
+        return self._spec.hyperparameters.get("sample_symmetry") == "dihedral"
 
     @property
     def info(self) -> ModelInfo:
@@ -189,22 +229,6 @@ class GalaxyModel:
                 f"pixel_scale={self.pixel_scale}, flux_units={self.flux_units!r}, "
                 f"psf_free={self.psf_free}, conditions={list(self.condition_names)})")
 
-    def _read_hst_psf(self) -> np.ndarray:
-        """Read the bundle's HST PSF image (samples that still carry it are deconvolved)."""
-        from astropy.io import fits
-
-        file_name = self._spec.hst_psf or "hst_psf.fits"
-        if self._path is None or not (self._path / file_name).is_file():
-            raise BundleError(
-                f"bundle {self.name!r} says its samples carry the HST PSF (psf_free: false) "
-                f"but has no PSF file {file_name!r} in {str(self._path)!r}; re-save the bundle "
-                "with its HST PSF")
-        psf = np.asarray(fits.getdata(self._path / file_name), dtype=float)
-        if psf.ndim != 2 or not np.isfinite(psf).all() or psf.sum() <= 0:
-            raise BundleError(f"HST PSF {str(self._path / file_name)!r} is not a finite 2-d "
-                              "image with positive sum")
-        return psf / psf.sum()
-
     # ---------------------------------------------------------------- conditions
     def condition_values(self, n: int, redshift=None, *, clip: bool = False,
                          **conditions) -> np.ndarray | None:
@@ -251,13 +275,19 @@ class GalaxyModel:
     def latent_input_sizes(self) -> tuple[int, ...]:
         """Lengths a ``latent=`` vector may have: ``latent_size``, and ``latent_size + 1``
         (z and the orientation code 0-7) for a bundle that samples orientations."""
-        return tuple(int(w) for w in self._network.latent_input_sizes)
+        if self.runtime == "tensorflow":
+            return tuple(int(w) for w in self._network.latent_input_sizes)
+        size = self._spec.latent_size
+        return (size, size + 1) if self._dihedral else (size,)
 
     @property
     def noise_size(self) -> int:
         """Standard-normal numbers each galaxy draws (the architecture declares it:
-        ``network.noise_shape``; the latent size for the VAEs)."""
-        return int(self._network.noise_size)
+        ``network.noise_shape``): the latent size, plus one for the orientation of a bundle
+        that samples orientations."""
+        if self.runtime == "tensorflow":
+            return int(self._network.noise_size)
+        return self._spec.latent_size + int(self._dihedral)
 
     def latent_noise(self, n: int, rng=None) -> np.ndarray:
         """Standard-normal ``eps`` (n, noise_size) drawn from the GalSim ``rng``."""
@@ -388,32 +418,30 @@ class GalaxyModel:
         return galaxies
 
 
-def load_model(name_or_path: str | os.PathLike) -> GalaxyModel:
+def load_model(name_or_path: str | os.PathLike, checksum: str | None = None) -> GalaxyModel:
     """Load a model bundle for generation.
 
     Parameters:
         name_or_path:   a bundle shipped with galsim-vae (``galsim_vae.trained``) by name,
                         or the path of any bundle folder.
+        checksum:       the sha256 its weights must have (``"sha256:..."``, as in
+                        ``model.json`` ``files``; what ``repr`` of a galaxy records), or
+                        None for any.
 
     Raises:
-        BundleError: unknown name (the message lists the shipped bundles), or a bundle
-            that fails its format/checksum checks.
+        BundleError: unknown name (the message lists the shipped bundles), a bundle that
+            fails its format/checksum checks, or weights other than ``checksum``.
     """
-    from .bundle import load_bundle, resolve_bundle
+    from .bundle import load_bundle, read_bundle, resolve_bundle
 
-    global _TF_PID
-    if _TF_PID is not None and _TF_PID != os.getpid():
-        # TensorFlow's thread pools do not survive fork(): running it here would hang.
-        raise BundleError(
-            f"cannot load model {str(name_or_path)!r} in a process forked (pid "
-            f"{os.getpid()}) from one that already ran TensorFlow (pid {_TF_PID}); with "
-            "GalSim image.nproc > 1 do not load models in the parent before "
-            "galsim.config.Process (the `galsim` command is fine), or use nproc: 1")
     path = resolve_bundle(name_or_path)
-    from .tf_runtime import import_tensorflow
-
-    import_tensorflow()
+    spec = read_bundle(path)
+    if checksum is not None and spec.files.get(WEIGHTS_FILE) != checksum:
+        raise BundleError(f"bundle {str(path)!r} has weights {spec.files.get(WEIGHTS_FILE)}, "
+                          f"not the {checksum} asked for: it was retrained or replaced since")
+    if spec.generator is not None:
+        return GalaxyModel(None, spec, path=path)
+    check_not_forked_from_tensorflow(name_or_path)
     network, spec = load_bundle(path)
-    _TF_PID = os.getpid()
+    mark_tensorflow_used()
     return GalaxyModel(network, spec, path=path)
-

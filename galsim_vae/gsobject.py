@@ -146,6 +146,13 @@ class VAEGalaxy(GSObject):
         ``VAEGalaxy(model, latent=gal.latent, **gal.conditions)`` redraws the galaxy."""
         return self.__dict__.get("_latent")
 
+    @property
+    def latent_text(self) -> str | None:
+        """:attr:`latent` as exact decimal numbers separated by commas (a truth-catalog
+        column that the YAML ``latent`` reads back: see the README, "Replaying galaxies")."""
+        latent = self.latent
+        return None if latent is None else ",".join(repr(float(v)) for v in latent)
+
     def _setup(self, stamp, info, conditions, flux, x_interpolant, k_interpolant, pad_factor,
                gsparams):
         stamp = np.array(stamp, dtype=float)
@@ -333,21 +340,34 @@ class VAEGalaxy(GSObject):
         return self.__dict__["_hash"]
 
     def __repr__(self) -> str:
-        # Not eval-able: the stamp comes from a network that the object does not hold.
-        s = f"galsim_vae.VAEGalaxy(model={self._info.name!r}, "
+        """``eval(repr(gal)) == gal`` (GalSim's rule for its profiles): the model by shipped
+        name or path with the checksum of its weights, the latent, the conditions and the
+        drawing options; the galaxy is decoded again from them.  ``__import__`` makes it
+        evaluable in any namespace (as ``galsim.utilities.check_pickle`` does).  A galaxy
+        made from a bare stamp (``from_stamp`` without its latent) has a descriptive
+        repr only."""
+        info = self._info
+        latent = self.latent
+        options = ""
         if self._conditions:
-            s += ", ".join(f"{k}={v!r}" for k, v in self._conditions.items()) + ", "
-        s += f"flux={float(self.flux)!r} [{self._info.flux_units}], "
-        s += (f"stamp={self._stamp.shape[0]}x{self._stamp.shape[1]} at "
-              f"{self._info.pixel_scale!r} arcsec, psf_free={self._info.psf_free!r}, "
-              f"stamp_sha={self._stamp_digest()}")
+            options += "".join(f", {k}={v!r}" for k, v in self._conditions.items())
+        if self._input_flux is not None:
+            options += f", flux={self._input_flux!r}"
         if self._x_interpolant is not None:
-            s += f", x_interpolant={self._x_interpolant!r}"
+            options += f", x_interpolant={self._x_interpolant!r}"
         if self._k_interpolant is not None:
-            s += f", k_interpolant={self._k_interpolant!r}"
+            options += f", k_interpolant={self._k_interpolant!r}"
         if self._pad_factor != 4:
-            s += f", pad_factor={self._pad_factor!r}"
-        return s + f", gsparams={self._gsparams!r})"
+            options += f", pad_factor={self._pad_factor!r}"
+        options += f", gsparams={self._gsparams!r}"
+        if latent is None or info.source is None:
+            return (f"galsim_vae.VAEGalaxy.from_stamp(<{self._stamp.shape[0]}x"
+                    f"{self._stamp.shape[1]} stamp sha {self._stamp_digest()}>, "
+                    f"<model {info.name!r}>{options})")
+        model = (f"__import__('galsim_vae').load_model({info.source!r}, "
+                 f"checksum={info.checksum!r})")
+        return (f"__import__('galsim_vae').VAEGalaxy({model}, "
+                f"latent=[{self.latent_text.replace(',', ', ')}]{options})")
 
     def __str__(self) -> str:
         z = self.redshift

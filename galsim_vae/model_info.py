@@ -33,6 +33,9 @@ class ModelInfo:
                      in model order.
         zero_point:  AB magnitude of one flux unit (None: uncalibrated units).
         band:        the band of the training images (e.g. ``"F814W"``), or None.
+        source:      the bundle by shipped name or absolute path (what ``load_model``
+                     takes), or None for a model not loaded from a folder.
+        checksum:    sha256 of the bundle's weights (``model.json`` ``files``), or None.
     """
 
     name: str
@@ -44,6 +47,8 @@ class ModelInfo:
     conditions: tuple[Condition, ...] = ()
     zero_point: float | None = None
     band: str | None = None
+    source: str | None = None
+    checksum: str | None = None
 
     @property
     def condition_names(self) -> tuple[str, ...]:

@@ -36,13 +36,24 @@ def _silenced_stderr():
         os.close(saved)
 
 
+def _verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "0") not in ("", "0")
+
+
+def quiet_native_output():
+    """Context in which native libraries' notices to descriptor 2 are dropped (unless
+    ``GALSIM_VAE_VERBOSE``): TensorFlow's start-up, LiteRT's "Created TensorFlow Lite
+    XNNPACK delegate for CPU"."""
+    return contextlib.nullcontext() if _verbose() else _silenced_stderr()
+
+
 def import_tensorflow(verbose: bool | None = None):
     """Import and return ``tensorflow`` (with TFP and Keras, devices listed), quietly
     unless ``verbose`` (default: the ``GALSIM_VAE_VERBOSE`` environment variable)."""
     if "tensorflow" in sys.modules and "tensorflow_probability" in sys.modules:
         return sys.modules["tensorflow"]
     if verbose is None:
-        verbose = os.environ.get(VERBOSE_ENV, "0") not in ("", "0")
+        verbose = _verbose()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     context = contextlib.nullcontext() if verbose else _silenced_stderr()
     with context, warnings.catch_warnings():
@@ -54,7 +65,23 @@ def import_tensorflow(verbose: bool | None = None):
         import keras  # noqa: F401
 
         tf.config.list_physical_devices()
+    threads = os.environ.get(THREADS_ENV, "").strip()
+    if threads.isdigit() and int(threads) >= 1:
+        _size_tensorflow_pools(tf, int(threads))
     return tf
+
+
+def _size_tensorflow_pools(tf, threads: int) -> None:
+    """TensorFlow's intra-op pool to ``threads``, inter-op to 1 (only possible before it
+    runs its first operation: later, a warning)."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+            warnings.warn(f"TensorFlow already runs in this process: its thread pools keep "
+                          f"their size (set {THREADS_ENV} or input.vae_model.threads before "
+                          "the first model is loaded)", RuntimeWarning, stacklevel=3)
 
 
 #: Environment variable with the number of threads each process may use.
@@ -92,13 +119,30 @@ def limit_threads(threads: int | None = None) -> int | None:
     threads = int(threads)
     for name in POOL_VARIABLES:
         os.environ[name] = str(threads)
-    tf = import_tensorflow()
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        if tf.config.threading.get_intra_op_parallelism_threads() != threads:
-            warnings.warn(f"TensorFlow already runs in this process: its thread pools keep "
-                          f"their size (set {THREADS_ENV} or input.vae_model.threads before "
-                          "the first model is loaded)", RuntimeWarning, stacklevel=2)
+    os.environ[THREADS_ENV] = str(threads)  # LiteRT interpreters (galsim_vae.lite_runtime)
+    if "tensorflow" in sys.modules:
+        _size_tensorflow_pools(sys.modules["tensorflow"], threads)
     return threads
+
+
+#: Process id that ran TensorFlow for a model (loaded its network); None before.
+_TF_PID: int | None = None
+
+
+def check_not_forked_from_tensorflow(name_or_path) -> None:
+    """TensorFlow's thread pools do not survive fork(): refuse to run it in a process
+    forked from one that ran it (it would hang)."""
+    if _TF_PID is not None and _TF_PID != os.getpid():
+        from .errors import BundleError
+
+        raise BundleError(
+            f"cannot load the TensorFlow network of {str(name_or_path)!r} in a process forked "
+            f"(pid {os.getpid()}) from one that already ran TensorFlow (pid {_TF_PID}); "
+            "export the bundle (`galsim-vae export BUNDLE`: its LiteRT generator is "
+            "fork-safe), or with GalSim image.nproc > 1 do not load models in the parent")
+
+
+def mark_tensorflow_used() -> None:
+    global _TF_PID
+    _TF_PID = os.getpid()
+

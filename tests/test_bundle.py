@@ -89,7 +89,10 @@ def test_model_json_has_every_key(saved):
     assert meta["psf_free"] is True and meta["hst_psf"] is None
     assert meta["prior"]["kind"] == "flow" and meta["prior"]["file"] == "prior.weights.h5"
     assert meta["prior"]["hyperparameters"]["n_couplings"] == 2
-    assert set(meta["files"]) == {"weights.weights.h5", "prior.weights.h5", "README.md"}
+    assert set(meta["files"]) == {"weights.weights.h5", "prior.weights.h5", "README.md",
+                                  "decoder.tflite", "prior.tflite"}
+    assert meta["generator"]["batch"] == 64 and meta["generator"]["prior"] == "prior.tflite"
+    assert 0 <= meta["generator"]["max_relative_difference"] < 1e-4
     for name, digest in meta["files"].items():
         assert digest == sha256_file(path / name)
     card = (path / "README.md").read_text()

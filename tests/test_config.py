@@ -149,9 +149,58 @@ def test_model_without_conditions_in_yaml(tiny_dataset, tmp_path_factory):
         one_galaxy({"type": "VAEGalaxy", "redshift": 0.5}, path, 4)
 
 
-def test_loading_after_fork_from_a_tensorflow_process_is_refused(bundle, monkeypatch):
-    from galsim_vae import generator
+def test_tensorflow_after_fork_from_a_tensorflow_process_is_refused(bundle, monkeypatch):
+    """Sampling (LiteRT) works in a process forked from one that ran TensorFlow; running
+    TensorFlow there (it would hang) is refused with the way out."""
+    from galsim_vae import tf_runtime
 
-    monkeypatch.setattr(generator, "_TF_PID", os.getpid() + 1)
-    with pytest.raises(BundleError, match="forked .* already ran TensorFlow"):
-        galsim_vae.load_model(bundle)
+    monkeypatch.setattr(tf_runtime, "_TF_PID", os.getpid() + 1)
+    model = galsim_vae.load_model(bundle)
+    assert model.generate(2, rng=1, redshift=0.5).shape[0] == 2
+    with pytest.raises(BundleError, match="forked .* already ran TensorFlow.*galsim-vae export"):
+        model.network
+
+
+def test_truth_catalog_replays_the_same_galaxies(bundle, tmp_path):
+    """A field records each galaxy's conditions and latent in GalSim's truth catalog (the
+    README's ``output.truth.columns``); a second field reads them back and re-renders the
+    very same galaxies under another shear."""
+    from astropy.table import Table
+
+    config = field_config(bundle, nobjects=5)
+    config["image"].pop("noise")
+    config["output"] = {"dir": str(tmp_path), "file_name": "field.fits",
+                        "truth": {"file_name": "truth.fits",
+                                  "columns": {"x": "$image_pos.x", "y": "$image_pos.y",
+                                              "zphot": "gal.redshift",
+                                              "latent": {"type": "VAELatent"}}}}
+    galsim.config.Process(copy.deepcopy(config))
+    truth = Table.read(tmp_path / "truth.fits")
+    assert len(truth) == 5 and len(set(truth["latent"])) == 5   # every galaxy its own draw
+    replay = copy.deepcopy(config)
+    replay["input"]["catalog"] = {"file_name": str(tmp_path / "truth.fits")}
+    replay["gal"] = {"type": "VAEGalaxy", "scale_flux": 1000.0,
+                     "zphot": {"type": "Catalog", "col": "zphot"},
+                     "latent": {"type": "Catalog", "col": "latent"}}
+    replay["image"]["image_pos"] = {"type": "XY", "x": {"type": "Catalog", "col": "x"},
+                                    "y": {"type": "Catalog", "col": "y"}}
+    replay["output"] = {"dir": str(tmp_path), "file_name": "replay.fits"}
+    galsim.config.Process(copy.deepcopy(replay))
+    np.testing.assert_array_equal(galsim.fits.read(str(tmp_path / "replay.fits")).array,
+                                  galsim.fits.read(str(tmp_path / "field.fits")).array)
+    replay["gal"]["shear"] = {"type": "G1G2", "g1": 0.05, "g2": 0.0}
+    replay["output"]["file_name"] = "sheared.fits"
+    galsim.config.Process(replay)
+    sheared = galsim.fits.read(str(tmp_path / "sheared.fits")).array
+    assert not np.array_equal(sheared, galsim.fits.read(str(tmp_path / "field.fits")).array)
+    model = galsim_vae.load_model(bundle)
+    row = truth[0]
+    gal = galsim_vae.VAEGalaxy(model, zphot=row["zphot"],
+                               latent=[float(v) for v in row["latent"].split(",")])
+    assert gal.latent_text == row["latent"]
+
+
+def test_load_model_refuses_other_weights_than_the_checksum(bundle, model):
+    assert galsim_vae.load_model(bundle, checksum=model.info.checksum).info == model.info
+    with pytest.raises(BundleError, match="not the sha256:0000 asked for"):
+        galsim_vae.load_model(bundle, checksum="sha256:0000")

@@ -162,7 +162,7 @@ def test_generate_is_network_output_times_flux_scale(model):
     eps = eps.reshape(3, model.latent_size).astype(np.float32)
     cond = ((redshift - model.conditions[0].mean) / model.conditions[0].std)[:, None]
     cond = tf.constant(cond.astype(np.float32))
-    net = model._network
+    net = model.network
     expected = net.decode(net.prior_transform(tf.constant(eps), cond), cond).numpy()[..., 0]
     np.testing.assert_allclose(stamps, expected * model.flux_scale, rtol=1e-5,
                                atol=1e-6 * np.abs(stamps).max())
@@ -186,7 +186,7 @@ def test_latent_is_used_as_is(model):
     stamps = model.generate(latent=z, redshift=0.5)
     cond = tf.constant(np.full((2, 1), (0.5 - model.conditions[0].mean)
                                / model.conditions[0].std, np.float32))
-    expected = model._network.decode(tf.constant(z.astype(np.float32)), cond).numpy()[..., 0]
+    expected = model.network.decode(tf.constant(z.astype(np.float32)), cond).numpy()[..., 0]
     np.testing.assert_allclose(stamps, expected * model.flux_scale, rtol=1e-5,
                                atol=1e-6 * np.abs(stamps).max())
     with pytest.raises(ConditionError, match=r"latent must be .*shape \(2, 4\)"):

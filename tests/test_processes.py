@@ -61,3 +61,33 @@ def test_spawned_pool_uses_a_parent_model(bundle):
         results = pool.starmap(_generate, [(model, 1), (model, 2)])
     np.testing.assert_allclose(results[0], model.generate(2, rng=1), rtol=1e-6)
     np.testing.assert_allclose(results[1], model.generate(2, rng=2), rtol=1e-6)
+
+
+def _generate_twice(model, seed):
+    return model.generate(3, rng=seed), model.runtime
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_fork_and_forkserver_pools_use_a_parent_model(bundle, method):
+    """A model loaded (and used) in the parent works in a pool of any start method, and the
+    workers make the same galaxies to the last bit (the LiteRT generator is rebuilt in
+    each process)."""
+    model = galsim_vae.load_model(bundle)
+    expected = [model.generate(3, rng=seed) for seed in (1, 2)]
+    with multiprocessing.get_context(method).Pool(2) as pool:
+        results = pool.starmap_async(_generate_twice, [(model, 1), (model, 2)]).get(timeout=120)
+    for (stamps, runtime), want in zip(results, expected):
+        assert runtime == "litert"
+        np.testing.assert_array_equal(stamps, want)
+
+
+def test_changed_generator_is_refused_on_unpickling(bundle, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    data = pickle.dumps(galsim_vae.load_model(copy))
+    from galsim_vae.bundle.export import export_bundle
+
+    export_bundle(copy, batch=8)                 # another generator, checksums refreshed
+    with pytest.raises(BundleError, match="decoder.tflite"):
+        pickle.loads(data)

@@ -52,3 +52,13 @@ def resolve_bundle(name_or_path: str | os.PathLike) -> Path:
     available = list_bundles()
     raise BundleError(f"no model bundle {name!r}: it is neither a folder nor a bundle shipped "
                       f"with galsim-vae (available: {', '.join(available) or 'none'})")
+
+
+def bundle_source(path: str | os.PathLike) -> str:
+    """How to name a bundle folder in code that another process or machine runs: its
+    name if it is a shipped bundle, else its absolute path."""
+    path = Path(path).resolve()
+    folder = _trained_folder()
+    if folder is not None and path.parent == folder.resolve():
+        return path.name
+    return str(path)

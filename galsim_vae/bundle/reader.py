@@ -101,3 +101,25 @@ def _load_weights(network, file: Path, what: str, build) -> None:
     except (ValueError, KeyError, OSError) as err:
         raise BundleError(f"{str(file)!r} does not fit {what} described in model.json: "
                           f"{err}") from None
+
+
+def read_hst_psf(path: Path | None, spec: BundleSpec):
+    """The bundle's HST PSF image (unit sum; samples that still carry it are deconvolved).
+
+    Raises:
+        BundleError: the file is absent, or not a finite 2-d image with positive sum.
+    """
+    import numpy as np
+    from astropy.io import fits
+
+    file_name = spec.hst_psf or "hst_psf.fits"
+    if path is None or not (Path(path) / file_name).is_file():
+        raise BundleError(
+            f"bundle {spec.name!r} says its samples carry the HST PSF (psf_free: false) "
+            f"but has no PSF file {file_name!r} in {str(path)!r}; re-save the bundle "
+            "with its HST PSF")
+    psf = np.asarray(fits.getdata(Path(path) / file_name), dtype=float)
+    if psf.ndim != 2 or not np.isfinite(psf).all() or psf.sum() <= 0:
+        raise BundleError(f"HST PSF {str(Path(path) / file_name)!r} is not a finite 2-d "
+                          "image with positive sum")
+    return psf / psf.sum()

@@ -18,9 +18,10 @@ Format versions:
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -38,6 +39,8 @@ WEIGHTS_FILE = "weights.weights.h5"
 PRIOR_FILE = "prior.weights.h5"
 HST_PSF_FILE = "hst_psf.fits"
 MODEL_CARD = "README.md"
+DECODER_TFLITE = "decoder.tflite"
+PRIOR_TFLITE = "prior.tflite"
 #: Keys every ``model.json`` has (any version).
 REQUIRED_KEYS = ("format", "format_version", "name", "architecture", "hyperparameters",
                  "latent_size", "stamp_size", "pixel_scale", "flux", "psf_free", "hst_psf",
@@ -88,6 +91,32 @@ class PriorSpec:
 
 
 @dataclass(frozen=True)
+class GeneratorSpec:
+    """The exported generator (``model.json`` ``generator``): the networks that make
+    galaxies, as LiteRT flat buffers run without TensorFlow
+    (:mod:`galsim_vae.lite_runtime`).
+
+    Parameters:
+        batch:        the fixed number of rows of every call (shorter batches are padded).
+        decoder:      file of the decoder: (z (batch, latent_size), standardised conditions
+                      (batch, k)) -> profile (batch, S, S) in network units.
+        prior:        file of the prior transform: (eps (batch, latent_size), conditions)
+                      -> z; None for the N(0, I) prior (z = eps).
+        max_relative_difference: largest |LiteRT - TensorFlow| / max|TensorFlow| of the
+                      profiles measured at export on a batch of random latents.
+    """
+
+    batch: int
+    decoder: str
+    prior: str | None = None
+    max_relative_difference: float | None = None
+
+    def files(self) -> list[str]:
+        """The bundle files of the exported generator."""
+        return [self.decoder] + ([self.prior] if self.prior is not None else [])
+
+
+@dataclass(frozen=True)
 class BundleSpec:
     """A bundle's ``model.json``, typed (see the module docstring for the versions)."""
 
@@ -105,6 +134,7 @@ class BundleSpec:
     training: dict
     files: dict
     format_version: int = BUNDLE_FORMAT_VERSION
+    generator: GeneratorSpec | None = None
 
     # ---------------------------------------------------------------- files
     def required_files(self) -> list[str]:
@@ -114,11 +144,17 @@ class BundleSpec:
             out.append(self.prior.file)
         if self.hst_psf is not None:
             out.append(self.hst_psf)
+        if self.generator is not None:
+            out.extend(self.generator.files())
         return out
 
     def with_files(self, files: Mapping[str, str]) -> "BundleSpec":
         """The same spec with another ``files`` table."""
         return replace(self, files=dict(files))
+
+    def with_generator(self, generator: GeneratorSpec | None) -> "BundleSpec":
+        """The same spec with another exported generator (None: none)."""
+        return replace(self, generator=generator)
 
     # ---------------------------------------------------------------- writer
     def to_json(self) -> dict[str, Any]:
@@ -142,6 +178,9 @@ class BundleSpec:
             "training": plain(self.training, "training"),
             "files": dict(self.files),
         }
+        if self.generator is not None:
+            tree["generator"] = {k: v for k, v in asdict(self.generator).items()
+                                 if v is not None}
         reject_code({k: v for k, v in tree.items() if k != "training"}, "model.json",
                     "new bundle")
         return tree
@@ -185,7 +224,8 @@ class BundleSpec:
             prior=_prior(tree["prior"], source),
             training=dict(tree["training"]) if isinstance(tree["training"], dict) else {},
             files=_files(tree["files"], source),
-            format_version=version)
+            format_version=version,
+            generator=_generator(tree.get("generator"), source))
 
 
 def _prior_json(prior: PriorSpec) -> dict[str, Any]:
@@ -283,3 +323,29 @@ def _files(value: Any, source: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise BundleError(f"{source!r}: 'files' must map file names to 'sha256:...' digests")
     return dict(value)
+
+
+def _generator(value: Any, source: str) -> GeneratorSpec | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "decoder" not in value or "batch" not in value:
+        raise BundleError(f"{source!r}: 'generator' must be an object with 'batch' and "
+                          f"'decoder' (and optionally 'prior'), got {value!r}")
+    difference = value.get("max_relative_difference")
+    if difference is not None and (isinstance(difference, bool)
+                                   or not isinstance(difference, (int, float))
+                                   or not math.isfinite(difference)):
+        raise BundleError(f"{source!r}: generator.max_relative_difference must be a finite "
+                          f"number, got {difference!r}")
+    return GeneratorSpec(
+        batch=_positive_int(value["batch"], "generator.batch", source),
+        decoder=_file_name(value["decoder"], "generator.decoder", source),
+        prior=_file_name(value.get("prior"), "generator.prior", source, optional=True),
+        max_relative_difference=None if difference is None else float(difference))
+
+
+def write_spec(path: Path, spec: BundleSpec) -> None:
+    """Write ``spec`` as ``model.json`` at ``path`` (inside a bundle being written)."""
+    with open(path, "w") as f:
+        json.dump(spec.to_json(), f, indent=2)
+        f.write("\n")

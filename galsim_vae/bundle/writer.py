@@ -18,7 +18,7 @@ from .card import make_model_card
 from .checksums import file_digests, sha256_file
 from .reader import read_bundle
 from .safety import check_hyperparameters, plain
-from .spec import (HST_PSF_FILE, MODEL_CARD, MODEL_JSON, PRIOR_FILE, WEIGHTS_FILE, BundleSpec,
+from .spec import (write_spec, HST_PSF_FILE, MODEL_CARD, MODEL_JSON, PRIOR_FILE, WEIGHTS_FILE, BundleSpec,
                    FluxSpec, PriorSpec, parse_flux_units)
 from .weights import build_prior_variables
 
@@ -30,7 +30,7 @@ def save_bundle(model, path: str | os.PathLike, *, name: str, flux_scale: float,
                 model_card: str | None = None, hst_psf: np.ndarray | None = None,
                 extra_files: Mapping[str, str | os.PathLike] | None = None,
                 overwrite: bool = False, band: str | None = None,
-                zero_point: float | None = None) -> Path:
+                zero_point: float | None = None, export: bool = True) -> Path:
     """Write a model bundle folder, atomically.
 
     Parameters:
@@ -54,6 +54,9 @@ def save_bundle(model, path: str | os.PathLike, *, name: str, flux_scale: float,
         overwrite:    Replace an existing folder at ``path``.
         band, zero_point: the band and AB zero point of the flux units (default: parsed
                       from ``flux_units``, e.g. ``"... F814W, AB zero point 25.94"``).
+        export:       also write the generator as LiteRT flat buffers (the sampling path
+                      without TensorFlow, :mod:`galsim_vae.bundle.export`), built from the
+                      saved bundle as ``load_model`` reads it.
 
     Raises:
         OutputExistsError: ``path`` exists and not ``overwrite``.
@@ -113,8 +116,25 @@ def save_bundle(model, path: str | os.PathLike, *, name: str, flux_scale: float,
         card = model_card if model_card is not None else make_model_card(spec.to_json())
         (tmp / MODEL_CARD).write_text(card)
         spec = spec.with_files(file_digests(tmp, exclude=(MODEL_JSON,)))
-        _write_json(tmp / MODEL_JSON, spec)
+        write_spec(tmp / MODEL_JSON, spec)
+        if export:
+            _export(tmp)
     return Path(path)
+
+
+def _export(folder: Path) -> None:
+    """Export the generator of the bundle written in ``folder`` (an architecture that
+    cannot be exported keeps sampling on TensorFlow, with a warning)."""
+    import warnings
+
+    from .export import export_folder, unexportable
+
+    if export_folder(folder, required=False) is None:
+        from .reader import load_bundle
+
+        warnings.warn(f"the bundle's generator is not exported: "
+                      f"{unexportable(load_bundle(folder)[0])}; it samples with TensorFlow",
+                      RuntimeWarning, stacklevel=3)
 
 
 def _write_psf(path: Path, hst_psf: np.ndarray, pixel_scale: float) -> None:
@@ -126,12 +146,6 @@ def _write_psf(path: Path, hst_psf: np.ndarray, pixel_scale: float) -> None:
     header = fits.Header()
     header["PIXSCALE"] = (float(pixel_scale), "arcsec/pixel")
     fits.PrimaryHDU((psf / psf.sum()).astype(np.float32), header=header).writeto(path)
-
-
-def _write_json(path: Path, spec: BundleSpec) -> None:
-    with open(path, "w") as f:
-        json.dump(spec.to_json(), f, indent=2)
-        f.write("\n")
 
 
 def set_model_card(path: str | os.PathLike, text: str, *,
@@ -165,6 +179,6 @@ def set_model_card(path: str | os.PathLike, text: str, *,
         for folder, source in (extra_folders or {}).items():
             shutil.rmtree(tmp / folder, ignore_errors=True)
             shutil.copytree(source, tmp / folder)
-        _write_json(tmp / MODEL_JSON,
+        write_spec(tmp / MODEL_JSON,
                     spec.with_files({**spec.files, MODEL_CARD: sha256_file(tmp / MODEL_CARD)}))
     return path
