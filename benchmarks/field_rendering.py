@@ -72,7 +72,7 @@ def _build_floor(config, base, ignore, gsparams, logger):
 
 
 def field_config(variant: str, *, n: int, stamp_size: int, nproc: int, model: str,
-                 catalog: Path, batch_size: int, redshift_range=None) -> dict:
+                 catalog: Path, batch_size: int, condition_ranges=None) -> dict:
     """The GalSim config dict of the benchmark field for one galaxy type."""
     size = int(math.ceil(math.sqrt(n / DENSITY)))
     config = {
@@ -84,15 +84,17 @@ def field_config(variant: str, *, n: int, stamp_size: int, nproc: int, model: st
     }
     common = {"rotate": {"type": "Random"}, "scale_flux": 300.0}
     if variant == "vae":
-        lo, hi = redshift_range
         config["modules"] = ["galsim_vae"]
         config["input"] = {"vae_model": {"file_name": model, "batch_size": batch_size}}
-        config["gal"] = {"type": "VAEGalaxy",
-                         "redshift": {"type": "Random", "min": lo, "max": hi}, **common}
+        config["gal"] = {"type": "VAEGalaxy", **common, **{
+            name: {"type": "Random", "min": lo, "max": hi}
+            for name, (lo, hi) in (condition_ranges or {}).items()}}
     elif variant in ("parametric", "real"):
         config["input"] = {"cosmos_catalog": {"dir": str(catalog),
                                               "file_name": "real_galaxy_catalog_25.2.fits"}}
         config["gal"] = {"type": "COSMOSGalaxy", "gal_type": variant, **common}
+        if variant == "real":   # RealGalaxy(noise_pad_size=0): no noise padding to draw
+            config["gal"]["noise_pad_size"] = 0
     elif variant == "floor":
         config["gal"] = {"type": "BenchPregeneratedStamp", **common}
     else:
@@ -100,20 +102,23 @@ def field_config(variant: str, *, n: int, stamp_size: int, nproc: int, model: st
     return config
 
 
-def make_floor_stamps(model_name: str, n: int, out: Path) -> tuple[float, tuple]:
-    """Generate ``n`` stamps with the model (redshift uniform in its range) into ``out``
-    (.npy); returns (pixel scale, redshift range)."""
+def make_floor_stamps(model_name: str, n: int, out: Path) -> tuple[float, dict]:
+    """Generate ``n`` stamps with the model (each condition uniform in its training range)
+    into ``out`` (.npy); returns (pixel scale, {condition: (min, max)})."""
     import galsim
 
     from galsim_vae import load_model
 
     model = load_model(model_name)
-    lo, hi = model.redshift_range
-    z = np.empty(n)
-    galsim.UniformDeviate(SEED).generate(z)
-    stamps = model.generate(n, redshift=lo + (hi - lo) * z, rng=SEED + 1)
+    ranges = {c.name: (c.min, c.max) for c in model.conditions}
+    values = {}
+    for i, (name, (lo, hi)) in enumerate(ranges.items()):
+        u = np.empty(n)
+        galsim.UniformDeviate(SEED + 10 * i).generate(u)
+        values[name] = lo + (hi - lo) * u
+    stamps = model.generate(n, rng=SEED + 1, **values)
     np.save(out, stamps)
-    return model.pixel_scale, (lo, hi)
+    return model.pixel_scale, ranges
 
 
 def worker(args) -> int:
@@ -131,7 +136,7 @@ def worker(args) -> int:
         cfg = field_config(variant, n=args.n, stamp_size=args.stamp_size, nproc=args.nproc,
                            model=args.model, catalog=Path(args.catalog),
                            batch_size=args.batch_size,
-                           redshift_range=tuple(args.redshift_range))
+                           condition_ranges=json.loads(args.condition_ranges))
         galsim.config.ImportModules(cfg)
         galsim.config.ProcessInput(cfg)
         configs[variant] = cfg
@@ -169,14 +174,14 @@ def run(model: str, catalog: Path, *, n: int = 1000, reps: int = 3, nprocs=(1,),
             % (str(Path(__file__).parent), model, n, str(floor)))
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout
-    pixel_scale, zrange = json.loads(out.strip().splitlines()[-1])
+    pixel_scale, ranges = json.loads(out.strip().splitlines()[-1])
     results = []
     for nproc in nprocs:
         cmd = [sys.executable, __file__, "worker", "--model", model, "--catalog", str(catalog),
                "--n", str(n), "--reps", str(reps), "--nproc", str(nproc),
                "--batch-size", str(batch_size), "--stamp-size", str(stamp_size),
                "--floor-stamps", str(floor), "--floor-pixel-scale", str(pixel_scale),
-               "--redshift-range", str(zrange[0]), str(zrange[1]), "--variants", *variants]
+               "--condition-ranges", json.dumps(ranges), "--variants", *variants]
         proc = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     return results
@@ -226,7 +231,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir")
     parser.add_argument("--floor-stamps", help=argparse.SUPPRESS)
     parser.add_argument("--floor-pixel-scale", type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--redshift-range", type=float, nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--condition-ranges", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mode == "worker":
         args.nproc = args.nproc[0]

@@ -32,6 +32,7 @@ import galsim
 from galsim import GSObject, GSParams
 
 from .model_info import ModelInfo
+from .stamp_profile import PROFILES, content_maxk
 
 
 def _readonly(values) -> np.ndarray:
@@ -250,49 +251,51 @@ class VAEGalaxy(GSObject):
         return self._info.psf_free
 
     # ---------------------------------------------------------------- profile
+    def _build(self) -> tuple:
+        """(original_gal, original_psf, profile), built (kept by
+        :data:`galsim_vae.stamp_profile.PROFILES` for the recently used galaxies only)."""
+        scale = self._info.pixel_scale
+        image = galsim.Image(np.array(self._stamp), scale=scale)
+        maxk = content_maxk(self._stamp, scale, self.gsparams.maxk_threshold)
+        kwargs: dict = {}
+        psf = None
+        if self._info.hst_psf is not None:
+            psf = galsim.InterpolatedImage(
+                galsim.Image(self._info.hst_psf_array, scale=scale),
+                x_interpolant=self._x_interpolant, k_interpolant=self._k_interpolant,
+                flux=1.0, gsparams=self._gsparams)
+            # As RealGalaxy: the galaxy's stepk/maxk are bounded by the PSF's.
+            kwargs = dict(calculate_stepk=psf.stepk)
+            maxk = min(maxk, psf.maxk)
+        gal = galsim.InterpolatedImage(
+            image, x_interpolant=self._x_interpolant, k_interpolant=self._k_interpolant,
+            pad_factor=self._pad_factor, gsparams=self._gsparams, _force_maxk=maxk, **kwargs)
+        if self._input_flux is not None:
+            gal = gal * (self._input_flux / gal.flux)
+        profile = gal
+        if psf is not None:
+            profile = galsim.Convolve([gal, galsim.Deconvolve(psf, gsparams=self._gsparams)],
+                                      gsparams=self._gsparams)
+        return gal, psf, profile
+
     @property
     def original_gal(self) -> galsim.InterpolatedImage:
         """The InterpolatedImage of the stamp (with ``flux`` applied), before any HST PSF
         deconvolution (as ``RealGalaxy.original_gal``)."""
-        if "_original_gal" not in self.__dict__:
-            image = galsim.Image(np.array(self._stamp), scale=self._info.pixel_scale)
-            kwargs = {}
-            if self._info.hst_psf is not None:
-                # As RealGalaxy: the galaxy's stepk/maxk are bounded by the PSF's.
-                kwargs = dict(calculate_stepk=self.original_psf.stepk,
-                              calculate_maxk=self.original_psf.maxk)
-            gal = galsim.InterpolatedImage(
-                image, x_interpolant=self._x_interpolant, k_interpolant=self._k_interpolant,
-                pad_factor=self._pad_factor, gsparams=self._gsparams, **kwargs)
-            if self._input_flux is not None:
-                gal = gal * (self._input_flux / gal.flux)
-            self.__dict__["_original_gal"] = gal
-        return self.__dict__["_original_gal"]
+        return PROFILES.get(self, self._build)[0]
 
     @property
     def original_psf(self) -> galsim.InterpolatedImage | None:
         """The HST PSF the samples carry (unit flux), or None for a PSF-free model."""
         if self._info.hst_psf is None:
             return None
-        if "_original_psf" not in self.__dict__:
-            image = galsim.Image(self._info.hst_psf_array, scale=self._info.pixel_scale)
-            self.__dict__["_original_psf"] = galsim.InterpolatedImage(
-                image, x_interpolant=self._x_interpolant, k_interpolant=self._k_interpolant,
-                flux=1.0, gsparams=self._gsparams)
-        return self.__dict__["_original_psf"]
+        return PROFILES.get(self, self._build)[1]
 
     @property
     def _profile(self) -> GSObject:
-        if "_profile_cache" not in self.__dict__:
-            prof = self.original_gal
-            if self.original_psf is not None:
-                prof = galsim.Convolve(
-                    [prof, galsim.Deconvolve(self.original_psf, gsparams=self._gsparams)],
-                    gsparams=self._gsparams)
-            self.__dict__["_profile_cache"] = prof
-        return self.__dict__["_profile_cache"]
+        return PROFILES.get(self, self._build)[2]
 
-    _CACHED = ("_original_gal", "_original_psf", "_profile_cache", "_hash")
+    _CACHED = ("_hash",)
 
     def withGSParams(self, gsparams=None, **kwargs):
         if gsparams == self.gsparams:

@@ -140,3 +140,37 @@ def test_hst_psf_is_deconvolved_when_samples_carry_it(tiny_dataset, tmp_path_fac
                                    dtype=float).array, gal.stamp, atol=1e-12)
     assert gal.flux == pytest.approx(gal.stamp.sum(), rel=1e-6)
     galsim.utilities.check_pickle(gal)
+
+
+def test_kept_galaxies_do_not_keep_their_drawn_profiles(model):
+    """A catalogue of drawn and kept galaxies holds their stamps, not the k-space tables
+    of their profiles (only the most recent ones stay cached); a galaxy drawn again after
+    its profile was dropped gives the same image."""
+    from galsim_vae.stamp_profile import CACHE_SIZE, PROFILES
+
+    psf = galsim.Kolmogorov(fwhm=0.7)
+    gals = model.sample(CACHE_SIZE + 8, redshift=0.6, rng=galsim.BaseDeviate(4))
+    first = galsim.Convolve(gals[0], psf).drawImage(nx=24, ny=24, scale=0.2).array
+    for gal in gals[1:]:
+        galsim.Convolve(gal, psf).drawImage(nx=24, ny=24, scale=0.2)
+    assert len(PROFILES) <= CACHE_SIZE
+    big = [k for k, v in gals[0].__dict__.items() if isinstance(v, galsim.GSObject)]
+    assert big == []
+    again = galsim.Convolve(gals[0], psf).drawImage(nx=24, ny=24, scale=0.2).array
+    np.testing.assert_array_equal(again, first)
+
+
+def test_content_maxk_matches_galsims_own(model):
+    """The maxk read off one FFT of the stamp is GalSim's (calculate_maxk=True) within
+    a k-step, for a smooth galaxy and for a generated one."""
+    from galsim_vae.stamp_profile import content_maxk
+
+    scale, n = 0.03, 64
+    smooth = galsim.Sersic(n=1.5, half_light_radius=0.12).drawImage(nx=n, ny=n, scale=scale,
+                                                                     method="no_pixel").array
+    generated = model.generate(1, redshift=0.6, rng=2)[0]
+    for stamp in (smooth, generated):
+        galsims = galsim.InterpolatedImage(galsim.Image(stamp, scale=scale), pad_factor=4).maxk
+        ours = content_maxk(stamp, scale, galsim.GSParams().maxk_threshold)
+        step = 2 * np.pi / (stamp.shape[0] * scale)
+        assert abs(ours - min(galsims, np.pi / scale)) <= 2 * step, (ours, galsims)
