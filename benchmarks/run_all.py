@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ITEMS = ("field", "sampling", "training", "memory", "processes")
+ITEMS = ("field", "sampling", "training", "memory", "processes", "startup", "kept_objects")
 #: Stamp size of the sampling target (>= 1,000 galaxies/s at 128x128 on 2 cores).
 SAMPLING_TARGET_SIZE = 128
 
@@ -239,6 +239,12 @@ def main(argv=None) -> int:
             log(run_script("data_pipeline.py", [
                 "--n", str(sizes["pipeline_n"]), "--sizes", "128", "158",
                 "--epochs", str(sizes["pipeline_epochs"])], log))
+        elif item == "startup":
+            log(run_script("startup.py", ["--model", model, "--reps", "3"], log))
+        elif item == "kept_objects":
+            log(run_script("kept_objects.py", ["--model", model, "--catalog",
+                                               str(ensure_catalog(workdir, sizes["catalog_n"],
+                                                                  args.catalog))], log))
         elif item == "memory":
             log(run_script("memory.py", [
                 "--model", model, "--nfiles", str(sizes["memory_nfiles"]), "--nproc", "1"],

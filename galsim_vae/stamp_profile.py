@@ -26,8 +26,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-#: Profiles kept by :data:`PROFILES` (each ~3 MB once drawn at 128x128 with pad_factor 4).
-CACHE_SIZE = 32
+#: Profiles kept by :data:`PROFILES` (each ~3 MB once drawn at 128x128 with pad_factor 4;
+#: drawing one galaxy uses its profile many times, then it is rarely needed again).
+CACHE_SIZE = 8
 
 
 def content_maxk(stamp: np.ndarray, scale: float, maxk_threshold: float) -> float:
