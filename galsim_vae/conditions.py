@@ -215,6 +215,8 @@ def check_values(conditions: Sequence[Condition], given: Mapping[str, Any] | Non
             the wrong length, NaN/inf, values outside the training range (naming the
             condition, the value and the range, and how to clip).
     """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConditionError(f"number of galaxies n={n!r} must be a positive integer")
     given = _given_values(conditions, given, model_name)
     if not conditions:
         return None

@@ -279,7 +279,14 @@ def _object_request(config, base, ignore, logger, model_input):
     names = ("redshift",) + info.condition_names
     ignore = [key for key in ignore if key not in names] + ["latent"]
     opt = dict(_OPT_PARAMS, **{name: float for name in info.condition_names})
-    kwargs, _ = GetAllParams(config, base, opt=opt, ignore=ignore)
+    try:
+        kwargs, _ = GetAllParams(config, base, opt=opt, ignore=ignore)
+    except Exception as err:  # noqa: BLE001 - eval strings and '@' references raise anything
+        # GalSim's own message names the value, not the field ('' even crashes it)
+        fields = {k: config[k] for k in opt if k in config}
+        raise GalSimConfigError(f"VAEGalaxy (object {base.get('obj_num', 0)}): cannot parse "
+                                f"its parameters {fields}: {err or type(err).__name__}"
+                                ) from None
     given = _condition_params(config, base, kwargs, info)
     clip = kwargs.pop("clip", False)
     try:
