@@ -98,7 +98,8 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     """
     path = check_output_path(path, overwrite=overwrite)
     _warn_stale(path)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + TMP_MARK, dir=path.absolute().parent))
+    with _writable_folder(path):
+        tmp = Path(tempfile.mkdtemp(prefix=path.name + TMP_MARK, dir=path.absolute().parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual mode
     try:
         yield tmp
@@ -106,14 +107,20 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
         shutil.rmtree(tmp, ignore_errors=True)
         _raise_write_error(err, path)
         raise
-    if path.exists():
+    if overwrite and path.exists():
         old = path.with_name(path.name + TMP_MARK + "old")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+        return
+    try:
+        os.rename(tmp, path)   # fails if another process made ``path`` meanwhile
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if path.exists():
+            raise _written_meanwhile(path) from None
+        raise
 
 
 #: errno values of a failed write that says nothing about the inputs.
@@ -142,8 +149,9 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     renamed to ``path`` when the block succeeds, removed when it fails."""
     path = check_output_path(path, overwrite=overwrite)
     _warn_stale(path)
-    fd, name = tempfile.mkstemp(prefix=path.name + TMP_MARK, dir=path.absolute().parent,
-                                suffix=path.suffix)
+    with _writable_folder(path):
+        fd, name = tempfile.mkstemp(prefix=path.name + TMP_MARK, dir=path.absolute().parent,
+                                    suffix=path.suffix)
     os.close(fd)
     tmp = Path(name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
@@ -153,7 +161,43 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
         tmp.unlink(missing_ok=True)
         _raise_write_error(err, path)
         raise
-    os.replace(tmp, path)
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)     # no-clobber: fails if another process made ``path`` meanwhile
+    except FileExistsError:
+        raise _written_meanwhile(path) from None
+    except OSError:            # a file system without hard links: check, then rename
+        if path.exists():
+            raise _written_meanwhile(path) from None
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _writable_folder(path: Path):
+    """Name the output and its folder when the folder refuses a new entry (permissions,
+    a read-only file system: what ``os.access`` cannot always tell, e.g. for root)."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise PermissionError(err.errno, f"cannot write output {str(path)!r}: its folder "
+                              f"{str(path.absolute().parent)!r} is not writable "
+                              f"({err.strerror})") from None
+
+
+def _written_meanwhile(path: Path):
+    """The error of a writer that lost the race for ``path`` to another process."""
+    from .errors import OutputExistsError
+
+    return OutputExistsError(
+        f"output path {str(path)!r} was written by another process while this one ran; "
+        "its output is kept whole and this one was discarded (choose another path, or "
+        "--overwrite to replace it)")
 
 
 def require_file(path: str | os.PathLike, what: str = "file") -> Path:
