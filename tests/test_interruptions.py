@@ -189,3 +189,51 @@ def test_simulate_killed_leaves_nothing_valid_and_rerun_works(tmp_path):
     assert "interrupted earlier run" in rerun.stderr and str(tmp) in rerun.stderr
     cosmos = galsim.COSMOSCatalog(file_name=catalog, dir=str(out), exclusion_level="none")
     assert cosmos.nobjects == 3
+
+
+# ------------------------------------------------------- SIGKILL inside a checkpoint save
+KILLED_IN_SAVE = textwrap.dedent("""
+    import sys, time, pathlib
+    import tensorflow as tf
+    save = tf.train.CheckpointManager.save
+    def save_then_hang(self, checkpoint_number=None, **kwargs):
+        if checkpoint_number == 3:
+            # what a save does first: the checkpoint's own files, written in full ...
+            self._checkpoint.write(f"{self._prefix}-{checkpoint_number}")
+            pathlib.Path(sys.argv[1]).write_text("in save")
+            time.sleep(600)        # ... and the SIGKILL lands before the index is updated
+        return save(self, checkpoint_number=checkpoint_number, **kwargs)
+    tf.train.CheckpointManager.save = save_then_hang
+    from galsim_vae.cli import main
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+@pytest.mark.slow
+def test_train_killed_inside_a_checkpoint_save_resumes_from_the_last_complete(tiny_dataset,
+                                                                              tmp_path):
+    """SIGKILL while epoch 3's checkpoint is being saved (its files written, the index not
+    yet updated): ``--resume`` continues after epoch 2, the last complete checkpoint, and
+    finishes a valid bundle."""
+    out, checkpoints, marker = tmp_path / "bundle", tmp_path / "checkpoints", tmp_path / "m"
+    epochs = 4
+    argv = ["train", tiny_dataset, "--out", out, "--checkpoint-dir", checkpoints,
+            "--model", "cvae2", "--epochs", epochs, "--batch-size", "4", "--latent-size", "3",
+            "--channels", "4,8", "--seed", "3", "--beta", "0.5"]
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen([sys.executable, "-c", KILLED_IN_SAVE, str(marker),
+                                    *map(str, argv)], stdout=log, stderr=subprocess.STDOUT,
+                                   env=ENV)
+    wait_for(marker.exists, process, timeout=300, what="the save of epoch 3")
+    kill(process)
+    assert latest_checkpoint(checkpoints) == 2
+    assert list((checkpoints / "ckpt").glob("ckpt-3.*"))      # the half-saved files
+    assert not out.exists() and temporaries(out) == []
+    resumed = subprocess.run([sys.executable, "-m", "galsim_vae", *map(str, argv), "--resume"],
+                             capture_output=True, text=True, env=ENV, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "after epoch 2" in resumed.stderr
+    assert [int(e) for e in re.findall(r"epoch (\d+)/4:", resumed.stderr)] == [3, 4]
+    assert latest_checkpoint(checkpoints) == 4
+    model = galsim_vae.load_model(out)
+    assert model.spec.training["epochs_trained"] == epochs
