@@ -47,7 +47,15 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # betas: the rounding is in the decoder/likelihood, not the KL term.
 #   galsim-vae train sim20k_128 --out flagship_b01 --model cvae2 --conditions zphot mag_auto \
 #       flux_radius --flux-condition mag_auto --epochs 30 ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001}
-# Next experiment (not yet run): the same with a resize decoder (no transposed convolutions):
+# Tried on 2026-12-03: beta 0.01 and 55 epochs with a slower lr decay (the shipped run's
+# validation loss was still falling at its 30th and last epoch); run folder
+# runs/flagship_long, script runs/train_flagship_long.sh (the command below), the outcome
+# in the flagship card:
+#   galsim-vae train sim20k_128 --out flagship_long --model cvae2 --conditions zphot mag_auto \
+#       flux_radius --flux-condition mag_auto --epochs 55 \
+#       ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.95
+# (--lr-decay given twice: the last one, 0.95, counts)
+# Not yet run: the same with a resize decoder (no transposed convolutions):
 #   galsim-vae train sim20k_128 --out flagship_resize ... ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --upsampling resize
 # Refitting the shipped flagship's flow prior with early stopping on the validation
 # encodings (stopped at epoch 95, best 85) left the report unchanged (memorization p 1e-9):
@@ -66,6 +74,13 @@ if json.loads(Path(name, "model.json").read_text())["hyperparameters"].get("samp
                              note="trained with --augment; random orientation at generation")
     Path(name).rename(name + "_upright"); Path(name + "_sym").rename(name)
 EOF
+done
+
+# Bundles trained since 2026-12-03 carry their LiteRT generator; older ones get it with
+# `galsim-vae export BUNDLE` (the shipped three were exported on 2026-12-03, weights unchanged):
+for m in flagship_cosmos_sim; do
+    python -c "import sys; from galsim_vae.bundle import read_bundle; sys.exit(read_bundle('$m').generator is None)" \
+        || galsim-vae export $m
 done
 
 # 4. Evaluation on the survey no training used (every galaxy), and the real COSMOS
