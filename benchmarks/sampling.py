@@ -27,6 +27,11 @@ os.environ.setdefault("GALSIM_VAE_PROGRESS", "0")
 import numpy as np  # noqa: E402
 
 
+def conditions_across(model, n: int) -> dict:
+    """n values of each of the model's conditions spread over its training range."""
+    return {c.name: np.linspace(c.min, c.max, n) for c in model.conditions}
+
+
 def time_sample(model, batch_size: int, galaxies: int, seed: int = 1) -> dict:
     """Seconds spent per galaxy in each part of ``model.sample(batch_size)`` calls."""
     import galsim
@@ -34,20 +39,19 @@ def time_sample(model, batch_size: int, galaxies: int, seed: int = 1) -> dict:
     from galsim_vae.gsobject import VAEGalaxy
 
     rng = galsim.BaseDeviate(seed)
-    lo, hi = model.redshift_range or (None, None)
     calls = max(1, int(np.ceil(galaxies / batch_size)))
     parts = {"inputs": 0.0, "network": 0.0, "objects": 0.0, "interpolated_image": 0.0,
              "sample": 0.0}
     names = model.info.condition_names
     for _ in range(calls):
-        z = None if lo is None else np.linspace(lo, hi, batch_size)
+        conditions = conditions_across(model, batch_size)
         # the whole public call, as a user makes it
         t0 = time.perf_counter()
-        gals = model.sample(batch_size, redshift=z, rng=rng)
+        gals = model.sample(batch_size, rng=rng, **conditions)
         t1 = time.perf_counter()
         parts["sample"] += t1 - t0
         # the same work split into its parts
-        values, cond, from_noise = model.prepare_inputs(batch_size, redshift=z, rng=rng)
+        values, cond, from_noise = model.prepare_inputs(batch_size, rng=rng, **conditions)
         t2 = time.perf_counter()
         stamps = model.decode_batch(values, cond, from_noise=from_noise)
         t3 = time.perf_counter()
@@ -74,9 +78,8 @@ def run(models: list[str], batch_sizes=(1, 64, 1024), galaxies: int = 2048,
 
     loaded = [load_model(m) for m in models]
     for model in loaded:                          # warm-up: trace every batch shape
-        lo = (model.redshift_range or (None,))[0]
         for b in batch_sizes:
-            model.sample(b, redshift=None if lo is None else np.full(b, lo), rng=0)
+            model.sample(b, rng=0, **conditions_across(model, b))
     best: dict = {}
     for _ in range(rounds):
         for name, model in zip(models, loaded):

@@ -8,10 +8,11 @@ TensorFlow: a process starts in a fraction of a second and holds ~100 MB instead
 ~800 MB.  The evaluation generates and reconstructs through the same runner: what is
 evaluated is what users draw.
 
-Reproducibility: every call has exactly ``batch`` rows (a shorter batch is padded with
-zeros), and each row's output depends on that row only (no reduction across rows in a
-decoder), so a galaxy is the same to the last bit alone, in any batch, at any position,
-in any process.
+Reproducibility: the networks are exported at fixed row counts (1 and 16), a call has
+exactly one of them (a short remainder is padded with zeros or run row by row), each
+row's output depends on that row only (no reduction across rows in a decoder), and the
+export checks that the sizes give the same bits for the same row: a galaxy is the same
+to the last bit alone, in any batch, at any position, in any process.
 
 Processes: the interpreters are built on first use in each process (a forked child that
 finds interpreters of its parent builds its own), and a runner pickles as its bundle
@@ -76,9 +77,9 @@ class LiteGenerator:
         self.__init__(state["folder"], state["spec"], state["threads"])
 
     @property
-    def batch(self) -> int:
-        """Rows of every interpreter call."""
-        return self._spec.batch
+    def batches(self) -> tuple:
+        """The exported row counts (ascending)."""
+        return tuple(self._spec.batches)
 
     def _interpreter(self, file_name: str):
         """The interpreter of ``file_name`` for this process (rebuilt after a fork)."""
@@ -94,47 +95,62 @@ class LiteGenerator:
                 interpreter = Interpreter(model_path=str(self._folder / file_name),
                                           num_threads=self._threads or default_threads())
                 interpreter.allocate_tensors()
-            self._interpreters[file_name] = interpreter
-        return interpreter
+            inputs = interpreter.get_input_details()
+            first = next(d["index"] for d in inputs if d["name"].endswith("latent"))
+            cond = next((d["index"] for d in inputs if d["name"].endswith("conditions")),
+                        None)  # unconditional models have none
+            self._interpreters[file_name] = (interpreter, first, cond,
+                                             interpreter.get_output_details()[0]["index"])
+        return self._interpreters[file_name]
 
-    def _run(self, file_name: str, first: np.ndarray, conditions: np.ndarray) -> np.ndarray:
-        """Run one exported network on n rows, in padded calls of ``batch`` rows."""
+    def _calls(self, n: int) -> list[tuple[int, int]]:
+        """(start, batch size) of the calls for n rows: full calls of the largest size;
+        the rest one by one at size 1 when that costs no more than padding a large call
+        (up to half of it), else padded."""
+        big = max(self._spec.batches)
+        calls = [(start, big) for start in range(0, n - n % big, big)]
+        rest = n % big
+        if rest and 1 in self._spec.batches and rest <= big // 2:
+            calls += [(n - rest + i, 1) for i in range(rest)]
+        elif rest:
+            calls.append((n - rest, big))
+        return calls
+
+    def _run(self, files: tuple, first: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+        """Run one exported network (``files``: its file per batch size) on n rows."""
         first = np.asarray(first, dtype=np.float32)
-        n, batch = len(first), self._spec.batch
+        n = len(first)
         conditions = np.asarray(conditions, dtype=np.float32).reshape(n, -1)
+        by_size = dict(zip(self._spec.batches, files))
+        out = None
         with self._lock:
-            interpreter = self._interpreter(file_name)
-            inputs = sorted(interpreter.get_input_details(), key=lambda d: d["index"])
-            first_in = next(d["index"] for d in inputs if d["name"].endswith("latent"))
-            cond_in = next((d["index"] for d in inputs if d["name"].endswith("conditions")),
-                           None)  # unconditional models have none
-            output = interpreter.get_output_details()[0]
-            out = np.empty((n,) + tuple(output["shape"][1:]), dtype=np.float32)
-            rows = np.zeros((batch, first.shape[1]), np.float32)
-            cond_rows = np.zeros((batch, conditions.shape[1]), np.float32)
-            for start in range(0, n, batch):
-                stop = min(n, start + batch)
-                rows[:] = 0.0
-                cond_rows[:] = 0.0
+            for start, size in self._calls(n):
+                interpreter, first_in, cond_in, out_index = self._interpreter(by_size[size])
+                stop = min(n, start + size)
+                rows = np.zeros((size, first.shape[1]), np.float32)
                 rows[:stop - start] = first[start:stop]
-                cond_rows[:stop - start] = conditions[start:stop]
                 interpreter.set_tensor(first_in, rows)
                 if cond_in is not None:
+                    cond_rows = np.zeros((size, conditions.shape[1]), np.float32)
+                    cond_rows[:stop - start] = conditions[start:stop]
                     interpreter.set_tensor(cond_in, cond_rows)
                 interpreter.invoke()
-                out[start:stop] = interpreter.get_tensor(output["index"])[:stop - start]
+                result = interpreter.get_tensor(out_index)
+                if out is None:
+                    out = np.empty((n,) + result.shape[1:], dtype=np.float32)
+                out[start:stop] = result[:stop - start]
         return out
 
     def prior(self, eps: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         """Latents z (n, latent_size) float32 of standard-normal ``eps`` (n, latent_size)
         for standardised ``conditions`` (n, k): the flow, or z = eps for N(0, I)."""
-        if self._spec.prior is None:
+        if self._spec.priors is None:
             return np.asarray(eps, dtype=np.float32)
-        return self._run(self._spec.prior, eps, conditions)
+        return self._run(self._spec.priors, eps, conditions)
 
     def decode(self, latents: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         """Profiles (n, S, S) float32 in network units of latents z (n, latent_size)."""
-        return self._run(self._spec.decoder, latents, conditions)
+        return self._run(self._spec.decoders, latents, conditions)
 
 
 class LiteRunner:

@@ -90,8 +90,10 @@ def test_model_json_has_every_key(saved):
     assert meta["prior"]["kind"] == "flow" and meta["prior"]["file"] == "prior.weights.h5"
     assert meta["prior"]["hyperparameters"]["n_couplings"] == 2
     assert set(meta["files"]) == {"weights.weights.h5", "prior.weights.h5", "README.md",
-                                  "decoder.tflite", "prior.tflite"}
-    assert meta["generator"]["batch"] == 64 and meta["generator"]["prior"] == "prior.tflite"
+                                  "decoder_b1.tflite", "decoder_b16.tflite",
+                                  "prior_b1.tflite", "prior_b16.tflite"}
+    assert meta["generator"]["batches"] == [1, 16]
+    assert meta["generator"]["priors"] == ["prior_b1.tflite", "prior_b16.tflite"]
     assert 0 <= meta["generator"]["max_relative_difference"] < 1e-4
     for name, digest in meta["files"].items():
         assert digest == sha256_file(path / name)

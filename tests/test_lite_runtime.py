@@ -80,8 +80,9 @@ def test_exported_generator_equals_tensorflow(flow_dihedral_bundle):
 
 
 def test_same_galaxy_whatever_the_batch(flow_dihedral_bundle):
-    """70 galaxies cross the fixed batch of 64: each one alone, in a batch of 70, or
-    re-decoded from its latent is the same to the last bit."""
+    """70 galaxies: four full calls of 16 and six single ones; each galaxy alone (a call
+    of 1), in the batch of 70 at any row, shuffled, or re-decoded from its latent is the
+    same to the last bit."""
     import galsim
 
     model = galsim_vae.load_model(flow_dihedral_bundle)
@@ -121,14 +122,14 @@ def test_sampling_imports_no_tensorflow(flow_dihedral_bundle):
 def test_tampered_generator_is_refused(flow_dihedral_bundle, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(flow_dihedral_bundle, copy)
-    with open(copy / "decoder.tflite", "r+b") as f:
+    with open(copy / "decoder_b16.tflite", "r+b") as f:
         f.seek(1000)
         f.write(b"\x00\x01\x02\x03")
-    with pytest.raises(BundleError, match="checksum mismatch .*decoder.tflite"):
+    with pytest.raises(BundleError, match="checksum mismatch .*decoder_b16.tflite"):
         galsim_vae.load_model(copy)
-    (copy / "prior.tflite").unlink()
-    shutil.copy(flow_dihedral_bundle / "decoder.tflite", copy / "decoder.tflite")
-    with pytest.raises(BundleError, match="lacks the file 'prior.tflite'"):
+    (copy / "prior_b1.tflite").unlink()
+    shutil.copy(flow_dihedral_bundle / "decoder_b16.tflite", copy / "decoder_b16.tflite")
+    with pytest.raises(BundleError, match="lacks the file 'prior_b1.tflite'"):
         galsim_vae.load_model(copy)
 
 
@@ -139,15 +140,16 @@ def test_export_command_upgrades_an_older_bundle(tiny_dataset, tmp_path_factory,
     old = tmp_path_factory.mktemp("older") / "old"
     shutil.copytree(source, old)
     meta = json.loads((old / "model.json").read_text())
-    for name in meta.pop("generator")["decoder"], "prior.tflite":
-        meta["files"].pop(name, None)
-        (old / name).unlink(missing_ok=True)
+    generator = meta.pop("generator")
+    for name in generator["decoders"] + (generator["priors"] or []):
+        meta["files"].pop(name)
+        (old / name).unlink()
     (old / "model.json").write_text(json.dumps(meta))
     before = galsim_vae.load_model(old)
     assert before.runtime == "tensorflow"
     stamps = before.generate(5, rng=3, zphot=0.7)
     assert main(["export", str(old)]) == 0
-    assert "decoder.tflite" in capsys.readouterr().out
+    assert "decoder_b1.tflite, decoder_b16.tflite" in capsys.readouterr().out
     after = galsim_vae.load_model(old)
     assert after.runtime == "litert"
     np.testing.assert_allclose(after.generate(5, rng=3, zphot=0.7), stamps, rtol=0,

@@ -89,5 +89,5 @@ def test_changed_generator_is_refused_on_unpickling(bundle, tmp_path):
     from galsim_vae.bundle.export import export_bundle
 
     export_bundle(copy, batch=8)                 # another generator, checksums refreshed
-    with pytest.raises(BundleError, match="decoder.tflite"):
+    with pytest.raises(BundleError, match="decoder_b16.tflite"):
         pickle.loads(data)

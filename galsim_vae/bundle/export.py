@@ -4,8 +4,9 @@
 
 The decoder (z and standardised conditions -> profile in network units, the flux
 condition's factor included) and, for a learned prior, the flow's forward transform
-(eps -> z) are traced at a fixed batch (:data:`EXPORT_BATCH`; static shapes run ~3x
-faster than dynamic ones in LiteRT), their variables frozen into constants and converted
+(eps -> z) are traced at fixed batches of 1 and :data:`EXPORT_BATCH` rows (static
+shapes run ~3x faster than dynamic ones in LiteRT; a batch of 1 costs one galaxy, not a
+padded batch), their variables frozen into constants and converted
 with ``tf.lite.TFLiteConverter`` restricted to builtin operators (no TensorFlow kernels,
 no custom operators: nothing from TensorFlow is needed at run time).  The random
 orientation of a ``sample_symmetry="dihedral"`` bundle is applied in numpy by the runtime,
@@ -31,8 +32,8 @@ from ..io_utils import atomic_directory
 from .checksums import sha256_file
 from .spec import DECODER_TFLITE, MODEL_JSON, PRIOR_TFLITE, GeneratorSpec, write_spec
 
-#: Rows of every exported network call.
-EXPORT_BATCH = 64
+#: Rows of the exported batched calls (a batch of 1 is exported beside it).
+EXPORT_BATCH = 16
 #: Largest relative difference between the LiteRT and TensorFlow profiles accepted at
 #: export (float32 in another order of operations gives ~1e-6).
 EXPORT_TOLERANCE = 1e-4
@@ -83,74 +84,93 @@ def _stable_softplus(network):
 
 def write_generator(network, folder: str | os.PathLike, *,
                     batch: int = EXPORT_BATCH) -> GeneratorSpec:
-    """Write ``decoder.tflite`` (and ``prior.tflite`` for a learned prior) of ``network``
-    (a ``galsim_vae.models`` model with its prior attached) into ``folder`` and check
-    them against TensorFlow.
+    """Write the decoder (and, for a learned prior, the prior transform) of ``network``
+    (a ``galsim_vae.models`` model with its prior attached) into ``folder`` at the batch
+    sizes 1 and ``batch`` (``decoder_b1.tflite``, ``decoder_b{batch}.tflite``, ...) and
+    check them against TensorFlow.
 
     Raises:
-        BundleError: the conversion failed, or the LiteRT profiles differ from
-            TensorFlow's by more than :data:`EXPORT_TOLERANCE` (relative).
+        BundleError: the conversion failed, the LiteRT profiles differ from TensorFlow's
+            by more than :data:`EXPORT_TOLERANCE` (relative), or the two batch sizes do
+            not give the same bits for the same rows.
     """
+    folder = Path(folder)
+    batches = tuple(sorted({1, int(batch)}))
+    decode, prior = _functions(network)
+    has_flow = network.flow_prior is not None
+    try:
+        for b in batches:
+            signature = _signature(network, b)
+            with _stable_softplus(network):
+                (folder / DECODER_TFLITE.format(batch=b)).write_bytes(
+                    _convert(decode, signature))
+            if has_flow:
+                (folder / PRIOR_TFLITE.format(batch=b)).write_bytes(_convert(prior, signature))
+    except Exception as err:  # noqa: BLE001 - the converter raises many kinds
+        raise BundleError(f"cannot export the generator of {network.architecture!r} to "
+                          f"LiteRT: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+    spec = GeneratorSpec(
+        batches=batches, decoders=tuple(DECODER_TFLITE.format(batch=b) for b in batches),
+        priors=tuple(PRIOR_TFLITE.format(batch=b) for b in batches) if has_flow else None)
+    difference = _check_against_tensorflow(network, folder, spec, decode, prior)
+    return GeneratorSpec(batches=spec.batches, decoders=spec.decoders, priors=spec.priors,
+                         max_relative_difference=difference)
+
+
+def _signature(network, batch: int) -> list:
+    """Input signature of the exported functions at ``batch`` rows (no conditions input
+    for an unconditional model: a zero-width one does not convert)."""
     import tensorflow as tf
 
-    folder = Path(folder)
-    latent_size, k = int(network.latent_size), int(network.n_conditions)
-    latent_spec = tf.TensorSpec([batch, latent_size], tf.float32, name="latent")
-    if k:
-        signature = [latent_spec, tf.TensorSpec([batch, k], tf.float32, name="conditions")]
+    latent = tf.TensorSpec([batch, int(network.latent_size)], tf.float32, name="latent")
+    k = int(network.n_conditions)
+    return [latent, tf.TensorSpec([batch, k], tf.float32, name="conditions")] if k else [latent]
 
+
+def _functions(network):
+    """(decode, prior): the exported computations, as plain functions of tensors."""
+    if network.n_conditions:
         def decode(latent, conditions):
             return {"profile": network.decode(latent, conditions)[..., 0]}
 
         def prior(eps, conditions):
             return {"latent": network.prior_transform(
                 eps, network._prior_conditions(conditions))}
-    else:  # an unconditional model: no (zero-width) conditions input
-        signature = [latent_spec]
-
+    else:
         def decode(latent, conditions=None):
             return {"profile": network.decode(latent, None)[..., 0]}
 
         def prior(eps, conditions=None):
             return {"latent": network.prior_transform(eps, None)}
-
-    has_flow = network.flow_prior is not None
-    try:
-        with _stable_softplus(network):
-            (folder / DECODER_TFLITE).write_bytes(_convert(decode, signature))
-        if has_flow:
-            (folder / PRIOR_TFLITE).write_bytes(_convert(prior, signature))
-    except Exception as err:  # noqa: BLE001 - the converter raises many kinds
-        raise BundleError(f"cannot export the generator of {network.architecture!r} to "
-                          f"LiteRT: {type(err).__name__}: {str(err).splitlines()[0]}") from None
-    spec = GeneratorSpec(batch=int(batch), decoder=DECODER_TFLITE,
-                         prior=PRIOR_TFLITE if has_flow else None)
-    difference = _check_against_tensorflow(network, folder, spec, decode, prior)
-    return GeneratorSpec(batch=spec.batch, decoder=spec.decoder, prior=spec.prior,
-                         max_relative_difference=difference)
+    return decode, prior
 
 
 def _check_against_tensorflow(network, folder: Path, spec: GeneratorSpec, decode,
                               prior) -> float:
     """Largest relative difference of LiteRT and TensorFlow profiles (random eps through
-    the prior, latents to 4 sigma, conditions to +-3 standard deviations)."""
+    the prior, latents to 4 sigma, conditions to +-3 standard deviations: the bright,
+    extreme galaxies are where float32 formulas overflow); also checks that every
+    exported batch size gives the same bits (the runner mixes them)."""
     from ..lite_runtime import LiteGenerator
 
+    n = max(spec.batches) + 1
     rng = np.random.default_rng(2026)
-    # latents out to 4 sigma and conditions out to 3 standard deviations: the bright,
-    # extreme galaxies are where float32 formulas overflow
-    eps = (rng.standard_normal((spec.batch, network.latent_size))
-           * np.linspace(0.5, 4.0, spec.batch)[:, None]).astype(np.float32)
-    cond = rng.uniform(-3.0, 3.0, (spec.batch, network.n_conditions)).astype(np.float32)
+    eps = (rng.standard_normal((n, network.latent_size))
+           * np.linspace(0.5, 4.0, n)[:, None]).astype(np.float32)
+    cond = rng.uniform(-3.0, 3.0, (n, network.n_conditions)).astype(np.float32)
     lite = LiteGenerator(folder, spec, threads=1)
     z_tf = prior(eps, cond)["latent"].numpy()
     ref = decode(z_tf, cond)["profile"].numpy()
-    got = lite.decode(lite.prior(eps, cond), cond)
+    got = lite.decode(lite.prior(eps, cond), cond)      # a full batch, then one alone
     scale = float(np.abs(ref).max()) or 1.0
     difference = float(np.abs(got - ref).max() / scale)
     if not (np.isfinite(got).all() and difference <= EXPORT_TOLERANCE):
         raise BundleError(f"the exported LiteRT generator differs from TensorFlow by "
                           f"{difference:.3g} (relative; at most {EXPORT_TOLERANCE} accepted)")
+    alone = lite.decode(lite.prior(eps[:1], cond[:1]), cond[:1])
+    if not np.array_equal(alone, got[:1]):
+        raise BundleError("the exported batch sizes give different bits for the same "
+                          f"galaxy ({spec.batches}); export with another --batch")
     return difference
 
 

@@ -39,8 +39,8 @@ WEIGHTS_FILE = "weights.weights.h5"
 PRIOR_FILE = "prior.weights.h5"
 HST_PSF_FILE = "hst_psf.fits"
 MODEL_CARD = "README.md"
-DECODER_TFLITE = "decoder.tflite"
-PRIOR_TFLITE = "prior.tflite"
+DECODER_TFLITE = "decoder_b{batch}.tflite"
+PRIOR_TFLITE = "prior_b{batch}.tflite"
 #: Keys every ``model.json`` has (any version).
 REQUIRED_KEYS = ("format", "format_version", "name", "architecture", "hyperparameters",
                  "latent_size", "stamp_size", "pixel_scale", "flux", "psf_free", "hst_psf",
@@ -94,27 +94,28 @@ class PriorSpec:
 class GeneratorSpec:
     """The exported generator (``model.json`` ``generator``): the networks that make
     galaxies, as LiteRT flat buffers run without TensorFlow
-    (:mod:`galsim_vae.lite_runtime`).
+    (:mod:`galsim_vae.lite_runtime`), each traced at a few fixed batch sizes.
 
     Parameters:
-        batch:        the fixed number of rows of every call (shorter batches are padded).
-        decoder:      file of the decoder: (z (batch, latent_size), standardised conditions
-                      (batch, k)) -> profile (batch, S, S) in network units.
-        prior:        file of the prior transform: (eps (batch, latent_size), conditions)
-                      -> z; None for the N(0, I) prior (z = eps).
+        batches:      the fixed row counts of the exported calls, ascending (e.g. (1, 16):
+                      one galaxy alone, and chunks of 16; other counts are split or
+                      padded).  The same row gives the same bits at every size.
+        decoders:     decoder file per batch size: (z (b, latent_size), standardised
+                      conditions (b, k)) -> profile (b, S, S) in network units.
+        priors:       prior-transform file per batch size: (eps, conditions) -> z; None
+                      for the N(0, I) prior (z = eps).
         max_relative_difference: largest |LiteRT - TensorFlow| / max|TensorFlow| of the
-                      profiles measured at export on a batch of random latents.
+                      profiles measured at export on random latents.
     """
 
-    batch: int
-    decoder: str
-    prior: str | None = None
+    batches: tuple
+    decoders: tuple
+    priors: tuple | None = None
     max_relative_difference: float | None = None
 
     def files(self) -> list[str]:
         """The bundle files of the exported generator."""
-        return [self.decoder] + ([self.prior] if self.prior is not None else [])
-
+        return list(self.decoders) + list(self.priors or ())
 
 @dataclass(frozen=True)
 class BundleSpec:
@@ -179,8 +180,8 @@ class BundleSpec:
             "files": dict(self.files),
         }
         if self.generator is not None:
-            tree["generator"] = {k: v for k, v in asdict(self.generator).items()
-                                 if v is not None}
+            tree["generator"] = {k: list(v) if isinstance(v, tuple) else v
+                                 for k, v in asdict(self.generator).items()}
         reject_code({k: v for k, v in tree.items() if k != "training"}, "model.json",
                     "new bundle")
         return tree
@@ -328,9 +329,17 @@ def _files(value: Any, source: str) -> dict[str, str]:
 def _generator(value: Any, source: str) -> GeneratorSpec | None:
     if value is None:
         return None
-    if not isinstance(value, dict) or "decoder" not in value or "batch" not in value:
-        raise BundleError(f"{source!r}: 'generator' must be an object with 'batch' and "
-                          f"'decoder' (and optionally 'prior'), got {value!r}")
+    if not isinstance(value, dict) or not isinstance(value.get("batches"), list) \
+            or not isinstance(value.get("decoders"), list) \
+            or len(value["batches"]) != len(value["decoders"]) or not value["batches"]:
+        raise BundleError(f"{source!r}: 'generator' must be an object with 'batches' and "
+                          f"'decoders' (lists of the same length) and 'priors', got {value!r}")
+    batches = tuple(_positive_int(b, "generator.batches", source) for b in value["batches"])
+    if list(batches) != sorted(set(batches)):
+        raise BundleError(f"{source!r}: generator.batches must ascend, got {list(batches)}")
+    priors = value.get("priors")
+    if priors is not None and (not isinstance(priors, list) or len(priors) != len(batches)):
+        raise BundleError(f"{source!r}: generator.priors must be null or one file per batch")
     difference = value.get("max_relative_difference")
     if difference is not None and (isinstance(difference, bool)
                                    or not isinstance(difference, (int, float))
@@ -338,9 +347,10 @@ def _generator(value: Any, source: str) -> GeneratorSpec | None:
         raise BundleError(f"{source!r}: generator.max_relative_difference must be a finite "
                           f"number, got {difference!r}")
     return GeneratorSpec(
-        batch=_positive_int(value["batch"], "generator.batch", source),
-        decoder=_file_name(value["decoder"], "generator.decoder", source),
-        prior=_file_name(value.get("prior"), "generator.prior", source, optional=True),
+        batches=batches,
+        decoders=tuple(_file_name(f, "generator.decoders", source) for f in value["decoders"]),
+        priors=None if priors is None else tuple(
+            _file_name(f, "generator.priors", source) for f in priors),
         max_relative_difference=None if difference is None else float(difference))
 
 

@@ -11,13 +11,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "export", help="add the LiteRT generator (sampling without TensorFlow) to a bundle",
         description="Convert a bundle's decoder and learned prior to LiteRT flat buffers "
-                    "(decoder.tflite, prior.tflite; builtin operators only, a fixed batch), "
+                    "(decoder_b*.tflite, prior_b*.tflite; builtin operators only, fixed batches), "
                     "check them against TensorFlow and add them, checksummed, to the bundle "
                     "in place.  Sampling (load_model, VAEGalaxy, YAML, galsim-vae sample) "
                     "then runs without TensorFlow.")
     parser.add_argument("bundle", help="bundle folder (or the name of a shipped bundle)")
-    parser.add_argument("--batch", type=int, default=64,
-                        help="rows of every generator call (default 64)")
+    parser.add_argument("--batch", type=int, default=16,
+                        help="rows of the batched generator calls; a batch of 1 is exported "
+                             "beside it (default 16)")
     parser.set_defaults(run=run)
     return parser
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     path = export_bundle(resolve_bundle(args.bundle), batch=args.batch)
     generator = read_bundle(path).generator
     print(f"exported the generator of {str(path)!r}: {', '.join(generator.files())} "
-          f"(batch {generator.batch}; LiteRT against TensorFlow: max relative difference "
+          f"(batches {', '.join(map(str, generator.batches))}; LiteRT against TensorFlow: "
+          f"max relative difference "
           f"{generator.max_relative_difference:.2g})")
     return 0
