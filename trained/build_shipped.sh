@@ -61,7 +61,11 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # p 0.021 (1e-9), outer-flux share 0.028 vs data 0.039 (shipped 0.071: the pedestal mostly
 # gone), magnitude worst bin 0.250 (0.25), but mean shear of 9,935 generated 0.0037
 # (0.0024; limit 0.003) and angle KS p 0.0016.  Not shipped (no clear gain on the targets);
-# the next step is to continue this run with --resume and more epochs.
+# the next step is to continue this run with --resume and more epochs.  Started at the end
+# of the 2026-12-03 session (copy of its checkpoints, 80 epochs; runs/train_flagship_long80.sh,
+# log runs/train_flagship_long80.log; rerun the script to continue it):
+#   cp -r flagship_long.checkpoints flagship_long80.checkpoints
+#   galsim-vae train sim20k_128 --out flagship_long80 ...(as flagship_long)... --epochs 80 --resume
 # Not yet run: the same with a resize decoder (no transposed convolutions):
 #   galsim-vae train sim20k_128 --out flagship_resize ... ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --upsampling resize
 # Refitting the shipped flagship's flow prior with early stopping on the validation
