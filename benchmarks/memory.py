@@ -1,4 +1,5 @@
-"""Peak resident memory of ``galsim examples/field.yaml`` and whether it grows across images.
+"""Peak resident memory of ``galsim examples/field.yaml`` and whether it (or the open file
+descriptors and threads of the galsim process tree) grows across images.
 
 Runs the ``galsim`` executable on ``examples/field.yaml`` with command-line overrides
 (the model, ``output.nfiles``, per-file output names, a temporary output folder, and
@@ -46,6 +47,24 @@ def galsim_command(model: str, out_dir: Path, nfiles: int, nproc: int,
     return cmd
 
 
+def tree_handles(proc) -> tuple[int, int]:
+    """(open file descriptors, threads) of ``proc`` and all its live children."""
+    import psutil
+
+    fds = threads = 0
+    try:
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0, 0
+    for p in procs:
+        try:
+            fds += p.num_fds()
+            threads += p.num_threads()
+        except psutil.NoSuchProcess:
+            pass
+    return fds, threads
+
+
 def tree_rss(proc) -> int:
     """RSS in bytes of ``proc`` and all its live children."""
     import psutil
@@ -84,8 +103,10 @@ def measure(model: str, nfiles: int = 5, nproc: int = 1, interval: float = 0.05,
             peak, peak_since = max(peak, rss), max(peak_since, rss)
             done = {p.name for p in out_dir.glob("field_*.fits")} - seen
             for name in sorted(done):
+                fds, threads = tree_handles(proc)
                 per_file.append({"file": name, "t": time.perf_counter() - start,
-                                 "rss": rss, "peak_since_previous": peak_since})
+                                 "rss": rss, "peak_since_previous": peak_since,
+                                 "fds": fds, "threads": threads})
                 peak_since = rss
             seen |= done
             time.sleep(interval)
@@ -94,7 +115,8 @@ def measure(model: str, nfiles: int = 5, nproc: int = 1, interval: float = 0.05,
             raise RuntimeError(f"{shlex.join(cmd)} failed ({popen.returncode}):\n{stderr}")
         for name in sorted({p.name for p in out_dir.glob("field_*.fits")} - seen):
             per_file.append({"file": name, "t": time.perf_counter() - start, "rss": None,
-                             "peak_since_previous": peak_since})
+                             "peak_since_previous": peak_since, "fds": None,
+                             "threads": None})
         seconds = time.perf_counter() - start
     return {"command": cmd, "peak": peak, "per_file": per_file, "seconds": seconds,
             "nproc": nproc, "nfiles": nfiles}
@@ -108,12 +130,15 @@ def format_table(results: list[dict]) -> str:
         lines.append(f"$ {' '.join(shown)}")
         lines.append(f"peak RSS (galsim + child processes) {res['peak'] / 2**20:.0f} MiB, "
                      f"wall {res['seconds']:.1f} s, image.nproc {res['nproc']}")
-        header = f"{'output file':<16} {'written at s':>12} {'RSS MiB':>8} {'peak MiB':>9}"
+        header = (f"{'output file':<16} {'written at s':>12} {'RSS MiB':>8} {'peak MiB':>9}"
+                  f" {'open fds':>9} {'threads':>8}")
         lines += [header, "-" * len(header)]
         for row in res["per_file"]:
             rss = "-" if row["rss"] is None else f"{row['rss'] / 2**20:.0f}"
+            fds = "-" if row["fds"] is None else str(row["fds"])
+            threads = "-" if row["threads"] is None else str(row["threads"])
             lines.append(f"{row['file']:<16} {row['t']:>12.1f} {rss:>8} "
-                         f"{row['peak_since_previous'] / 2**20:>9.0f}")
+                         f"{row['peak_since_previous'] / 2**20:>9.0f} {fds:>9} {threads:>8}")
         lines.append(growth_summary([r["peak_since_previous"] for r in res["per_file"]]))
     return "\n".join(lines)
 
