@@ -98,40 +98,71 @@ def run(args: argparse.Namespace) -> int:
     values, physical, _ = model.prepare_inputs(
         n, redshift=args.redshift, rng=galsim.BaseDeviate(seed), clip=args.clip,
         catalog=catalog, **conditions)
-    stamps, latents = model.decode_batch(values, physical, from_noise=True,
-                                         return_latents=True)
     with atomic_file(args.out, overwrite=args.overwrite) as tmp:
-        _write(tmp, model, stamps, latents, physical, seed)
-    print(f"wrote {len(stamps)} stamps of {model.stamp_size}x{model.stamp_size} pixels at "
+        _write(tmp, model, values, physical, seed)
+    print(f"wrote {len(values)} stamps of {model.stamp_size}x{model.stamp_size} pixels at "
           f"{model.pixel_scale}\"/pixel ({model.flux_units}) to {args.out} (seed {seed})")
     return 0
 
 
-def _write(path, model, stamps, latents, physical, seed: int) -> None:
-    """The cube (GalSim's writer) plus the header keys and the table extension."""
+#: Galaxies decoded and written per chunk (memory stays at a chunk whatever --n).
+CHUNK = 1024
+
+
+def _header(model, n: int, seed: int):
+    """The cube's primary header: GalSim's own (``writeCube``: size, scale, WCS) for n
+    planes, and the model, units, zero point, band, seed and count."""
     import galsim
+    import numpy as np
+    from astropy.io import fits
+
+    size = model.stamp_size
+    probe = fits.HDUList()
+    galsim.fits.writeCube([galsim.Image(np.zeros((size, size), np.float32),
+                                        scale=model.pixel_scale)], hdu_list=probe)
+    header = probe[0].header.copy()
+    header["NAXIS3"] = n
+    header["MODEL"] = (model.name, "galsim-vae model bundle")
+    header["PIXSCALE"] = (model.pixel_scale, "pixel scale [arcsec]")
+    header["BUNIT"] = model.flux_units[:68]
+    if model.zero_point is not None:
+        header["MAGZP"] = (model.zero_point, "AB mag of one flux unit")
+    if model.band is not None:
+        header["FILTER"] = (model.band, "band of the training images")
+    header["PSFFREE"] = (model.psf_free, "samples are PSF-free profiles")
+    header["SEED"] = (seed, "GalSim rng seed of the latent noise")
+    header["NGAL"] = (n, "number of stamps")
+    return header
+
+
+def _write(path, model, values, physical, seed: int) -> None:
+    """The cube, streamed in chunks of :data:`CHUNK` decoded galaxies (a FITS primary
+    array with GalSim's header, read by ``galsim.fits.readCube``), then the table
+    extension of each plane's conditions, latent and flux."""
     import numpy as np
     from astropy.io import fits
     from astropy.table import Table
 
-    images = [galsim.Image(s.astype(np.float32), scale=model.pixel_scale) for s in stamps]
-    galsim.fits.writeCube(images, file_name=str(path))
+    from ..io_utils import progress
+
+    n = len(values)
+    stream = fits.StreamingHDU(str(path), _header(model, n, seed))
+    latents, fluxes = [], []
+    try:
+        for start in progress(range(0, n, CHUNK), total=-(-n // CHUNK), desc="sample"):
+            rows = slice(start, min(n, start + CHUNK))
+            stamps, chunk_latents = model.decode_batch(
+                values[rows], None if physical is None else physical[rows],
+                from_noise=True, return_latents=True)
+            stream.write(stamps.astype(np.float32))
+            latents.append(chunk_latents)
+            fluxes.append(stamps.sum(axis=(1, 2)))
+    finally:
+        stream.close()
     table = Table()
-    table["plane"] = np.arange(len(stamps), dtype=np.int32)
+    table["plane"] = np.arange(n, dtype=np.int32)
     for k, name in enumerate(model.condition_names):
         table[name] = physical[:, k]
-    table["latent"] = latents.astype(np.float64)
-    table["flux"] = stamps.sum(axis=(1, 2))
-    with fits.open(path, mode="update") as hdus:
-        header = hdus[0].header
-        header["MODEL"] = (model.name, "galsim-vae model bundle")
-        header["PIXSCALE"] = (model.pixel_scale, "pixel scale [arcsec]")
-        header["BUNIT"] = model.flux_units[:68]
-        if model.zero_point is not None:
-            header["MAGZP"] = (model.zero_point, "AB mag of one flux unit")
-        if model.band is not None:
-            header["FILTER"] = (model.band, "band of the training images")
-        header["PSFFREE"] = (model.psf_free, "samples are PSF-free profiles")
-        header["SEED"] = (seed, "GalSim rng seed of the latent noise")
-        header["NGAL"] = (len(stamps), "number of stamps")
-        hdus.append(fits.BinTableHDU(table, name=TABLE_EXTENSION))
+    table["latent"] = np.concatenate(latents).astype(np.float64)
+    table["flux"] = np.concatenate(fluxes)
+    fits.append(str(path), table.as_array(), fits.Header([("EXTNAME", TABLE_EXTENSION)]))
