@@ -17,24 +17,13 @@ import galsim_vae
 from galsim_vae.cli import main
 from galsim_vae.errors import ConditionError
 
-from test_config import one_galaxy
-from test_generator import tiny_bundle
+from test_config import bundle, model, one_galaxy  # noqa: F401  (fixtures)
 
 #: Any float, the troublesome ones included.
 ANY_FLOAT = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
                       st.floats(min_value=-5, max_value=5))
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_dataset, tmp_path_factory):
-    return tiny_bundle("conditional", tiny_dataset, tmp_path_factory.mktemp("prop"))
-
-
-@pytest.fixture(scope="module")
-def model(bundle):
-    return galsim_vae.load_model(bundle)
 
 
 def _inside(model, value) -> bool:
