@@ -101,3 +101,54 @@ def test_train_terminated_then_resumed(tiny_dataset, tmp_path):
                               "--resume"], capture_output=True, text=True, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert len(Table.read(out / "history.csv")) == done + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, status, word", [(signal.SIGTERM, 143, "terminated"),
+                                                  (signal.SIGINT, 130, "interrupted")])
+def test_simulate_and_evaluate_interrupted_leave_nothing(bundle, tiny_dataset, tmp_path,
+                                                         signum, status, word):
+    for name, args in (("survey", ["simulate", "--n", "5000", "--seed", "1"]),
+                       ("report", ["evaluate", bundle, "--data", tiny_dataset,
+                                   "--n-isotropy", "200000", "--seed", "1"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        proc = _start([*args, "--out", folder / "out"], folder)
+        # once the command has started its output (a temporary folder beside --out)
+        assert _wait_for(lambda: any(folder.iterdir()), 120), proc.communicate()[1]
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+        if proc.returncode == 0:
+            pytest.skip(f"{name}: the command finished before the signal arrived")
+        assert proc.returncode == status, err
+        assert word in err and "no partial output was kept" in err, err
+        assert "Traceback" not in err
+        assert sorted(p.name for p in folder.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_galsim_field_terminated_keeps_only_whole_files(bundle, tmp_path):
+    """SIGTERM at any moment of a many-file ``galsim`` run (AtomicFits output): the files
+    left are complete images and catalogs, never a truncated one or a temporary."""
+    import galsim
+
+    config = Path(__file__).parent.parent / "examples" / "field.yaml"
+    output = tmp_path / "output"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "galsim"), str(config), "output.type=AtomicFits",
+         f"input.vae_model.file_name={bundle}", f"output.dir={output}", "image.size=512",
+         "image.nobjects=8", "output.nfiles=200", "output.file_name=$'f%03d.fits' % file_num",
+         "output.truth.file_name=$'t%03d.dat' % file_num"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert _wait_for(lambda: output.is_dir() and len(list(output.iterdir())) >= 4, 120), \
+        proc.communicate()[1]
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    names = sorted(p.name for p in output.iterdir())
+    assert all(n.endswith((".fits", ".dat")) and n[1:4].isdigit() for n in names), names
+    for name in names:
+        if name.endswith(".fits"):
+            assert galsim.fits.read(str(output / name)).array.shape == (512, 512)
+        else:
+            assert len((output / name).read_text().splitlines()) == 9   # header + 8 rows

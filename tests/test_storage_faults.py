@@ -7,6 +7,7 @@ import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,54 @@ def test_prepare_and_train_with_a_full_disk(tiny_dataset, tmp_path):
                    "--channels", "4,8", "--no-flow-prior", "--seed", "1"], 30_000, tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert not bundle.exists()
+
+
+def test_simulate_with_a_full_disk(tmp_path):
+    out = tmp_path / "survey"
+    result = _run(["simulate", "--n", "20", "--seed", "1", "--out", out], 30_000, tmp_path)
+    _check_refused(result, out)
+    assert not out.exists()
+    # a survey written before stays whole when --overwrite fails
+    assert _run(["simulate", "--n", "3", "--seed", "1", "--out", out], 10**9,
+                tmp_path).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = _run(["simulate", "--n", "20", "--seed", "2", "--out", out, "--overwrite"],
+                  30_000, tmp_path)
+    _check_refused(result, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_evaluate_with_a_full_disk(bundle, tiny_dataset, tmp_path):
+    out = tmp_path / "report"
+    result = _run(["evaluate", bundle, "--data", tiny_dataset, "--out", out, "--max-heldout",
+                   "4", "--n-generated", "5", "--n-isotropy", "20", "--seed", "1"],
+                  20_000, tmp_path)
+    _check_refused(result, out)
+    assert not out.exists()
+
+
+def _galsim_field(tmp_path, limit_bytes, *overrides):
+    """``galsim examples/field.yaml`` (tiny bundle, AtomicFits output) under a file-size
+    limit; the output goes to tmp_path/output."""
+    config = Path(__file__).parent.parent / "examples" / "field.yaml"
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "galsim"), str(config), "output.type=AtomicFits",
+         f"output.dir={tmp_path / 'output'}", "image.nobjects=4", *overrides],
+        capture_output=True, text=True, cwd=tmp_path, preexec_fn=_limited(limit_bytes),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_galsim_field_with_a_full_disk(bundle, tmp_path):
+    """GalSim's own Fits output leaves a truncated file in place of the old one; the
+    AtomicFits output leaves the previous image and truth catalog whole."""
+    model = f"input.vae_model.file_name={bundle}"
+    first = _galsim_field(tmp_path, 10**9, model, "image.size=64")
+    assert first.returncode == 0, first.stderr
+    output = tmp_path / "output"
+    before = {p.name: p.read_bytes() for p in output.iterdir()}
+    assert sorted(before) == ["field.fits", "field_truth.dat"]
+    result = _galsim_field(tmp_path, 30_000, model, "image.size=512")
+    assert result.returncode != 0
+    assert "could not write" in result.stderr and "nothing partial was kept" in result.stderr
+    assert str(output / "field.fits") in result.stderr
+    assert {p.name: p.read_bytes() for p in output.iterdir()} == before

@@ -398,3 +398,37 @@ def test_never_reads_the_test_split(tiny_dataset, tmp_path, monkeypatch):
     # stopping)
     assert [shuffle for split, _, shuffle in calls if split == "train"] == [True, True, False]
     assert [shuffle for split, _, shuffle in calls if split == "validation"] == [False, False]
+
+
+def test_flow_prior_encodings_are_posterior_samples_in_every_orientation(tiny_dataset,
+                                                                         tmp_path):
+    """The flow prior is fitted to the aggregate posterior: one posterior sample per
+    galaxy and per orientation of the square (a model trained with ``augment``)."""
+    import tensorflow as tf
+
+    from galsim_vae.data import Dataset
+    from galsim_vae.data.pipeline import apply_dihedral
+    from galsim_vae.models import build_model
+    from galsim_vae.training.record import _encodings
+
+    tf.keras.utils.set_random_seed(3)
+    model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8],
+                        n_conditions=1, psf_size=15)
+    data = Dataset(tiny_dataset)
+    n = data.indices("train", require_finite=("zphot",)).size
+    once, conds_once = _encodings(model, data, "train", ("zphot",), True, 16, seed=5)
+    eight, conds = _encodings(model, data, "train", ("zphot",), True, 16, orientations=8,
+                              seed=5)
+    assert once.shape == (n, 4) and eight.shape == (8 * n, 4) and conds.shape == (8 * n, 1)
+    again, _ = _encodings(model, data, "train", ("zphot",), True, 16, orientations=8, seed=5)
+    np.testing.assert_array_equal(eight, again)               # seeded
+    # rows of the first batch: orientation 0 first, then 1 (a quarter turn) ...
+    batch = min(n, 256)
+    stamps = np.asarray(data.images[data.indices("train", require_finite=("zphot",))[:batch]],
+                        dtype=np.float32) / np.float32(data.flux_scale)
+    posterior = model.encode(apply_dihedral(stamps, np.ones(batch, int))[..., None],
+                             conds_once[:batch])
+    spread = eight[batch:2 * batch] - posterior.mean().numpy()
+    scale = posterior.stddev().numpy()
+    assert np.all(np.abs(spread) < 6 * scale) and np.std(spread / scale) > 0.5   # samples
+    np.testing.assert_array_equal(conds[batch:2 * batch], conds_once[:batch])

@@ -10,15 +10,18 @@ from ..training.distributed import STRATEGIES, cluster_from_environment
 LIKELIHOODS = {"psf": True, "noise": False}
 
 
-def _channels(text: str) -> list[int]:
-    try:
-        widths = [int(c) for c in text.split(",") if c.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--channels {text!r}: give comma-separated whole numbers, e.g. 16,32,64,128") from None
-    if not widths or any(w < 1 for w in widths):
-        raise argparse.ArgumentTypeError(f"--channels {text!r}: widths must be >= 1")
-    return widths
+def _widths(flag: str, example: str):
+    """An argparse type: comma-separated layer widths (whole numbers >= 1)."""
+    def parse(text: str) -> list[int]:
+        try:
+            widths = [int(c) for c in text.split(",") if c.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{flag} {text!r}: give comma-separated whole numbers, e.g. {example}") from None
+        if not widths or any(w < 1 for w in widths):
+            raise argparse.ArgumentTypeError(f"{flag} {text!r}: widths must be >= 1")
+        return widths
+    return parse
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -48,7 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=int, default=None,
                         help="early-stopping patience in epochs (default: none)")
     parser.add_argument("--latent-size", type=int, default=32, help="latent dimension (default: 32)")
-    parser.add_argument("--channels", type=_channels, default=None,
+    parser.add_argument("--channels", type=_widths("--channels", "16,32,64,128"), default=None,
                         help="encoder widths, e.g. 16,32,64,128 (default: the model's)")
     parser.add_argument("--upsampling", choices=("transpose", "resize"), default=None,
                         help="decoder up-sampling: transposed convolutions (default, the "
@@ -78,6 +81,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "carry the HST PSF")
     parser.add_argument("--no-flow-prior", action="store_true",
                         help="keep the N(0, I) prior (no flow fitted after training)")
+    parser.add_argument("--flow-units", type=_widths("--flow-units", "128,128"), default=(64, 64), metavar="N,N",
+                        help="hidden widths of each coupling network of the flow prior "
+                             "(default: 64,64)")
+    parser.add_argument("--flow-couplings", type=int, default=6, metavar="N",
+                        help="affine coupling layers of the flow prior (default: 6)")
+    parser.add_argument("--flow-epochs", type=int, default=100, metavar="N",
+                        help="most epochs of the flow prior's fit (early-stopped on the "
+                             "validation encodings; default: 100)")
     parser.add_argument("--seed", type=int, default=None, help="seed (reproducible runs)")
     parser.add_argument("--checkpoint-dir", default=None,
                         help="checkpoints and logs (default: BUNDLE.checkpoints)")
@@ -118,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
                 learning_rate=args.lr, lr_decay=args.lr_decay, clip_norm=args.clip_norm,
                 early_stopping_patience=args.patience, seed=args.seed,
                 checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                flow_prior=not args.no_flow_prior, mixed_precision=args.mixed_precision,
+                flow_prior=not args.no_flow_prior, flow_prior_epochs=args.flow_epochs,
+                flow_prior_units=args.flow_units, flow_prior_couplings=args.flow_couplings,
+                mixed_precision=args.mixed_precision,
                 xla=args.xla, max_steps_per_epoch=args.max_steps_per_epoch,
                 overwrite=args.overwrite, model_options=model_options or None,
                 monitor=args.monitor, augment=args.augment,

@@ -54,6 +54,8 @@ class TrainingOptions:
     resume: bool = False
     flow_prior: bool = True
     flow_prior_epochs: int = 100
+    flow_prior_units: Sequence[int] = (64, 64)
+    flow_prior_couplings: int = 6
     mixed_precision: bool = False
     xla: bool = False
     max_steps_per_epoch: int | None = None
@@ -99,6 +101,8 @@ class TrainingOptions:
             raise TrainingConfigError(f"monitor must be one of {list(MONITORS)}, got "
                                       f"{self.monitor!r}")
         conditions = _resolve_conditions(self.architecture, self.conditions, dataset)
+        flow_units = [_positive_int(u, "flow_prior_units") for u in self.flow_prior_units]
+        flow_couplings = _positive_int(self.flow_prior_couplings, "flow_prior_couplings")
         if self.augment and dataset.has_psf and dataset.psf_size % 2 == 0:
             raise TrainingConfigError(
                 f"augment=True rotates each PSF about its centre pixel, which needs an odd "
@@ -130,6 +134,7 @@ class TrainingOptions:
             "max_steps_per_epoch": max_steps, "epochs": epochs,
             "early_stopping_patience": patience, "restore_best": self.restore_best,
             "flow_prior": self.flow_prior, "flow_prior_epochs": self.flow_prior_epochs,
+            "flow_prior_units": flow_units, "flow_prior_couplings": flow_couplings,
             "mixed_precision": self.mixed_precision, "xla": self.xla, "name": self.name,
             "monitor": self.monitor, "augment": bool(self.augment)}
         return RunPlan(options=self, dataset=dataset, out_bundle=out_bundle,

@@ -56,35 +56,61 @@ def divergence_error(dataset, indices: np.ndarray, epoch: int, loss, lr: float):
 
 
 def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batch_size: int, *,
-                                epochs: int, seed: int):
-    """Fit the flow prior to the posterior means of the training split, stopped early on
-    those of the validation split (when the data set has one)."""
+                                epochs: int, seed: int, orientations: int = 1,
+                                hidden_units: Sequence[int] = (64, 64), n_couplings: int = 6):
+    """Fit the flow prior to the aggregate posterior of the training split, stopped early
+    on that of the validation split (when the data set has one).
+
+    The flow is fitted to one posterior *sample* per galaxy and orientation: the prior a
+    VAE generates from should be the aggregate posterior ``q(z) = E_x q(z | x)`` (Lanusse
+    et al. 2021, MNRAS 504, 5543, sect. 3.3), not the narrower cloud of posterior means.
+    A model trained on the eight orientations of each stamp (``augment``) is encoded in all
+    of them (``orientations=8``): eight times the latents, which keeps a flow fitted to
+    ~1e4 galaxies from learning them one by one (the report's memorization test), and a
+    prior whose samples keep the elongated, bright galaxies the means under-represent.
+    """
     import keras
 
     from ..models.prior import fit_flow_prior
 
-    latents, conds = _encodings(model, dataset, "train", conditions, with_psf, batch_size)
+    def encodings(split: str, split_seed: int):
+        return _encodings(model, dataset, split, conditions, with_psf, batch_size,
+                          orientations=orientations, seed=split_seed)
+
+    latents, conds = encodings("train", seed)
     validation = None
     if dataset.indices("validation", require_finite=conditions or ()).size:
-        validation = _encodings(model, dataset, "validation", conditions, with_psf,
-                                batch_size)
+        validation = encodings("validation", seed + 1)
     keras.utils.set_random_seed(seed)
     return fit_flow_prior(latents, conds, epochs=epochs, batch_size=256, learning_rate=1e-3,
-                          seed=seed % (2**31), validation=validation)
+                          seed=seed % (2**31), validation=validation,
+                          hidden_units=hidden_units, n_couplings=n_couplings)
 
 
-def _encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size: int):
-    """Posterior means (N, d) of one split and its normalised conditions (N, k) or None."""
+def _encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size: int, *,
+               orientations: int = 1, seed: int = 0):
+    """One posterior sample per galaxy of one split and per orientation (the first
+    ``orientations`` of the eight symmetries of the square), (N * orientations, d), with
+    the normalised conditions of each row (N * orientations, k) or None."""
+    import tensorflow as tf
+
     from ..data import make_tf_dataset
+    from ..models.orientation import orient
 
     data = make_tf_dataset(dataset, split, batch_size=max(batch_size, 256), shuffle=False,
                            conditions=conditions, with_psf=with_psf)
+    generator = tf.random.Generator.from_seed(int(seed) % (2**31))
     latents, conds = [], []
     for batch in progress(data, desc=f"encoding the {split} split"):
         cond = batch.get("conditions")
-        latents.append(model.encode(batch["image"], cond, training=False).mean().numpy())
-        if cond is not None:
-            conds.append(cond.numpy())
+        images = batch["image"]
+        for code in range(int(orientations)):
+            turned = orient(images, tf.fill(tf.shape(images)[:1], code)) if code else images
+            posterior = model.encode(turned, cond, training=False)
+            eps = generator.normal(tf.shape(posterior.mean()))
+            latents.append((posterior.mean() + posterior.stddev() * eps).numpy())
+            if cond is not None:
+                conds.append(cond.numpy())
     return np.concatenate(latents), (np.concatenate(conds) if conds else None)
 
 

@@ -315,7 +315,10 @@ class _Run:
         if options.flow_prior:
             prior = fit_flow_prior_to_encodings(
                 self.model, dataset, plan.conditions, plan.psf_free, plan.batch_size,
-                epochs=options.flow_prior_epochs, seed=self.run_seed)
+                epochs=options.flow_prior_epochs, seed=self.run_seed,
+                orientations=8 if options.augment else 1,
+                hidden_units=plan.settings["flow_prior_units"],
+                n_couplings=plan.settings["flow_prior_couplings"])
             self.model.attach_prior(prior)
         record = training_record(dataset, plan.settings, history, final_epoch=final_epoch,
                                  elapsed=elapsed, prior=prior, strategy=self.strategy,
