@@ -327,10 +327,68 @@ def test_missing_catalog_and_columns(tmp_path):
     edit_table(directory / PARAMS, IDENT=None)
     with pytest.raises(InputDataError, match=r"_fits.fits.*\['IDENT'\]"):
         prepare_quietly(tmp_path / "out", directory, psf_file=PSF_101)
-    (directory / PARAMS).unlink()
-    with pytest.raises(MissingInputError, match="_fits.fits"):
-        prepare_quietly(tmp_path / "out", directory, psf_file=PSF_101)
     assert not (tmp_path / "out").exists()
+    # without a _fits catalog, what GalSim's RealGalaxyCatalog reads is prepared
+    (directory / PARAMS).unlink()
+    path, messages = prepare_quietly(tmp_path / "out", directory, psf_file=PSF_101)
+    assert any("_fits.fits' does not exist" in m and "'none'" in m for m in messages)
+    catalog = Dataset(path).catalog
+    assert len(catalog) == 10 and np.all(np.isnan(catalog["zphot"]))
+    np.testing.assert_array_equal(catalog["mag_auto"], Table.read(directory / CATALOG)["MAG"])
+    with pytest.raises(InputDataError, match=r"cuts .*min_hlr.* need the parameter catalog"):
+        prepare_quietly(tmp_path / "out2", directory, psf_file=PSF_101, min_hlr=0.1)
+
+
+AEGIS = TEST_DATA / "aegis_galsim_test"
+
+
+def test_real_extension_catalog_prepares_trains_and_samples(tmp_path, capsys):
+    """GalSim's AEGIS F814W sample, as a user has it: upper-case columns, MAG but no
+    mag_auto, no zphot, no _fits, selection or noise-correlation file, images and PSFs
+    split over two files each, stamp_flux a few per cent off two stamps."""
+    import galsim
+
+    out = tmp_path / "aegis"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["--quiet", "prepare", "cosmos", "--dir", str(AEGIS), "--file-name",
+                     "AEGIS_F814w_catalog.fits", "--stamp-size", "64", "--out",
+                     str(out)]) == 0
+    messages = " | ".join(str(w.message) for w in caught)
+    for expected in ("_fits.fits' does not exist", "no zphot column", "MAG column",
+                     "no flux_radius column", "acs_I_unrot_sci_cf.fits' is missing",
+                     "IDENT 14886", "-5.7% off the catalog's stamp_flux"):
+        assert expected in messages, expected
+    data = Dataset(out)
+    rgc = galsim.RealGalaxyCatalog("AEGIS_F814w_catalog.fits", dir=str(AEGIS))
+    assert [str(i) for i in data.catalog["ident"]] == list(rgc.ident)
+    np.testing.assert_allclose(data.catalog["mag_auto"], rgc.mag)
+    for row in range(rgc.nobjects):                 # the stamps GalSim reads, centred
+        original = rgc.getGalImage(row).array.astype(np.float64)
+        region = _output_region(original.shape, 64)
+        if original.shape[0] <= 64 and original.shape[1] <= 64:
+            np.testing.assert_allclose(data.images[row][region], original, rtol=1e-6)
+    capsys.readouterr()
+    # a condition the catalog lacks: named, with how to provide it
+    assert main(["--quiet", "train", str(out), "--out", str(tmp_path / "cvae"), "--model",
+                 "cvae2", "--conditions", "zphot", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "no finite 'zphot'" in err and "--column zphot=COLUMN" in err
+    # a magnitude-conditioned model and an unconditional one train and sample
+    for name, extra in (("mag", ["--model", "cvae2", "--conditions", "mag_auto"]),
+                        ("vae", ["--model", "vae"])):
+        bundle = tmp_path / name
+        assert main(["--quiet", "train", str(out), "--out", str(bundle), *extra, "--epochs",
+                     "2", "--batch-size", "4", "--latent-size", "4", "--channels", "4,8",
+                     "--seed", "1", "--flow-epochs", "3"]) == 0
+        cube = tmp_path / f"{name}.fits"
+        condition = ["--condition", "mag_auto=23"] if name == "mag" else []
+        assert main(["--quiet", "sample", str(bundle), "--n", "3", "--seed", "2", *condition,
+                     "--out", str(cube)]) == 0
+        images = galsim.fits.readCube(str(cube))
+        assert len(images) == 3 and images[0].array.shape == (64, 64)
+        assert images[0].scale == pytest.approx(0.03)
+        assert all(np.isfinite(im.array).all() for im in images)
 
 
 def test_misaligned_parameter_catalog(tmp_path):

@@ -242,7 +242,8 @@ def prepare_cosmos(out: str | os.PathLike, directory: str | os.PathLike, *,
     n_total = len(sel.idents)
     source: dict[str, Any] = {
         "kind": "cosmos", "catalog": str(sel.catalog.absolute()),
-        "parameter_catalog": str(sel.param_path.absolute()),
+        "parameter_catalog": (str(sel.param_path.absolute()) if sel.param_path.is_file()
+                              else None),
         "selection_catalog": (str(repair.companion_path(sel.catalog, "selection").absolute())
                               if sel.level in ("bad_stamp", "marginal") else None),
         "sample": sel.sample, "galsim_version": galsim.__version__,

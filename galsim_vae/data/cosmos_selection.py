@@ -54,7 +54,7 @@ class CosmosSelection:
 
     Attributes:
         catalog:     Path of the real-galaxy catalog.
-        param_path:  Path of its ``_fits`` parameter catalog.
+        param_path:  Path of its ``_fits`` parameter catalog (which may not exist).
         sample:      '23.5', '25.2' or None.
         level:       Exclusion level applied (after any fallback).
         rgc:         GalSim's :class:`galsim.RealGalaxyCatalog` (repaired in memory).
@@ -73,6 +73,19 @@ class CosmosSelection:
     idents: np.ndarray
     columns: dict[str, np.ndarray]
     n_after_cuts: int
+
+
+def _check_aligned(catalog, cat_data, cat_names, param_path, par_data, par_names) -> None:
+    """The real-galaxy and ``_fits`` catalogs hold the same galaxies in the same order."""
+    idents, par_idents = _idents(cat_data, cat_names), _idents(par_data, par_names)
+    if len(idents) != len(par_idents) or np.any(idents != par_idents):
+        n = min(len(idents), len(par_idents))
+        bad = next((k for k in range(n) if idents[k] != par_idents[k]), n)
+        raise InputDataError(
+            f"catalogs {str(catalog)!r} ({len(idents)} rows) and {str(param_path)!r} "
+            f"({len(par_idents)} rows) are not row-aligned (first difference at row {bad}); "
+            "GalSim's COSMOSCatalog requires the same galaxies in the same order. Fix: use "
+            "the files of one download")
 
 
 def parameter_columns(par_data, par_names, cat_data, cat_names, *, param_path, catalog,
@@ -133,12 +146,16 @@ def select_galaxies(directory: str | os.PathLike, *, file_name: str | None = Non
     Checks the catalog and its ``_fits`` companion (columns, row alignment), falls back
     from an exclusion level whose selection file is missing (with a warning), and runs
     :class:`galsim.COSMOSCatalog` with ``exclusion_level`` and ``cuts`` (its ``min_hlr``,
-    ``max_hlr``, ``min_flux``, ``max_flux`` keywords).  ``notes`` collects the warnings.
+    ``max_hlr``, ``min_flux``, ``max_flux`` keywords).  Without a ``_fits`` companion (an
+    extension catalog with only the images, PSFs and noise), every galaxy that
+    :class:`galsim.RealGalaxyCatalog` reads is kept (exclusion level 'none', with a
+    warning) and the parameters come from the catalog's own columns.  ``notes`` collects the warnings.
     The parameter columns come from :func:`parameter_columns` (``column_map``).
 
     Raises:
-        MissingInputError: the folder, catalog or ``_fits`` catalog is missing.
-        InputDataError: missing columns, misaligned catalogs, no galaxy passes the cuts.
+        MissingInputError: the folder or catalog is missing.
+        InputDataError: missing columns, misaligned catalogs, no galaxy passes the cuts,
+            cuts asked of a catalog without its ``_fits`` companion.
     """
     import galsim
 
@@ -149,24 +166,27 @@ def select_galaxies(directory: str | os.PathLike, *, file_name: str | None = Non
     repair.require_columns(cat_names, repair.REQUIRED_CATALOG_COLUMNS, catalog,
                            "GalSim's RealGalaxyCatalog needs it")
     param_path = repair.companion_path(catalog, "fits")
-    if not param_path.is_file():
-        raise MissingInputError(
-            f"parameter catalog {str(param_path)!r} (zphot, mag_auto, flux_radius, fits) does "
-            "not exist. Fix: download it with 'galsim_download_cosmos' (it comes with every "
-            "sample)")
-    par_data, par_names = _read_table(param_path)
-    repair.require_columns(par_names, repair.REQUIRED_PARAM_COLUMNS, param_path,
-                           "copied into the data set")
-    idents, par_idents = _idents(cat_data, cat_names), _idents(par_data, par_names)
-    if len(idents) != len(par_idents) or np.any(idents != par_idents):
-        n = min(len(idents), len(par_idents))
-        bad = next((k for k in range(n) if idents[k] != par_idents[k]), n)
-        raise InputDataError(
-            f"catalogs {str(catalog)!r} ({len(idents)} rows) and {str(param_path)!r} "
-            f"({len(par_idents)} rows) are not row-aligned (first difference at row {bad}); "
-            "GalSim's COSMOSCatalog requires the same galaxies in the same order. Fix: use "
-            "the files of one download")
-    level = repair.effective_exclusion_level(catalog, exclusion_level, notes)
+    if param_path.is_file():
+        par_data, par_names = _read_table(param_path)
+        repair.require_columns(par_names, repair.REQUIRED_PARAM_COLUMNS, param_path,
+                               "copied into the data set")
+        _check_aligned(catalog, cat_data, cat_names, param_path, par_data, par_names)
+        level = repair.effective_exclusion_level(catalog, exclusion_level, notes)
+    else:
+        # What galsim.RealGalaxyCatalog reads (images, PSFs, noise) is all that is needed:
+        # the parameters come from the catalog itself or stay NaN (parameter_columns).
+        par_data, par_names = cat_data, []
+        level = "none"
+        repair.warn(notes, f"parameter catalog {str(param_path)!r} does not exist: the "
+                    "galaxies are read with GalSim's RealGalaxyCatalog, without the cuts "
+                    f"that need fits (exclusion_level {exclusion_level!r} -> 'none'), and "
+                    "zphot, mag_auto, flux_radius come from the catalog's own columns "
+                    "(--column NAME=COLUMN) or are left out")
+        if any(cuts.values()):
+            raise InputDataError(
+                f"the hlr/flux cuts {cuts} need the parameter catalog {str(param_path)!r}, "
+                "which does not exist; run without them (they are GalSim COSMOSCatalog cuts "
+                "on the Sersic fits)")
     if level in ("bad_fits", "marginal") or any(cuts.values()):
         repair.require_columns(par_names, repair.FIT_CUT_COLUMNS, param_path,
                                f"GalSim's exclusion_level={level!r} and hlr/flux cuts use it; "
@@ -175,17 +195,23 @@ def select_galaxies(directory: str | os.PathLike, *, file_name: str | None = Non
         repair.require_columns(cat_names, ("stamp_flux",), catalog,
                                f"GalSim's exclusion_level={level!r} cuts on it")
     try:
-        cosmos = galsim.COSMOSCatalog(file_name=catalog.name, dir=str(catalog.parent),
-                                      exclusion_level=level, **cuts)
+        if par_names:
+            cosmos = galsim.COSMOSCatalog(file_name=catalog.name, dir=str(catalog.parent),
+                                          exclusion_level=level, **cuts)
+            real_cat, kept = cosmos.real_cat, np.asarray(cosmos.orig_index, dtype=np.int64)
+        else:
+            real_cat = galsim.RealGalaxyCatalog(catalog.name, dir=str(catalog.parent))
+            kept = np.arange(real_cat.nobjects, dtype=np.int64)
     except (OSError, KeyError, ValueError, galsim.GalSimError) as err:
         raise InputDataError(f"GalSim cannot read COSMOS catalog {str(catalog)!r}: "
                              f"{type(err).__name__}: {err}") from None
-    if cosmos.nobjects == 0:
+    if kept.size == 0:
         raise InputDataError(
-            f"no galaxy of {str(catalog)!r} ({len(idents)} rows) passes GalSim's cuts "
+            f"no galaxy of {str(catalog)!r} ({len(cat_data)} rows) passes GalSim's cuts "
             f"(exclusion_level={level!r}, {cuts}). Fix: loosen the cuts (e.g. "
             "--exclusion-level none, a smaller --min-hlr)")
-    indices = np.asarray(cosmos.orig_index, dtype=np.int64)[:max_galaxies]
+    idents = _idents(cat_data, cat_names)
+    indices = kept[:max_galaxies]
     columns = parameter_columns(par_data, par_names, cat_data, cat_names,
                                 param_path=param_path, catalog=catalog,
                                 column_map=column_map, notes=notes)
@@ -195,5 +221,5 @@ def select_galaxies(directory: str | os.PathLike, *, file_name: str | None = Non
     columns["sersic_n"] = _column(par_data, par_names, "sersicfit", index=2)
     columns["sersic_hlr"] = _column(par_data, par_names, "hlr", index=0)
     return CosmosSelection(catalog=catalog, param_path=param_path, sample=sample, level=level,
-                           rgc=cosmos.real_cat, indices=indices, idents=idents,
-                           columns=columns, n_after_cuts=int(cosmos.nobjects))
+                           rgc=real_cat, indices=indices, idents=idents,
+                           columns=columns, n_after_cuts=int(kept.size))
