@@ -507,3 +507,31 @@ def test_light_full_resolution_stage_drops_only_the_last_norm():
     rebuilt = build_model("cvae2", **config)
     rebuilt.set_weights(light.get_weights())
     np.testing.assert_array_equal(rebuilt.decode(z, c).numpy(), light.decode(z, c).numpy())
+
+
+@pytest.mark.parametrize("stamp_size", [32, 35])
+def test_subpixel_decoder_shapes_and_nearest_neighbour_start(stamp_size):
+    """The sub-pixel decoder (Shi et al. 2016) gives full-size stamps, odd sizes
+    included, and starts (ICNR) as a nearest-neighbour up-sampling of its half-resolution
+    map: every 2x2 block of the output is constant."""
+    import keras
+
+    from galsim_vae.models.networks import build_subpixel_decoder_cnn
+
+    keras.utils.set_random_seed(2)
+    decoder = build_subpixel_decoder_cnn(stamp_size, 6, [4, 8, 16], "linear",
+                                         full_resolution_norm=False)
+    out = np.asarray(decoder(np.random.default_rng(0).normal(size=(3, 6)).astype("float32")))
+    assert out.shape == (3, stamp_size, stamp_size, 1) and np.all(np.isfinite(out))
+    even = out[:, :stamp_size // 2 * 2, :stamp_size // 2 * 2, 0]
+    blocks = even.reshape(3, stamp_size // 2, 2, stamp_size // 2, 2)
+    np.testing.assert_allclose(blocks, blocks[:, :, :1, :, :1] * np.ones_like(blocks),
+                               rtol=1e-6, atol=1e-7)
+    assert np.std(even) > 0
+    # no full-resolution stage; no GroupNormalization in the last (half-resolution) one
+    names = [layer.name for layer in decoder.layers]
+    assert "up1" in names and "up1_norm" not in names and "up0" not in names
+    model = build_model("cvae2", stamp_size=stamp_size, latent_size=4, channels=[4, 8, 16],
+                        n_conditions=1, decoder="subpixel", output_activation="linear")
+    profile = model.decode(np.zeros((2, 4), "float32"), np.zeros((2, 1), "float32"))
+    assert tuple(profile.shape)[:3] == (2, stamp_size, stamp_size)

@@ -136,11 +136,72 @@ def build_decoder_cnn(stamp_size: int, in_features: int, channels: Sequence[int]
                            a normalisation right before the output convolution is not needed
                            for stable training (the deeper stages keep theirs).
     """
-    if upsampling not in UPSAMPLINGS:
-        raise ValueError(f"upsampling {upsampling!r} is not one of {UPSAMPLINGS}")
+    layers = _decoder_trunk(stamp_size, in_features, channels, upsampling,
+                            full_resolution_norm, stop_at=0)
+    _check_output_activation(output_activation)
+    layers.append(keras.layers.Conv2D(1, 3, padding="same", activation=output_activation,
+                                      name="to_image"))
+    return keras.Sequential(layers, name=name)
+
+
+def build_subpixel_decoder_cnn(stamp_size: int, in_features: int, channels: Sequence[int],
+                               output_activation: str, name: str = "decoder_cnn",
+                               upsampling: str = "transpose",
+                               full_resolution_norm: bool = True) -> keras.Sequential:
+    """:func:`build_decoder_cnn` whose last stage works at half resolution: a 3x3
+    convolution gives four output channels per pixel of the half-resolution map, which a
+    depth-to-space rearrangement turns into the 2x2 pixels of the full-resolution stamp
+    (the sub-pixel convolution of Shi et al. 2016, arXiv:1609.05158).
+
+    No tensor of the decoder then has the stamp's full resolution and more than one
+    channel: at 128x128 the full-resolution stage (a transposed convolution to 8 channels,
+    its activation and the 3x3 output convolution) was over half of the decoding time on
+    a CPU (``benchmarks/README.md``).  The four sub-pixel filters start equal (ICNR,
+    Aitken et al. 2017, arXiv:1707.02937), i.e. as a nearest-neighbour up-sampling, so
+    that training does not start from a checkerboard.  ``full_resolution_norm``
+    normalises the last stage (here the half-resolution one): False leaves its
+    GroupNormalization out, which was a third of the decoding time at 128x128 (a
+    per-channel normalisation of 64x64 maps, many small operations).
+    """
+    sizes = stage_sizes(stamp_size)
+    layers = _decoder_trunk(stamp_size, in_features, channels, upsampling,
+                            full_resolution_norm, stop_at=1)
+    _check_output_activation(output_activation)
+    half = sizes[1]
+    layers += [
+        keras.layers.Conv2D(4, 3, padding="same", kernel_initializer=_icnr_initializer,
+                            name="to_subpixels"),
+        keras.layers.Reshape((half, half, 2, 2), name="subpixel_split"),
+        keras.layers.Permute((1, 3, 2, 4), name="subpixel_interleave"),
+        keras.layers.Reshape((2 * half, 2 * half, 1), name="to_full_resolution"),
+    ]
+    excess = 2 * half - sizes[0]
+    if excess:
+        layers.append(keras.layers.Cropping2D(((0, excess), (0, excess)), name="crop0"))
+    layers.append(keras.layers.Activation(output_activation, name="to_image"))
+    return keras.Sequential(layers, name=name)
+
+
+def _icnr_initializer(shape, dtype=None):
+    """ICNR: one Glorot-uniform filter repeated for the four sub-pixel channels."""
+    one = keras.initializers.GlorotUniform()((*shape[:-1], 1), dtype=dtype)
+    return keras.ops.tile(one, (1, 1, 1, shape[-1]))
+
+
+def _check_output_activation(output_activation: str) -> None:
     if output_activation not in OUTPUT_ACTIVATIONS:
         raise ValueError(f"output_activation {output_activation!r} is not one of "
                          f"{OUTPUT_ACTIVATIONS}")
+
+
+def _decoder_trunk(stamp_size: int, in_features: int, channels: Sequence[int],
+                   upsampling: str, last_stage_norm: bool,
+                   stop_at: int) -> list[keras.layers.Layer]:
+    """The decoder's layers from the input to the map of stage ``stop_at`` (0: the
+    stamp's resolution, 1: half of it), as in :func:`build_decoder_cnn`; the last of
+    these stages is normalised only if ``last_stage_norm``."""
+    if upsampling not in UPSAMPLINGS:
+        raise ValueError(f"upsampling {upsampling!r} is not one of {UPSAMPLINGS}")
     sizes = stage_sizes(stamp_size)
     widths = stage_channels(len(sizes) - 1, channels)
     bottom = sizes[-1]
@@ -150,7 +211,7 @@ def build_decoder_cnn(stamp_size: int, in_features: int, channels: Sequence[int]
         keras.layers.Reshape((bottom, bottom, widths[-1]), name="to_map"),
     ]
     layers += _norm_act(widths[-1], "from_latent")
-    for i in reversed(range(len(widths))):
+    for i in reversed(range(stop_at, len(widths))):
         width = widths[i - 1] if i > 0 else widths[0]
         if upsampling == "transpose":
             layers.append(keras.layers.Conv2DTranspose(width, STAGE_KERNEL, strides=2,
@@ -162,10 +223,8 @@ def build_decoder_cnn(stamp_size: int, in_features: int, channels: Sequence[int]
         excess = 2 * sizes[i + 1] - sizes[i]
         if excess:
             layers.append(keras.layers.Cropping2D(((0, excess), (0, excess)), name=f"crop{i}"))
-        layers += _norm_act(width, f"up{i}", normalise=i > 0 or full_resolution_norm)
-    layers.append(keras.layers.Conv2D(1, 3, padding="same", activation=output_activation,
-                                      name="to_image"))
-    return keras.Sequential(layers, name=name)
+        layers += _norm_act(width, f"up{i}", normalise=i > stop_at or last_stage_norm)
+    return layers
 
 
 def build_mlp(in_features: int, hidden_units: Sequence[int], out_features: int, *,

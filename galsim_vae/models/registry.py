@@ -106,6 +106,7 @@ for _name, _cls in (("cvae", "ConditionalVAE"), ("cvae2", "ConditionalVAE2"),
                     ("fancy_cvae", "FancyConditionalVAE")):
     ARCHITECTURES.register(_name, f"galsim_vae.models.conditional:{_cls}")
 DECODERS.register("conv", "galsim_vae.models.networks:build_decoder_cnn")
+DECODERS.register("subpixel", "galsim_vae.models.networks:build_subpixel_decoder_cnn")
 PRIORS.register("normal", None, has_weights=False)
 PRIORS.register("flow", "galsim_vae.models.prior:FlowPrior", has_weights=True)
 LIKELIHOODS.register("gaussian", "galsim_vae.models.likelihood:pixel_likelihood")

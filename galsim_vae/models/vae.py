@@ -83,6 +83,8 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         full_resolution_norm: GroupNormalization in the decoder's last (full-resolution)
                       stage (default True, the seed's layout); False makes decoding about
                       twice as fast at 128x128 (see :func:`~.networks.build_decoder_cnn`).
+        decoder:      registered decoder (``"conv"``: :func:`~.networks.build_decoder_cnn`;
+                      ``"subpixel"``: :func:`~.networks.build_subpixel_decoder_cnn`).
     """
 
     architecture = "vae"
