@@ -32,7 +32,7 @@ import galsim
 from galsim import GSObject, GSParams
 
 from .model_info import ModelInfo
-from .stamp_profile import PROFILES, content_maxk
+from .stamp_profile import PROFILES, content_maxk, shot_flux_deficit
 
 
 def _readonly(values) -> np.ndarray:
@@ -426,6 +426,7 @@ class VAEGalaxy(GSObject):
 
     def _shoot(self, photons, rng):
         self._profile._shoot(photons, rng)
+        photons.flux /= shot_flux_deficit(self.stamp)   # GalSim 2.8.5 shoots 1 - 2 eta
 
     def _drawKImage(self, image, jac=None):
         self._profile._drawKImage(image, jac)
