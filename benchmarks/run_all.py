@@ -13,7 +13,14 @@ Items (``--only`` picks some):
 ``memory``      peak RSS of ``galsim examples/field.yaml`` over several output files
                 (``benchmarks/memory.py``);
 ``processes``   the field of ``field`` with image.nproc 1 and 2 (quick: without the slow
-                ``real`` type).
+                ``real`` type);
+``startup``     import, first galaxy, ``--help`` (``benchmarks/startup.py``);
+``kept_objects`` memory per drawn and kept VAEGalaxy beside RealGalaxy
+                (``benchmarks/kept_objects.py``);
+``photon_shooting`` phot vs FFT drawing: time, shot flux, agreement within shot noise,
+                beside GalSim's parametric galaxies (``benchmarks/photon_shooting.py``).
+The ``sampling`` item also profiles the decoder layer by layer in LiteRT
+(``benchmarks/decoder_profile.py``).
 
 Each item runs in its own Python process (TensorFlow state, memory and fork-safety stay
 apart).  ``--quick`` (default, ~5 minutes on 2 busy cores) and ``--full`` set the sizes; every
@@ -41,7 +48,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ITEMS = ("field", "sampling", "training", "memory", "processes", "startup", "kept_objects")
+ITEMS = ("field", "sampling", "training", "memory", "processes", "startup", "kept_objects",
+         "photon_shooting")
 #: Stamp size of the sampling target (>= 1,000 galaxies/s at 128x128 on 2 cores).
 SAMPLING_TARGET_SIZE = 128
 
@@ -230,6 +238,7 @@ def main(argv=None) -> int:
                 *bundles, "--batch-sizes", "1", "64", "1024",
                 "--galaxies", str(sizes["sampling_galaxies"]),
                 "--rounds", str(sizes["sampling_rounds"])], log))
+            log(run_script("decoder_profile.py", bundles, log))
         elif item == "training":
             log(run_script("training.py", [
                 "--sizes", "128", "158", "--n", str(sizes["train_n"]), "--batch-size", "8",
@@ -245,6 +254,11 @@ def main(argv=None) -> int:
             log(run_script("kept_objects.py", ["--model", model, "--catalog",
                                                str(ensure_catalog(workdir, sizes["catalog_n"],
                                                                   args.catalog))], log))
+        elif item == "photon_shooting":
+            log(run_script("photon_shooting.py", [
+                "--model", model, "--catalog", str(ensure_catalog(
+                    workdir, sizes["catalog_n"], args.catalog)), "--n", "20", "--shots", "8"],
+                log))
         elif item == "memory":
             log(run_script("memory.py", [
                 "--model", model, "--nfiles", str(sizes["memory_nfiles"]), "--nproc", "1"],
