@@ -536,3 +536,33 @@ def test_extension_catalog_as_found(tmp_path):
         train(tmp_path / "plain", tmp_path / "bundle", conditions=("zphot", "flux_radius"),
               epochs=1)
     assert not (tmp_path / "bundle").exists()
+
+
+def test_all_zero_stamps_and_bad_psfs_refused_or_skipped_with_a_count(tmp_path):
+    """Inside an otherwise good catalog (the real AEGIS one): an all-zero stamp, a PSF of
+    zero sum and a PSF of negative sum are refused naming the galaxy, the file and the
+    fix, or with --skip-invalid left out and counted."""
+    directory = copy_catalog(AEGIS, tmp_path / "damaged")
+    with fits.open(directory / "AEGIS_F814w_images_01.fits", mode="update") as hdus:
+        original = hdus[2].data.copy()
+        hdus[2].data[:] = 0.0                                          # IDENT 9024
+    with fits.open(directory / "AEGIS_F814w_PSF_images_02.fits", mode="update") as hdus:
+        hdus[0].data[:] = 0.0                                          # IDENT 17038
+        hdus[1].data *= -1.0                                           # IDENT 24216
+    name = "AEGIS_F814w_catalog.fits"
+    with pytest.raises(InputDataError, match=r"IDENT 9024: stamp .* is all zeros.*--skip-invalid"):
+        prepare_quietly(tmp_path / "out", directory, file_name=name, stamp_size=64)
+    with fits.open(directory / "AEGIS_F814w_images_01.fits", mode="update") as hdus:
+        hdus[2].data[:] = original                # now only the PSFs are damaged
+    with pytest.raises(InputDataError, match=r"IDENT 17038: PSF image .*PSF_images_02.* is "
+                                             r"all zeros.*--skip-invalid"):
+        prepare_quietly(tmp_path / "out", directory, file_name=name, stamp_size=64)
+    assert not (tmp_path / "out").exists()
+    with fits.open(directory / "AEGIS_F814w_images_01.fits", mode="update") as hdus:
+        hdus[2].data[:] = 0.0
+    path, _ = prepare_quietly(tmp_path / "out", directory, file_name=name, stamp_size=64,
+                              skip_invalid=True)
+    dataset = Dataset(path)
+    assert sorted(int(i) for i in dataset.catalog["ident"]) == [14886, 23409]
+    rejected = dataset.meta["source"]["rejected"]
+    assert rejected["invalid_pixels"] == 1 and rejected["invalid_psf"] == 2

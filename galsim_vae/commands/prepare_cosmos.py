@@ -40,7 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--oversize", choices=OVERSIZE_POLICIES, default="crop",
                         help="stamps larger than --stamp-size: crop (default), reject, error")
     parser.add_argument("--skip-invalid", action="store_true",
-                        help="leave out galaxies with NaN/inf pixels instead of failing")
+                        help="leave out (and count) galaxies whose stamp has NaN/inf pixels "
+                             "or is all zeros, or whose PSF is so or has a sum <= 0, instead "
+                             "of failing")
     parser.add_argument("--no-hdu-check", dest="check_hdus", action="store_false",
                         help="trust GAL_HDU (skip the stamp_flux check and HDU repair)")
     parser.add_argument("--noise-seed", type=int, default=0, help="seed of the padding noise")

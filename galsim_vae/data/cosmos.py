@@ -262,7 +262,7 @@ def prepare_cosmos(out: str | os.PathLike, directory: str | os.PathLike, *,
                            "n_selected_all_shards": n_selected_all}
     rejected = {"cuts": n_total - sel.n_after_cuts,
                 "max_galaxies": sel.n_after_cuts - n_selected_all,
-                "oversize": 0, "invalid_pixels": 0}
+                "oversize": 0, "invalid_pixels": 0, "invalid_psf": 0}
     with DatasetWriter(out, max_galaxies=len(sel.indices), stamp_size=stamp_size,
                        psf_size=psf_size, pixel_scale=pixel_scale, flux_units=FLUX_UNITS,
                        source=source, extra_columns=EXTRA_COLUMNS, split_seed=split_seed,
@@ -304,11 +304,11 @@ def _write_galaxies(writer: DatasetWriter, sel: CosmosSelection, hdus, padding,
         given_hdu = int(rgc.gal_hdu[index])
         stamp = hdus.image(index).array
         where = f"HDU {given_hdu} of {gal_file!r}"
-        if not np.all(np.isfinite(stamp)):
+        problem = _invalid_image(stamp)
+        if problem is not None:
             if not skip_invalid:
                 raise InputDataError(
-                    f"galaxy IDENT {ident}: stamp ({where}) has "
-                    f"{int(np.sum(~np.isfinite(stamp)))} NaN/inf pixels. Fix: pass "
+                    f"galaxy IDENT {ident}: stamp ({where}) {problem}. Fix: pass "
                     "skip_invalid=True (--skip-invalid) to leave such galaxies out")
             rejected["invalid_pixels"] += 1
             continue
@@ -325,11 +325,16 @@ def _write_galaxies(writer: DatasetWriter, sel: CosmosSelection, hdus, padding,
                   if padded else None)
         image, (off_x, off_y), kept = place_centred(stamp, size, canvas)
         psf_raw = repair.read_catalog_image(rgc, index, "PSF").array
+        problem = _invalid_image(psf_raw, need_positive_sum=True)
+        if problem is not None:
+            if not skip_invalid:
+                raise InputDataError(
+                    f"galaxy IDENT {ident}: PSF image (HDU {int(rgc.psf_hdu[index])} of "
+                    f"{rgc.psf_file_name[index]!r}) {problem}. Fix: pass skip_invalid=True "
+                    "(--skip-invalid) to leave such galaxies out")
+            rejected["invalid_psf"] += 1
+            continue
         psf_total = float(np.sum(psf_raw))
-        if not (np.all(np.isfinite(psf_raw)) and psf_total > 0):
-            raise InputDataError(
-                f"galaxy IDENT {ident}: PSF image (HDU {int(rgc.psf_hdu[index])} of "
-                f"{rgc.psf_file_name[index]!r}) has NaN/inf pixels or a non-positive sum")
         peak = np.unravel_index(int(np.argmax(psf_raw)), psf_raw.shape)
         psf, _, _ = place_centred(psf_raw, writer.psf_size, centre=peak)
         counts["n_cropped"] += cropped
@@ -348,3 +353,16 @@ def _write_galaxies(writer: DatasetWriter, sel: CosmosSelection, hdus, padding,
             sersic_n=columns["sersic_n"][index], sersic_hlr=columns["sersic_hlr"][index])
     rgc.close()
     return counts
+
+
+def _invalid_image(pixels: np.ndarray, need_positive_sum: bool = False) -> str | None:
+    """What makes a stamp or PSF image unusable (NaN/inf pixels, all zeros, and for a
+    PSF a sum that is not positive), or None."""
+    bad = int(np.sum(~np.isfinite(pixels)))
+    if bad:
+        return f"has {bad} NaN/inf pixels"
+    if not np.any(pixels):
+        return "is all zeros (no signal)"
+    if need_positive_sum and not float(np.sum(pixels)) > 0:
+        return f"sums to {float(np.sum(pixels)):.4g}, not a positive flux"
+    return None

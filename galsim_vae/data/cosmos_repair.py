@@ -378,8 +378,9 @@ class HduChecker:
     def image(self, index: int):
         """Galaxy ``index``'s stamp as a GalSim Image, read from the right HDU."""
         image = read_catalog_image(self.rgc, index)
-        if not self.enabled or not np.all(np.isfinite(image.array)):
-            return image  # NaN stamps are reported by the caller
+        if (not self.enabled or not np.all(np.isfinite(image.array))
+                or not np.any(image.array)):
+            return image  # NaN and all-zero stamps are reported by the caller
         target = float(self.stamp_flux[index])
         if self.matches(image.array, target):
             return image
