@@ -66,6 +66,25 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # log runs/train_flagship_long80.log; rerun the script to continue it):
 #   cp -r flagship_long.checkpoints flagship_long80.checkpoints
 #   galsim-vae train sim20k_128 --out flagship_long80 ...(as flagship_long)... --epochs 80 --resume
+# 2026-12-03 (session 22): the flow prior refitted to posterior *samples* of the training
+# split in all 8 orientations (what `train` now does for --augment runs), with a larger
+# flow (8 couplings of 128,128), on flagship_long's VAE weights (a copy of its
+# checkpoints, resumed at its last epoch: only the prior is fitted; runs/flagship_prior8,
+# script runs/train_flagship_prior8.sh, 15 min):
+#   cp -r flagship_long.checkpoints flagship_prior8.checkpoints
+#   galsim-vae train sim20k_128 --out flagship_prior8 ...(as flagship_long)... --resume \
+#       --flow-units 128,128 --flow-couplings 8
+# Report (simeval3k_128, 2,952 galaxies): mean |g| -2.7% (flagship_long -5.0%), size -1.5%
+# (-3.0%), isotropy met (max |mean g| 0.0021, angle KS p 0.40; was 0.0037, p 0.0016),
+# memorization met (p 0.21; was 0.021), KS |g| 0.065, KS flux 0.078, z-bin flux 8.1%,
+# magnitude worst bin 0.256: still 3/8 report targets.
+# Then, with the same prior fit: flagship_long continued to 80 epochs
+# (runs/train_flagship_long80.sh), and a flagship with the sub-pixel decoder
+# (runs/train_flagship_sp.sh):
+#   galsim-vae train sim20k_128 --out flagship_sp --model cvae2 --conditions zphot mag_auto \
+#       flux_radius --flux-condition mag_auto --epochs 55 --decoder subpixel \
+#       ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.95 \
+#       --flow-units 128,128 --flow-couplings 8
 # Not yet run: the same with a resize decoder (no transposed convolutions):
 #   galsim-vae train sim20k_128 --out flagship_resize ... ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --upsampling resize
 # Refitting the shipped flagship's flow prior with early stopping on the validation
