@@ -107,8 +107,11 @@ def write_generator(network, folder: str | os.PathLike, *,
             if has_flow:
                 (folder / PRIOR_TFLITE.format(batch=b)).write_bytes(_convert(prior, signature))
     except Exception as err:  # noqa: BLE001 - the converter raises many kinds
+        # a tracing error's first line is "in user code:", its last line the cause
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        cause = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
         raise BundleError(f"cannot export the generator of {network.architecture!r} to "
-                          f"LiteRT: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+                          f"LiteRT: {type(err).__name__}: {cause}") from None
     spec = GeneratorSpec(
         batches=batches, decoders=tuple(DECODER_TFLITE.format(batch=b) for b in batches),
         priors=tuple(PRIOR_TFLITE.format(batch=b) for b in batches) if has_flow else None)
