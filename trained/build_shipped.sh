@@ -30,8 +30,17 @@ cd "$WORK"
 COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batch-size 64
  --beta warmup:0.1:4:0.01 --lr 1e-3 --lr-decay 0.93 --clip-norm 1e5 --seed 2026
  --output-activation linear --model-error 0.03 --augment --monitor median --resume"
+# The shipped flagship (2026-12-03): KL weight 0.01, 55 epochs at a 0.95 decay, and the
+# flow prior (8 couplings of 128,128) fitted to posterior samples in all 8 orientations.
+# It was made as runs/flagship_long (55 epochs) whose checkpoints were resumed as
+# runs/flagship_prior8 to fit that prior (`train` now fits it so in one go):
 [ -f flagship_cosmos_sim/model.json ] || galsim-vae train sim20k_128 --out flagship_cosmos_sim \
-    --model cvae2 --conditions zphot mag_auto flux_radius --flux-condition mag_auto --epochs 30 $COMMON
+    --model cvae2 --conditions zphot mag_auto flux_radius --flux-condition mag_auto --epochs 55 \
+    ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.95 \
+    --flow-units 128,128 --flow-couplings 8
+# (--lr-decay given twice: the last one, 0.95, counts.)  Before 2026-12-03 it was:
+#   galsim-vae train sim20k_128 --out flagship_cosmos_sim --model cvae2 --conditions zphot \
+#       mag_auto flux_radius --flux-condition mag_auto --epochs 30 $COMMON
 # cvae2_cosmos_sim and vae_cosmos_sim, as shipped, were built by this script as of commit
 # 0538117 (`git show 0538117:trained/build_shipped.sh`) on the previous simulation
 # (exponential disks): check out that commit to rebuild them.
