@@ -189,9 +189,10 @@ class LiteRunner:
 
     def decode(self, values: np.ndarray, conditions: np.ndarray | None, *,
                from_noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Profiles (n, S, S) float64 in network units and their latent vectors, for
-        ``values`` (noise when ``from_noise``, else latent vectors, z or z with an
-        orientation code) and standardised ``conditions`` (n, k) or None."""
+        """Profiles (n, S, S) float32 (the network's precision) in network units and
+        their latent vectors, for ``values`` (noise when ``from_noise``, else latent
+        vectors, z or z with an orientation code) and standardised ``conditions`` (n, k)
+        or None."""
         from .data.pipeline import apply_dihedral
 
         values = np.asarray(values, dtype=float)
@@ -200,4 +201,4 @@ class LiteRunner:
         profiles = self._generator.decode(latents[:, :self._latent_size], cond)
         if latents.shape[1] == self._latent_size + 1 and self._dihedral:
             profiles = apply_dihedral(profiles, np.round(latents[:, -1]).astype(np.int64))
-        return profiles.astype(float), latents
+        return profiles, latents

@@ -35,10 +35,13 @@ def apply_dihedral(stamps: np.ndarray, codes: np.ndarray) -> np.ndarray:
     pixel), and the PSF-convolved model of a transformed pair is the transformed model,
     so the likelihood is unchanged.  Input (B, N, N), returns a new array.
     """
+    stamps = np.asarray(stamps)
+    codes = np.asarray(codes, dtype=np.int64).reshape(-1)
     out = np.empty_like(stamps)
-    for i, code in enumerate(np.asarray(codes)):
-        turned = np.rot90(stamps[i], int(code) % 4)
-        out[i] = turned.T if code >= 4 else turned
+    for code in np.unique(codes):          # one vectorised copy per element of the group
+        rows = np.flatnonzero(codes == code)
+        turned = np.rot90(stamps[rows], int(code) % 4, axes=(1, 2))
+        out[rows] = turned.transpose(0, 2, 1) if code >= 4 else turned
     return out
 
 
