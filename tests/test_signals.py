@@ -152,3 +152,30 @@ def test_galsim_field_terminated_keeps_only_whole_files(bundle, tmp_path):
             assert galsim.fits.read(str(output / name)).array.shape == (512, 512)
         else:
             assert len((output / name).read_text().splitlines()) == 9   # header + 8 rows
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    """A simulated COSMOS-format survey of 300 galaxies (prepare takes a few seconds)."""
+    folder = tmp_path_factory.mktemp("signals_survey") / "survey"
+    done = subprocess.run([sys.executable, "-m", "galsim_vae", "--quiet", "simulate", "--n",
+                           "300", "--seed", "4", "--processes", "2", "--out", str(folder)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, status, word", [(signal.SIGTERM, 143, "terminated"),
+                                                  (signal.SIGINT, 130, "interrupted")])
+def test_prepare_interrupted_leaves_nothing(survey, tmp_path, signum, status, word):
+    proc = _start(["prepare", "cosmos", "--dir", survey, "--sample", "25.2", "--stamp-size",
+                   "256", "--out", tmp_path / "data"], tmp_path)
+    assert _wait_for(lambda: any(tmp_path.iterdir()), 120), proc.communicate()[1]
+    proc.send_signal(signum)                 # while the data set is being written
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("prepare finished before the signal arrived")
+    assert proc.returncode == status, err
+    assert word in err and "no partial output was kept" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
