@@ -249,7 +249,7 @@ def test_mismatched_stamp_size_error_and_cli_exit(bundles, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stamp40"]
 
 
-def test_compatibility_checks_name_the_problem(bundles, tiny_dataset):
+def test_compatibility_checks_name_the_problem(bundles, tiny_dataset, tmp_path):
     from galsim_vae.bundle import BundleSpec, read_bundle
     from galsim_vae.data import Dataset
 
@@ -261,13 +261,26 @@ def test_compatibility_checks_name_the_problem(bundles, tiny_dataset):
     assert ok.net_per_data == pytest.approx(1.0 / spec.flux.scale)
     changes = [
         ({"pixel_scale": 0.05}, "pixel scales differ"),
-        ({"conditions": [{**meta["conditions"][0], "name": "lum"}]}, "no such column"),
+        ({"conditions": [{**meta["conditions"][0], "name": "lum"}]},
+         r"no such column.*--column lum=COLUMN"),
         ({"flux": {"units": "electron/s", "scale": 1.0}}, "flux units differ"),
         ({"hyperparameters": {**meta["hyperparameters"], "psf_size": 21}}, "PSF sizes differ"),
     ]
     for change, message in changes:
         with pytest.raises(InputDataError, match=message):
             check_compatibility(BundleSpec.from_json({**meta, **change}, "changed"), data)
+    # a data set whose condition column holds no finite value: named, and how to fill it
+    import shutil
+
+    from astropy.table import Table
+
+    no_z = shutil.copytree(tiny_dataset, tmp_path / "no_zphot")
+    table = Table.read(no_z / "catalog.fits")
+    table["zphot"] = np.nan
+    table.write(no_z / "catalog.fits", overwrite=True)
+    with pytest.raises(InputDataError, match=r"no galaxy of the data set has a finite "
+                                             r"'zphot'.*--column zphot=COLUMN"):
+        check_compatibility(spec, Dataset(no_z))
     # a bundle in other units of the same kind: the pixels are converted
     converted = check_compatibility(BundleSpec.from_json(
         {**meta, "flux": {"units": "count/ms", "scale": 2.0}}, "changed"), data)

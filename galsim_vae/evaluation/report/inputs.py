@@ -152,10 +152,13 @@ def check_compatibility(spec, dataset, *, bundle_path: str = "") -> Compatibilit
         if name not in catalog.colnames:
             raise InputDataError(
                 f"the model is conditioned on {name!r}{where}, but the data set catalog has no "
-                f"such column (columns: {', '.join(catalog.colnames)}); use a data set with it")
+                f"such column (columns: {', '.join(catalog.colnames)}); use a data set with it "
+                f"(for a COSMOS-format catalog: prepare it again with --column {name}=COLUMN)")
         if not np.isfinite(np.asarray(catalog[name], dtype=float)).any():
             raise InputDataError(f"the model is conditioned on {name!r}{where}, but no galaxy "
-                                 f"of the data set has a finite {name!r}")
+                                 f"of the data set has a finite {name!r}; if the catalog has "
+                                 f"it under another name, prepare the data set again with "
+                                 f"--column {name}=COLUMN")
     return Compatibility(unit_factor=factor, net_per_data=factor / bundle_scale,
                          condition_names=names, notes=notes)
 
