@@ -104,6 +104,9 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # flagship).  Between two fits of the flow prior to the same kind of encodings the mean
 # |g| of the prior samples moved by 2% (prior8 -2.7%, long80 -4.6%), so the next step is to
 # choose the flow fit on the validation split's morphology as well as its likelihood.
+# Started at the end of the 2026-12-03 session, to continue (rerun the script: --resume):
+# the same sub-pixel flagship with --seed 2027 (the spread of the report figures between
+# seeds), runs/train_flagship_sp2027.sh, log runs/train_flagship_sp2027.log.
 # Not yet run: the same with a resize decoder (no transposed convolutions):
 #   galsim-vae train sim20k_128 --out flagship_resize ... ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --upsampling resize
 # Refitting the shipped flagship's flow prior with early stopping on the validation
