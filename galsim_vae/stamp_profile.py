@@ -19,6 +19,7 @@ Two costs of an ``InterpolatedImage`` of a 128x128 stamp dominate drawing a
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import threading
 import weakref
@@ -104,9 +105,7 @@ def shot_flux_deficit(stamp: np.ndarray) -> float:
     return float(stamp.sum()) / absolute if absolute > 0 else 1.0
 
 
-_SHOOTS_SHORT: list[bool] = []
-
-
+@functools.cache
 def interpolated_images_shoot_short() -> bool:
     """Whether this GalSim's ``InterpolatedImage`` shoots photons that carry only
     ``1 - 2 eta`` of its flux when it has negative pixels (eta = negative / (positive +
@@ -120,16 +119,14 @@ def interpolated_images_shoot_short() -> bool:
     eta 0.31-0.32), whatever the interpolant's own negative lobes.  Measured once per
     process by shooting such an image, so a GalSim that fixes it gets no correction.
     """
-    if not _SHOOTS_SHORT:
-        import galsim
+    import galsim
 
-        pixels = np.zeros((2, 2))
-        pixels[0, 0], pixels[1, 1] = 2.0, -1.0          # flux 1, eta = 1/3
-        image = galsim.InterpolatedImage(galsim.Image(pixels, scale=1.0),
-                                         x_interpolant="nearest", normalization="sb",
-                                         calculate_stepk=False, calculate_maxk=False)
-        photons = galsim.PhotonArray(20000)
-        image._shoot(photons, galsim.BaseDeviate(20261203))
-        shot = float(np.sum(photons.flux)) / image.flux   # 1 right, 1/3 short (+- 0.01)
-        _SHOOTS_SHORT.append(shot < 2.0 / 3.0)
-    return _SHOOTS_SHORT[0]
+    pixels = np.zeros((2, 2))
+    pixels[0, 0], pixels[1, 1] = 2.0, -1.0          # flux 1, eta = 1/3
+    image = galsim.InterpolatedImage(galsim.Image(pixels, scale=1.0),
+                                     x_interpolant="nearest", normalization="sb",
+                                     calculate_stepk=False, calculate_maxk=False)
+    photons = galsim.PhotonArray(20000)
+    image._shoot(photons, galsim.BaseDeviate(20261203))
+    shot = float(np.sum(photons.flux)) / image.flux      # 1 right, 1/3 short (+- 0.01)
+    return shot < 2.0 / 3.0

@@ -32,6 +32,19 @@ def _wait_for(predicate, timeout=60.0):
     return False
 
 
+def _signal_leaves_nothing(proc, signum, status, word, folder, what="the command"):
+    """Send ``signum`` to ``proc``; it must stop with ``status``, print ``word`` and "no
+    partial output was kept" without a traceback, and leave ``folder`` empty (skipped if
+    it finished first)."""
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip(f"{what} finished before the signal arrived")
+    assert proc.returncode == status, err
+    assert word in err and "no partial output was kept" in err and "Traceback" not in err
+    assert sorted(p.name for p in folder.iterdir()) == []
+
+
 @pytest.mark.parametrize("signum, exception", [(signal.SIGTERM, "Terminated"),
                                                 (signal.SIGINT, "KeyboardInterrupt")])
 def test_a_swallowed_signal_is_raised_again_at_the_next_check(signum, exception):
@@ -67,13 +80,7 @@ def test_sample_interrupted_leaves_nothing(bundle, tmp_path, signum, status, wor
                    "--out", out], tmp_path)
     # interrupted once it writes (a temporary beside the output), or mid-generation
     _wait_for(lambda: any(p.name.startswith("cube.fits") for p in tmp_path.iterdir()), 20)
-    proc.send_signal(signum)          # while the cube is being written
-    _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        pytest.skip("the command finished before the signal arrived")
-    assert proc.returncode == status, err
-    assert word in err and "no partial output was kept" in err and "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    _signal_leaves_nothing(proc, signum, status, word, tmp_path)   # while writing the cube
 
 
 @pytest.mark.slow
@@ -116,14 +123,7 @@ def test_simulate_and_evaluate_interrupted_leave_nothing(bundle, tiny_dataset, t
         proc = _start([*args, "--out", folder / "out"], folder)
         # once the command has started its output (a temporary folder beside --out)
         assert _wait_for(lambda: any(folder.iterdir()), 120), proc.communicate()[1]
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=120)
-        if proc.returncode == 0:
-            pytest.skip(f"{name}: the command finished before the signal arrived")
-        assert proc.returncode == status, err
-        assert word in err and "no partial output was kept" in err, err
-        assert "Traceback" not in err
-        assert sorted(p.name for p in folder.iterdir()) == []
+        _signal_leaves_nothing(proc, signum, status, word, folder, name)
 
 
 @pytest.mark.slow
@@ -172,10 +172,4 @@ def test_prepare_interrupted_leaves_nothing(survey, tmp_path, signum, status, wo
     proc = _start(["prepare", "cosmos", "--dir", survey, "--sample", "25.2", "--stamp-size",
                    "256", "--out", tmp_path / "data"], tmp_path)
     assert _wait_for(lambda: any(tmp_path.iterdir()), 120), proc.communicate()[1]
-    proc.send_signal(signum)                 # while the data set is being written
-    _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        pytest.skip("prepare finished before the signal arrived")
-    assert proc.returncode == status, err
-    assert word in err and "no partial output was kept" in err and "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    _signal_leaves_nothing(proc, signum, status, word, tmp_path, "prepare")  # mid-write
