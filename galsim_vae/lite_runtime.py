@@ -150,7 +150,9 @@ class LiteGenerator:
 
     def decode(self, latents: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         """Profiles (n, S, S) float32 in network units of latents z (n, latent_size)."""
-        return self._run(self._spec.decoders, latents, conditions)
+        profiles = self._run(self._spec.decoders, latents, conditions)
+        # exported as (n, S, S, 1) (bundles exported before 2026-12-03: (n, S, S))
+        return profiles[..., 0] if profiles.ndim == 4 else profiles
 
 
 class LiteRunner:

@@ -535,3 +535,34 @@ def test_subpixel_decoder_shapes_and_nearest_neighbour_start(stamp_size):
                         n_conditions=1, decoder="subpixel", output_activation="linear")
     profile = model.decode(np.zeros((2, 4), "float32"), np.zeros((2, 1), "float32"))
     assert tuple(profile.shape)[:3] == (2, stamp_size, stamp_size)
+
+
+def test_subpixel_layout_puts_channel_dy_dx_at_pixel_dy_dx():
+    """The sub-pixel rearrangement: channel ``2 dy + dx`` of half-resolution pixel (i, j)
+    is full-resolution pixel (2i + dy, 2j + dx) (Shi et al. 2016)."""
+    from galsim_vae.models.networks import DepthToSpace
+
+    half = np.arange(2 * 3 * 3 * 4, dtype="float32").reshape(2, 3, 3, 4)
+    full = np.asarray(DepthToSpace(2)(half))
+    assert full.shape == (2, 6, 6, 1)
+    for dy in range(2):
+        for dx in range(2):
+            np.testing.assert_array_equal(full[:, dy::2, dx::2, 0], half[..., 2 * dy + dx])
+
+
+def test_exported_group_norm_is_keras_group_norm():
+    """The 4-D GroupNormalization traced at export (operators LiteRT's XNNPACK runs) is
+    Keras's layer: same values on maps with offsets, scales and trained gamma/beta."""
+    import keras
+
+    from galsim_vae.bundle.export import _group_norm_4d
+
+    rng = np.random.default_rng(3)
+    layer = keras.layers.GroupNormalization(groups=4, name="norm")
+    x = (rng.normal(size=(3, 8, 8, 16)) * rng.uniform(0.1, 30, 16) + rng.normal(0, 5, 16))
+    x = x.astype("float32")
+    layer(x)
+    layer.gamma.assign(rng.normal(1, 0.3, 16).astype("float32"))
+    layer.beta.assign(rng.normal(0, 0.3, 16).astype("float32"))
+    np.testing.assert_allclose(np.asarray(_group_norm_4d(layer, x)), np.asarray(layer(x)),
+                               rtol=1e-5, atol=1e-5)

@@ -2,8 +2,8 @@
 ``prior.tflite``), the sampling path that runs without TensorFlow
 (:mod:`galsim_vae.lite_runtime`).
 
-The decoder (z and standardised conditions -> profile in network units, the flux
-condition's factor included) and, for a learned prior, the flow's forward transform
+The decoder (z and standardised conditions -> profile (B, S, S, 1) in network units,
+the flux condition's factor included) and, for a learned prior, the flow's forward transform
 (eps -> z) are traced at fixed batches of 1 and :data:`EXPORT_BATCH` rows (static
 shapes run ~3x faster than dynamic ones in LiteRT; a batch of 1 costs one galaxy, not a
 padded batch), their variables frozen into constants and converted
@@ -82,6 +82,57 @@ def _stable_softplus(network):
             layer.activation = keras.activations.softplus
 
 
+def _group_norm_4d(layer, x):
+    """``keras.layers.GroupNormalization`` of a (B, H, W, C) map (channels last), in
+    operators of 4-D maps only: per-channel spatial means averaged over each group
+    (equal counts: the group mean), then the same for the squared deviations.
+
+    Keras reshapes to (B, H, W, G, C/G) and reduces over three axes of that 5-D tensor,
+    which LiteRT's XNNPACK delegate does not take: each normalisation then ran in the
+    reference kernels (at 128x128 a sixth of the decoder).  Same function, float32
+    rounding in another order (relative differences ~1e-7)."""
+    import tensorflow as tf
+
+    channels = int(x.shape[-1])
+    groups = int(layer.groups)
+    width = channels // groups
+
+    def group_average(per_channel):             # (B, C) -> (B, 1, 1, C)
+        grouped = tf.reduce_mean(tf.reshape(per_channel, [-1, groups, width]), axis=-1,
+                                 keepdims=True)
+        shape = tf.stack([tf.shape(per_channel)[0], groups, width])
+        return tf.reshape(tf.broadcast_to(grouped, shape), [-1, 1, 1, channels])
+
+    deviation = x - group_average(tf.reduce_mean(x, axis=[1, 2]))
+    variance = group_average(tf.reduce_mean(tf.square(deviation), axis=[1, 2]))
+    inverse = tf.math.rsqrt(variance + layer.epsilon)
+    if layer.scale:
+        inverse = inverse * tf.reshape(layer.gamma, [1, 1, 1, channels])
+    out = deviation * inverse
+    if layer.center:
+        out = out + tf.reshape(layer.beta, [1, 1, 1, channels])
+    return out
+
+
+@contextlib.contextmanager
+def _delegable_group_norm(network):
+    """Trace the network's channels-last GroupNormalization layers of 4-D maps as
+    :func:`_group_norm_4d` (the same function in operators XNNPACK runs)."""
+    import keras
+
+    swapped = [layer for layer in network._flatten_layers()
+               if isinstance(layer, keras.layers.GroupNormalization)
+               and layer.axis in (-1, 3)
+               and getattr(layer.input_spec, "ndim", None) == 4]
+    for layer in swapped:
+        layer.call = _group_norm_4d.__get__(layer)
+    try:
+        yield
+    finally:
+        for layer in swapped:
+            del layer.call                     # back to the class's method
+
+
 def write_generator(network, folder: str | os.PathLike, *,
                     batch: int = EXPORT_BATCH) -> GeneratorSpec:
     """Write the decoder (and, for a learned prior, the prior transform) of ``network``
@@ -101,7 +152,7 @@ def write_generator(network, folder: str | os.PathLike, *,
     try:
         for b in batches:
             signature = _signature(network, b)
-            with _stable_softplus(network):
+            with _stable_softplus(network), _delegable_group_norm(network):
                 (folder / DECODER_TFLITE.format(batch=b)).write_bytes(
                     _convert(decode, signature))
             if has_flow:
@@ -132,16 +183,20 @@ def _signature(network, batch: int) -> list:
 
 def _functions(network):
     """(decode, prior): the exported computations, as plain functions of tensors."""
+    # the profile keeps its channel axis: a slice or reshape after the last layer is an
+    # operator that XNNPACK does not take over, and at 128x128 it cost as much as the
+    # whole network (benchmarks/decoder_profile.py: 0.50 against 0.32 ms per galaxy);
+    # the runtime drops the axis as a numpy view
     if network.n_conditions:
         def decode(latent, conditions):
-            return {"profile": network.decode(latent, conditions)[..., 0]}
+            return {"profile": network.decode(latent, conditions)}
 
         def prior(eps, conditions):
             return {"latent": network.prior_transform(
                 eps, network._prior_conditions(conditions))}
     else:
         def decode(latent, conditions=None):
-            return {"profile": network.decode(latent, None)[..., 0]}
+            return {"profile": network.decode(latent, None)}
 
         def prior(eps, conditions=None):
             return {"latent": network.prior_transform(eps, None)}
@@ -163,7 +218,7 @@ def _check_against_tensorflow(network, folder: Path, spec: GeneratorSpec, decode
     cond = rng.uniform(-3.0, 3.0, (n, network.n_conditions)).astype(np.float32)
     lite = LiteGenerator(folder, spec, threads=1)
     z_tf = prior(eps, cond)["latent"].numpy()
-    ref = decode(z_tf, cond)["profile"].numpy()
+    ref = decode(z_tf, cond)["profile"].numpy()[..., 0]
     got = lite.decode(lite.prior(eps, cond), cond)      # a full batch, then one alone
     scale = float(np.abs(ref).max()) or 1.0
     difference = float(np.abs(got - ref).max() / scale)

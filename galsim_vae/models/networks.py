@@ -171,15 +171,37 @@ def build_subpixel_decoder_cnn(stamp_size: int, in_features: int, channels: Sequ
     layers += [
         keras.layers.Conv2D(4, 3, padding="same", kernel_initializer=_icnr_initializer,
                             name="to_subpixels"),
-        keras.layers.Reshape((half, half, 2, 2), name="subpixel_split"),
-        keras.layers.Permute((1, 3, 2, 4), name="subpixel_interleave"),
-        keras.layers.Reshape((2 * half, 2 * half, 1), name="to_full_resolution"),
+        DepthToSpace(2, name="to_full_resolution"),
     ]
     excess = 2 * half - sizes[0]
     if excess:
         layers.append(keras.layers.Cropping2D(((0, excess), (0, excess)), name="crop0"))
     layers.append(keras.layers.Activation(output_activation, name="to_image"))
     return keras.Sequential(layers, name=name)
+
+
+class DepthToSpace(keras.layers.Layer):
+    """Channels to pixels: channel ``dy * block + dx`` of map pixel (i, j) becomes pixel
+    (block i + dy, block j + dx) of a one-channel map ``block`` times larger
+    (``tf.nn.depth_to_space``, NHWC).  One operator that LiteRT's XNNPACK runs, where
+    a reshape-transpose-reshape of the same permutation cost a tenth of the decoder."""
+
+    def __init__(self, block: int, **kwargs):
+        super().__init__(**kwargs)
+        self.block = int(block)
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        return tf.nn.depth_to_space(inputs, self.block)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        k = self.block
+        return (b, None if h is None else h * k, None if w is None else w * k, c // (k * k))
+
+    def get_config(self):
+        return {**super().get_config(), "block": self.block}
 
 
 def _icnr_initializer(shape, dtype=None):
