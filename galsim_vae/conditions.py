@@ -12,6 +12,11 @@ builder and the evaluation all use this type and the two rules of this module:
   mapping with ``redshift=`` as an alias) into a checked (n, k) array, refusing (or, on
   request, clipping) values outside the training range with one message everywhere.
 
+A condition may be *drawn* (:class:`ConditionDraw`): a user who leaves it out gets it
+drawn from its training distribution given the redshift (:func:`fill_drawn`), so a model
+that works on flux-normalised stamps (its magnitude condition sets the flux) serves users
+who give only a redshift, or nothing.
+
 The role of a column is decided here and only here (:func:`default_role`), by its name
 as the GalSim COSMOS catalogs and galsim_hub spell them.  This module imports neither
 TensorFlow nor GalSim.
@@ -25,6 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .condition_draw import ConditionDraw
 from .errors import ConditionError
 
 #: Roles a condition can play.
@@ -66,6 +72,8 @@ class Condition:
         role:  ``"redshift"``, ``"magnitude"``, ``"size"`` or ``"other"`` (default: from
                the name, :func:`default_role`).
         units: units of the values (default: those of the COSMOS column, else "").
+        drawn: how the condition is drawn when the user leaves it out
+               (:class:`ConditionDraw`), or None: the user must give it.
     """
 
     name: str
@@ -75,6 +83,7 @@ class Condition:
     max: float
     role: str = ""
     units: str = ""
+    drawn: ConditionDraw | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -103,12 +112,21 @@ class Condition:
         missing = [k for k in ("name", "mean", "std", "min", "max") if k not in entry]
         if missing:
             raise ConditionError(f"condition {dict(entry)!r} lacks {missing}")
+        drawn = entry.get("drawn")
+        if drawn is not None and not isinstance(drawn, ConditionDraw):
+            drawn = ConditionDraw.from_dict(drawn)
         return cls(name=entry["name"], mean=entry["mean"], std=entry["std"], min=entry["min"],
-                   max=entry["max"], role=entry.get("role", ""), units=entry.get("units", ""))
+                   max=entry["max"], role=entry.get("role", ""), units=entry.get("units", ""),
+                   drawn=drawn)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON form (the entries of ``model.json`` ``conditions``)."""
-        return asdict(self)
+        """Plain JSON form (the entries of ``model.json`` ``conditions``; ``drawn`` only
+        for a drawn condition)."""
+        out = asdict(self)
+        out.pop("drawn")
+        if self.drawn is not None:
+            out["drawn"] = self.drawn.to_dict()
+        return out
 
     @property
     def scale(self) -> float:
@@ -116,8 +134,9 @@ class Condition:
         return self.std or 1.0
 
     def describe(self) -> str:
-        """``"zphot in [0.1, 3]"``."""
-        return f"{self.name} in [{self.min:g}, {self.max:g}]"
+        """``"zphot in [0.1, 3]"`` (``"... (drawn if not given)"`` for a drawn one)."""
+        drawn = "" if self.drawn is None else " (drawn if not given)"
+        return f"{self.name} in [{self.min:g}, {self.max:g}]{drawn}"
 
 
 def as_conditions(entries: Iterable[Condition | Mapping[str, Any]]) -> tuple[Condition, ...]:
@@ -181,7 +200,7 @@ def _given_values(conditions: Sequence[Condition], given: Mapping[str, Any] | No
     given = resolve_alias(conditions, given, model_name)
     names = [c.name for c in conditions]
     unknown = sorted(set(given) - set(names))
-    missing = [name for name in names if name not in given]
+    missing = [c.name for c in conditions if c.name not in given and c.drawn is None]
     if unknown or missing:
         expected = describe(conditions) if conditions else "none"
         target = redshift_condition(conditions)
@@ -214,14 +233,19 @@ def check_values(conditions: Sequence[Condition], given: Mapping[str, Any] | Non
         ConditionError: unknown or missing names (the expected ones are listed), arrays of
             the wrong length, NaN/inf, values outside the training range (naming the
             condition, the value and the range, and how to clip).
+
+    A drawn condition (``Condition.drawn``) the user leaves out is a column of NaN here,
+    for :func:`fill_drawn` to fill.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ConditionError(f"number of galaxies n={n!r} must be a positive integer")
     given = _given_values(conditions, given, model_name)
     if not conditions:
         return None
-    values = np.empty((n, len(conditions)), dtype=float)
+    values = np.full((n, len(conditions)), np.nan)
     for k, cond in enumerate(conditions):
+        if cond.name not in given:                   # drawn: filled by fill_drawn
+            continue
         try:
             v = np.asarray(given[cond.name], dtype=float)
         except (TypeError, ValueError):
@@ -251,7 +275,52 @@ def check_values(conditions: Sequence[Condition], given: Mapping[str, Any] | Non
     return values
 
 
-def catalog_columns(catalog, names: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
+def n_drawn(conditions: Sequence[Condition]) -> int:
+    """Standard-normal numbers each galaxy draws for the drawn conditions (one per drawn
+    condition, used or not, so that the random stream does not depend on which ones
+    the user gave)."""
+    return sum(c.drawn is not None for c in conditions)
+
+
+def fill_drawn(conditions: Sequence[Condition], values: np.ndarray | None,
+               normals: np.ndarray) -> np.ndarray | None:
+    """``values`` (n, k) from :func:`check_values` with the left-out drawn conditions
+    (NaN columns) drawn (:meth:`ConditionDraw.draw`) from ``normals`` (n, n_drawn):
+    column j of ``normals`` serves the j-th drawn condition."""
+    if values is None:
+        return None
+    values = np.array(values, dtype=float)
+    names = [c.name for c in conditions]
+    drawn = [k for k, c in enumerate(conditions) if c.drawn is not None]
+    normals = np.asarray(normals, dtype=float).reshape(len(values), len(drawn))
+    for j, k in enumerate(drawn):
+        rows = np.isnan(values[:, k])
+        if not rows.any():
+            continue
+        draw = conditions[k].drawn
+        given = None if draw.given is None else values[rows, names.index(draw.given)]
+        values[rows, k] = np.clip(draw.draw(normals[rows, j], given),
+                                  conditions[k].min, conditions[k].max)
+    return values
+
+
+def check_draws(conditions: Sequence[Condition], source: str = "model") -> None:
+    """A drawn condition must depend on a condition of the model that is not drawn.
+
+    Raises:
+        ConditionError: naming the condition and what it depends on.
+    """
+    required = {c.name for c in conditions if c.drawn is None}
+    for cond in conditions:
+        if cond.drawn is not None and cond.drawn.given is not None \
+                and cond.drawn.given not in required:
+            raise ConditionError(f"{source}: condition {cond.name!r} is drawn given "
+                                 f"{cond.drawn.given!r}, which is not a required condition "
+                                 f"of the model ({sorted(required)})")
+
+
+def catalog_columns(catalog, names: Sequence[str], *,
+                    optional: Sequence[str] = ()) -> tuple[dict[str, np.ndarray], int]:
     """The condition columns of a catalog: an astropy ``Table`` (or anything with
     ``colnames``), a numpy structured array, or a mapping of name -> array.  Columns are
     matched by name, case-insensitively; other columns are ignored.
@@ -260,8 +329,8 @@ def catalog_columns(catalog, names: Sequence[str]) -> tuple[dict[str, np.ndarray
         ({condition name: values}, number of rows).
 
     Raises:
-        ConditionError: a condition column is missing (listing the catalog's columns), or
-            the columns differ in length.
+        ConditionError: a condition column not in ``optional`` (drawn conditions) is
+            missing (listing the catalog's columns), or the columns differ in length.
     """
     if hasattr(catalog, "colnames"):
         columns = {str(c): catalog[c] for c in catalog.colnames}
@@ -277,7 +346,8 @@ def catalog_columns(catalog, names: Sequence[str]) -> tuple[dict[str, np.ndarray
     for name in names:
         key = name if name in columns else lower.get(name.lower())
         if key is None:
-            missing.append(name)
+            if name not in optional:
+                missing.append(name)
         else:
             found[name] = np.atleast_1d(np.asarray(columns[key], dtype=float))
     if missing:

@@ -259,7 +259,7 @@ def _condition_params(config, base, kwargs, info) -> dict:
         # conditions the model and redshifts the SED
         given["redshift"] = galsim.config.ParseValue(sed, "redshift", base, float)[0]
     given = cnd.resolve_alias(info.conditions, given, info.name)
-    missing = [name for name in info.condition_names if name not in given]
+    missing = [c.name for c in info.conditions if c.name not in given and c.drawn is None]
     if missing:
         alias = (f" (redshift: may stand for {info.redshift_name})"
                  if info.redshift_name in missing else "")
@@ -294,13 +294,21 @@ def _object_request(config, base, ignore, logger, model_input):
                                       clip=clip)
     except ConditionError as err:
         raise ConditionError(f"VAEGalaxy (object {base.get('obj_num', 0)}): {err}") from None
+    # a drawn condition takes one more normal number after the eps (as GalaxyModel does)
+    draws = cnd.n_drawn(info.conditions)
+    normals = np.zeros((1, draws))
     if "latent" in config:
         values = _parse_latent(config, base, static["latent_sizes"])[None, :]
         from_noise = False
+        if draws and np.isnan(conditions).any():
+            normals = draw_latent_noise(1, draws, GetRNG(config, base, logger, "VAEGalaxy"))
     else:
         rng = GetRNG(config, base, logger, "VAEGalaxy")
-        values = draw_latent_noise(1, static["noise_size"], rng)
+        noise = draw_latent_noise(1, static["noise_size"] + draws, rng)
+        values, normals = noise[:, :static["noise_size"]], noise[:, static["noise_size"]:]
         from_noise = True
+    if draws:
+        conditions = cnd.fill_drawn(info.conditions, conditions, normals)
     return kwargs, values, conditions, from_noise
 
 

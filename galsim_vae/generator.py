@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
 
 import numpy as np
 
@@ -34,6 +33,7 @@ from .model_info import ModelInfo
 from .inference import NetworkRunner
 from .lite_runtime import LiteRunner
 from .tf_runtime import check_not_forked_from_tensorflow, mark_tensorflow_used
+from .generator_inputs import given_conditions, prepare_inputs
 from .noise import draw_latent_noise
 
 #: Keyword arguments of :meth:`GalaxyModel.sample` that go to each VAEGalaxy (the
@@ -247,22 +247,8 @@ class GalaxyModel:
             ConditionError: unknown or missing names (listing the expected ones), wrong
                 lengths, NaN/inf, or a value outside the training range (unless ``clip``).
         """
-        given = self._given(redshift, conditions)
+        given = given_conditions(redshift, conditions)
         return cnd.check_values(self._conditions, given, n, model_name=self.name, clip=clip)
-
-    @staticmethod
-    def _given(redshift, conditions: Mapping[str, Any]) -> dict[str, Any]:
-        given = dict(conditions)
-        if isinstance(redshift, Mapping):
-            overlap = sorted(set(redshift) & set(given))
-            if overlap:
-                raise ConditionError(f"conditions {overlap} given twice")
-            given.update(redshift)
-        elif redshift is not None:
-            if "redshift" in given:
-                raise ConditionError("redshift given twice")
-            given["redshift"] = redshift
-        return given
 
     def standardise(self, values: np.ndarray | None) -> np.ndarray | None:
         """Physical condition values (n, k) -> network inputs ``(v - mean) / std``."""
@@ -344,48 +330,10 @@ class GalaxyModel:
     def prepare_inputs(self, n=None, *, redshift=None, latent=None, rng=None, clip=False,
                        catalog=None, **conditions):
         """Check the arguments of :meth:`generate` and return
-        ``(eps or z (n, latent_size), physical conditions (n, k) or None, from_noise)``."""
-        given = self._given(redshift, conditions)
-        if catalog is not None:
-            columns, rows = cnd.catalog_columns(catalog, self.condition_names)
-            overlap = sorted(set(columns) & set(given))
-            if overlap:
-                raise ConditionError(f"conditions {overlap} given both as arguments and as "
-                                     "catalog columns")
-            given.update(columns)
-            if n is not None and int(n) != rows:
-                raise ConditionError(f"n={n} but the catalog has {rows} rows")
-            n = rows
-        n = self._infer_n(n, given, latent)
-        physical = cnd.check_values(self._conditions, given, n, model_name=self.name, clip=clip)
-        if latent is not None:
-            z = np.asarray(latent, dtype=float)
-            if z.ndim == 1:
-                z = z[None, :]
-            widths = self.latent_input_sizes
-            if z.ndim != 2 or z.shape[0] != n or z.shape[1] not in widths:
-                raise ConditionError(
-                    f"latent must be an array of shape ({n}, {' or '.join(map(str, widths))})"
-                    f" for model {self.name!r}, got shape {z.shape}")
-            if not np.isfinite(z).all():
-                raise ConditionError(f"latent must be finite for model {self.name!r}: it has "
-                                     f"{int((~np.isfinite(z)).sum())} NaN or inf values")
-            return z, physical, False
-        return self.latent_noise(n, rng), physical, True
-
-    @staticmethod
-    def _infer_n(n, given: Mapping[str, Any], latent) -> int:
-        if n is None:
-            lengths = {len(v) for v in given.values() if np.ndim(v) == 1}
-            if latent is not None:
-                n = np.atleast_2d(np.asarray(latent)).shape[0]
-            elif len(lengths) == 1:
-                n = lengths.pop()
-            else:
-                n = 1
-        if isinstance(n, bool) or int(n) != n or n < 1:
-            raise ConditionError(f"number of galaxies n={n!r} must be a positive integer")
-        return int(n)
+        ``(eps or z (n, latent_size), physical conditions (n, k) or None, from_noise)``
+        (:func:`galsim_vae.generator_inputs.prepare_inputs`)."""
+        return prepare_inputs(self, n, redshift=redshift, latent=latent, rng=rng, clip=clip,
+                              catalog=catalog, **conditions)
 
     def sample(self, n: int | None = None, *, redshift=None, latent=None, rng=None,
                clip: bool = False, catalog=None, **kwargs) -> list:

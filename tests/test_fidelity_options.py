@@ -149,7 +149,7 @@ def test_bad_training_options_are_refused(tiny_dataset, tmp_path):
 
     with pytest.raises(TrainingConfigError, match="monitor"):
         train(tiny_dataset, tmp_path / "b", monitor="average", epochs=1)
-    with pytest.raises(TrainingConfigError, match="flux_condition 'mag_auto'"):
-        train(tiny_dataset, tmp_path / "b", conditions=("zphot",), flux_condition="mag_auto",
+    with pytest.raises(TrainingConfigError, match="'vae' takes no conditions.*'mag_auto'"):
+        train(tiny_dataset, tmp_path / "b", architecture="vae", flux_condition="mag_auto",
               epochs=1)
     assert not (tmp_path / "b").exists()

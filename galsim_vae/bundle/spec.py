@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..conditions import Condition
+from ..conditions import Condition, check_draws
 from ..errors import BundleError, ConditionError
 from .safety import check_hyperparameters, plain, reject_code
 
@@ -296,7 +296,9 @@ def _conditions(value: Any, source: str) -> tuple[Condition, ...]:
         raise BundleError(f"{source!r}: 'conditions' must be a list of objects with keys "
                           f"{list(CONDITION_KEYS)}")
     try:
-        return tuple(Condition.from_dict(c) for c in value)
+        conditions = tuple(Condition.from_dict(c) for c in value)
+        check_draws(conditions, "conditions")
+        return conditions
     except ConditionError as err:
         raise BundleError(f"{source!r}: conditions: {err}") from None
 

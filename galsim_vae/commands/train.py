@@ -71,7 +71,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "caps the weight of very bright pixels (default: 0)")
     parser.add_argument("--flux-condition", default=None, metavar="COLUMN",
                         help="magnitude condition (e.g. mag_auto) that sets each stamp's flux "
-                             "scale: the networks see flux-normalised stamps")
+                             "scale: the networks see flux-normalised stamps; if it is not "
+                             "among --conditions it is added as a drawn condition (the bundle "
+                             "draws it from its training distribution given the redshift "
+                             "for users who leave it out)")
     parser.add_argument("--augment", action="store_true",
                         help="train on the 8 rotations/flips of each stamp and its PSF "
                              "(an isotropic model; needs odd PSF sizes)")

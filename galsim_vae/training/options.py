@@ -100,7 +100,8 @@ class TrainingOptions:
         if self.monitor not in MONITORS:
             raise TrainingConfigError(f"monitor must be one of {list(MONITORS)}, got "
                                       f"{self.monitor!r}")
-        conditions = _resolve_conditions(self.architecture, self.conditions, dataset)
+        conditions, drawn = _resolve_conditions(self.architecture, self.conditions, dataset,
+                                                self.flux_condition)
         flow_units = [_positive_int(u, "flow_prior_units") for u in self.flow_prior_units]
         flow_couplings = _positive_int(self.flow_prior_couplings, "flow_prior_couplings")
         if self.augment and dataset.has_psf and dataset.psf_size % 2 == 0:
@@ -109,9 +110,6 @@ class TrainingOptions:
                 f"PSF size; data set {str(dataset.path)!r} has {dataset.psf_size}x"
                 f"{dataset.psf_size} PSFs: prepare it again with an odd --psf-size, or train "
                 "without --augment")
-        if self.flux_condition is not None and self.flux_condition not in conditions:
-            raise TrainingConfigError(f"flux_condition {self.flux_condition!r} must be one of "
-                                      f"the conditions {list(conditions)}")
         psf_free = dataset.has_psf if self.psf_free is None else bool(self.psf_free)
         if psf_free and not dataset.has_psf:
             raise TrainingConfigError(f"psf_free=True needs each galaxy's PSF but data set "
@@ -137,8 +135,11 @@ class TrainingOptions:
             "flow_prior_units": flow_units, "flow_prior_couplings": flow_couplings,
             "mixed_precision": self.mixed_precision, "xla": self.xla, "name": self.name,
             "monitor": self.monitor, "augment": bool(self.augment)}
+        if drawn:            # only when there are some: older runs' run.json resume as they were
+            settings["drawn_conditions"] = list(drawn)
         return RunPlan(options=self, dataset=dataset, out_bundle=out_bundle,
                        checkpoint_dir=checkpoint_dir, conditions=conditions,
+                       drawn_conditions=drawn,
                        psf_free=psf_free, hyperparameters=hyperparameters, beta=beta, lr=lr,
                        clip_norm=clip_norm, epochs=epochs, batch_size=batch_size,
                        max_steps_per_epoch=max_steps, patience=patience, settings=settings)
@@ -175,6 +176,7 @@ class RunPlan:
     out_bundle: Path
     checkpoint_dir: Path
     conditions: tuple
+    drawn_conditions: tuple
     psf_free: bool
     hyperparameters: dict
     beta: BetaSchedule
@@ -210,12 +212,26 @@ def _clip_norm(value: Any) -> float | None:
     return float(value)
 
 
-def _resolve_conditions(architecture: str, conditions, dataset) -> tuple:
+def _resolve_conditions(architecture: str, conditions, dataset,
+                        flux_condition: str | None = None) -> tuple[tuple, tuple]:
+    """(the network's conditions, the drawn ones among them).  A ``flux_condition`` that
+    is not among ``conditions`` is added as a *drawn* condition: the bundle draws it
+    from its training distribution given the redshift for users who leave it out."""
     if conditions is None:
         conditions = () if architecture == "vae" else DEFAULT_CONDITIONS
     if isinstance(conditions, str):
         conditions = (conditions,)
     conditions = tuple(conditions)
+    drawn: tuple = ()
+    if flux_condition is not None and flux_condition not in conditions:
+        if architecture == "vae":
+            raise TrainingConfigError(
+                f"architecture 'vae' takes no conditions, so it cannot work on stamps "
+                f"normalised by {flux_condition!r}; use a conditional architecture (cvae2 "
+                f"with --conditions {flux_condition} --flux-condition {flux_condition} "
+                "draws it for users who do not give it)")
+        drawn = (str(flux_condition),)
+        conditions = conditions + drawn
     if architecture == "vae" and conditions:
         raise TrainingConfigError(f"architecture 'vae' is unconditional but conditions "
                                   f"{list(conditions)} were given; use conditions=() or a "
@@ -225,7 +241,7 @@ def _resolve_conditions(architecture: str, conditions, dataset) -> tuple:
                                   "(e.g. zphot)")
     for name in conditions:
         dataset.condition_stats(name)  # InputDataError naming the data set if unusable
-    return conditions
+    return conditions, drawn
 
 
 def _checkpoint_dir(options: TrainingOptions, out_bundle: Path) -> Path:

@@ -13,8 +13,33 @@ from ..io_utils import progress
 from .errors import TrainingConfigError
 
 
-def condition_metadata(dataset, conditions: Sequence[str]) -> list[dict[str, Any]]:
-    return [dataset.condition(name).to_dict() for name in conditions]
+def condition_metadata(dataset, conditions: Sequence[str],
+                       drawn: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The bundle's ``conditions`` entries; each of ``drawn`` also gets its training-split
+    distribution (:class:`~galsim_vae.condition_draw.ConditionDraw`) given the redshift
+    condition among the others, if there is one (else alone)."""
+    from dataclasses import replace
+
+    from ..condition_draw import ConditionDraw
+    from ..conditions import redshift_condition
+
+    entries = [dataset.condition(name) for name in conditions]
+    required = [c for c in entries if c.name not in drawn]
+    given = redshift_condition(required) if required else None
+    if given is not None and given.role != "redshift":
+        given = None
+    rows = dataset.indices("train", require_finite=list(conditions))
+    catalog = dataset.catalog
+    out = []
+    for cond in entries:
+        if cond.name in drawn:
+            values = np.asarray(catalog[cond.name], dtype=float)[rows]
+            given_values = (None if given is None
+                            else np.asarray(catalog[given.name], dtype=float)[rows])
+            cond = replace(cond, drawn=ConditionDraw.fit(
+                values, given_values, None if given is None else given.name))
+        out.append(cond.to_dict())
+    return out
 
 
 def mean_psf(dataset, indices: np.ndarray) -> np.ndarray:

@@ -335,7 +335,7 @@ class _Run:
             self.model, plan.out_bundle, name=options.name or plan.out_bundle.name,
             flux_scale=dataset.flux_scale, flux_units=dataset.flux_units,
             pixel_scale=dataset.pixel_scale,
-            conditions=condition_metadata(dataset, plan.conditions),
+            conditions=condition_metadata(dataset, plan.conditions, plan.drawn_conditions),
             psf_free=plan.psf_free, prior=prior, training_info=record, hst_psf=hst_psf,
             extra_files={"history.csv": folder / "history.csv",
                          "loss_curve.png": folder / "loss_curve.png"},

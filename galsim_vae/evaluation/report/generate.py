@@ -40,6 +40,24 @@ def generate_profiles(galaxy_model, eps: np.ndarray, conditions: np.ndarray | No
     return out / galaxy_model.flux_scale
 
 
+def generation_conditions(galaxy_model, raw: np.ndarray | None,
+                          rng: np.random.Generator) -> np.ndarray | None:
+    """The physical conditions (N, k) generated galaxies are drawn at: the held-out
+    galaxies' ``raw`` ones, with each *drawn* condition of the bundle
+    (:class:`~galsim_vae.condition_draw.ConditionDraw`) drawn from its training
+    distribution instead, as users who leave it out get it."""
+    from ...conditions import fill_drawn, n_drawn
+
+    draws = 0 if raw is None else n_drawn(galaxy_model.conditions)
+    if not draws:
+        return raw
+    values = np.array(raw, dtype=float)
+    for k, cond in enumerate(galaxy_model.conditions):
+        if cond.drawn is not None:
+            values[:, k] = np.nan
+    return fill_drawn(galaxy_model.conditions, values, rng.standard_normal((len(values), draws)))
+
+
 def redshift_strip(galaxy_model, rng: np.random.Generator, *,
                    n_steps: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """One latent draw decoded across the training redshift range.

@@ -219,7 +219,12 @@ def _targets(metrics: Mapping[str, Any]) -> list[str]:
 def render_report(metrics: Mapping[str, Any]) -> str:
     """The Markdown report for a metrics dict (as :func:`evaluate` returns it)."""
     bundle, dataset = metrics["bundle"], metrics["dataset"]
-    conditions = ", ".join(c["name"] for c in bundle["conditions"]) or "none"
+    conditions = ", ".join(
+        c["name"] + ("" if not c.get("drawn") else
+                     f" (drawn from its training distribution"
+                     f"{' given ' + c['drawn']['given'] if c['drawn'].get('given') else ''}"
+                     ", as for users who leave it out)")
+        for c in bundle["conditions"]) or "none"
     psf = "PSF-free profiles" if bundle["psf_free"] else "samples carry the HST PSF"
     lines = [f"# Evaluation of `{bundle['name']}` on `{dataset['path']}`", "",
              f"- model: `{bundle['architecture']}`, latent size {bundle['latent_size']}, "

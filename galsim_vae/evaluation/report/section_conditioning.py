@@ -46,7 +46,7 @@ def conditioning_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarra
     k_mag = _role_index(ctx, "magnitude")
     zero_point = ctx.model.zero_point
     if k_mag is not None and zero_point is not None:
-        condition = heldout.raw_conditions[pairs, k_mag]
+        condition = ctx.results["generation_conditions"][:, k_mag]
         flux = profiles.sum(axis=(1, 2)) * ctx.compat.unit_factor
         with np.errstate(divide="ignore", invalid="ignore"):
             magnitude = np.where(flux > 0, zero_point - 2.5 * np.log10(flux), np.nan)
@@ -78,7 +78,7 @@ def conditioning_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarra
     k_size = _role_index(ctx, "size")
     generated, reference = ctx.results.get("generated_table"), ctx.results.get("reference_table")
     if k_size is not None and generated is not None:
-        gen_slope = paired_slope(heldout.raw_conditions[pairs, k_size],
+        gen_slope = paired_slope(ctx.results["generation_conditions"][:, k_size],
                                  np.asarray(generated["hlr_pix"], float))
         data_slope = paired_slope(heldout.raw_conditions[:, k_size],
                                   np.asarray(reference["hlr_pix"], float))

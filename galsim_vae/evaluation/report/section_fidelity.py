@@ -130,12 +130,13 @@ def _isotropy(ctx: Context, reference, rng: np.random.Generator,
     free, HSM) at conditions drawn from the held-out galaxies, against the data's."""
     from .. import fidelity as fd
     from ..morphology import measure_morphology
-    from .generate import generate_profiles
+    from .generate import generate_profiles, generation_conditions
 
     heldout = ctx.heldout
     partners = rng.choice(len(heldout), size=n_isotropy, replace=True)
     eps = rng.standard_normal((n_isotropy, int(ctx.model.noise_size)))
-    raw = heldout.raw_conditions[partners] if ctx.conditional else None
+    raw = (generation_conditions(ctx.model, heldout.raw_conditions[partners], rng)
+           if ctx.conditional else None)
     g1, g2 = [], []
     for start in range(0, n_isotropy, 1000):
         stop = min(start + 1000, n_isotropy)
@@ -196,7 +197,6 @@ def _memorization(ctx: Context, heldout_latents: np.ndarray,
     # same flux units as the evaluated data set (checked): same network scaling
     train_z, _ = _encode(ctx, read_images(training, train_rows), raw_train, ctx.seed)
     observed = ctx.results["generated_observed"]
-    pairs = ctx.results["pairs"]
-    raw_gen = ctx.heldout.raw_conditions[pairs] if ctx.conditional else None
+    raw_gen = ctx.results["generation_conditions"] if ctx.conditional else None
     gen_z, _ = _encode(ctx, observed, raw_gen, ctx.seed)
     return fd.memorization_test(train_z, gen_z, heldout_latents, rng=rng)

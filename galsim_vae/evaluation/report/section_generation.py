@@ -40,7 +40,7 @@ def generation_section(ctx: Context, metrics: dict[str, Any], n_generated: int |
     """
     from ..morphology import measure_morphology
     from ..plots import plot_stamp_grid
-    from .generate import generate_profiles, redshift_strip
+    from .generate import generate_profiles, generation_conditions, redshift_strip
 
     pair_rng, eps_rng, noise_rng, strip_rng = rngs
     heldout, model, net = ctx.heldout, ctx.model, ctx.net
@@ -48,7 +48,9 @@ def generation_section(ctx: Context, metrics: dict[str, Any], n_generated: int |
     n_gen = n_generated or min(n_heldout, MAX_DEFAULT_GENERATED)
     pairs = pair_rng.choice(n_heldout, size=n_gen, replace=n_gen > n_heldout)
     eps = eps_rng.standard_normal((n_gen, int(model.noise_size)))
-    gen_conditions = heldout.raw_conditions[pairs] if ctx.conditional else None
+    gen_conditions = (generation_conditions(model, heldout.raw_conditions[pairs], eps_rng)
+                      if ctx.conditional else None)
+    ctx.results["generation_conditions"] = gen_conditions
     profiles = (generate_profiles(model, eps, gen_conditions, batch_size=ctx.batch_size)
                 / net).astype(np.float32)
     observed = observe(profiles, heldout.psfs[pairs] if model.psf_free else None,
