@@ -5,9 +5,9 @@ Items (``--only`` picks some):
 ``field``       ms per galaxy to render one scattered field with VAEGalaxy, COSMOSGalaxy
                 parametric, COSMOSGalaxy real (RealGalaxy) and an InterpolatedImage floor
                 (``benchmarks/field_rendering.py``), image.nproc 1;
-``sampling``    galaxies/s of ``GalaxyModel.sample`` at batch 1, 64, 1024 and the network
-                share, for the model (and, if it is not 128x128, a 128x128 random-weight
-                bundle of the same architecture) (``benchmarks/sampling.py``);
+``sampling``    galaxies/s of ``GalaxyModel.sample`` at batch 1, 16, 64, 1024 and the
+                network share, for the model and every shipped 128x128 bundle (a 128x128
+                random-weight bundle when there is none) (``benchmarks/sampling.py``);
 ``training``    train-step images/s at 128x128 and 158x158 (``benchmarks/training.py``)
                 and the tf.data input pipeline beside it (``benchmarks/data_pipeline.py``);
 ``memory``      peak RSS of ``galsim examples/field.yaml`` over several output files
@@ -231,14 +231,19 @@ def main(argv=None) -> int:
                 "--reps", str(sizes["processes_reps"]), "--nproc", "1", "2",
                 "--variants", *sizes["processes_variants"]], log, omp))
         elif item == "sampling":
-            # the 128x128 target: the model itself if it is 128x128, else a stand-in
-            bundles = [model] + ([] if stamp_size_of(model) == SAMPLING_TARGET_SIZE else
-                                 [str(ensure_standin(workdir, SAMPLING_TARGET_SIZE))])
+            # the 128x128 target: the model and every shipped 128x128 bundle (a
+            # random-weight stand-in when there is none)
+            from galsim_vae.bundle.names import list_bundles
+
+            bundles = [model] + [b for b in list_bundles() if b != model
+                                 and stamp_size_of(b) == SAMPLING_TARGET_SIZE]
+            if all(stamp_size_of(b) != SAMPLING_TARGET_SIZE for b in bundles):
+                bundles.append(str(ensure_standin(workdir, SAMPLING_TARGET_SIZE)))
             log(run_script("sampling.py", [
-                *bundles, "--batch-sizes", "1", "64", "1024",
+                *bundles, "--batch-sizes", "1", "16", "64", "1024",
                 "--galaxies", str(sizes["sampling_galaxies"]),
                 "--rounds", str(sizes["sampling_rounds"])], log))
-            log(run_script("decoder_profile.py", bundles, log))
+            log(run_script("decoder_profile.py", bundles[:1], log))
         elif item == "training":
             log(run_script("training.py", [
                 "--sizes", "128", "158", "--n", str(sizes["train_n"]), "--batch-size", "8",
