@@ -107,6 +107,25 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # Started at the end of the 2026-12-03 session, to continue (rerun the script: --resume):
 # the same sub-pixel flagship with --seed 2027 (the spread of the report figures between
 # seeds), runs/train_flagship_sp2027.sh, log runs/train_flagship_sp2027.log.
+# 2026-12-03 (session 23): the sp2027 run was stopped at epoch 14 (its checkpoints kept)
+# for two runs with the full ELBO (KL weight warmed up from 0.01 to 1 over 10 epochs;
+# with 0.01 the posteriors are ~10x too narrow, so the encodings of faint galaxies are
+# shrunk towards round, typical shapes, and the flow fitted to them inherits it):
+#   runs/train_flagship_b1.sh (log runs/train_flagship_b1.log): the sub-pixel flagship:
+#     galsim-vae train sim20k_128 --out flagship_b1 --model cvae2 --conditions zphot \
+#       mag_auto flux_radius --flux-condition mag_auto --epochs 55 --decoder subpixel \
+#       ${COMMON/warmup:0.1:4:0.01/warmup:1:10:0.01} --lr-decay 0.95 \
+#       --flow-units 128,128 --flow-couplings 8
+#   runs/train_cvae2_drawn.sh (log runs/train_cvae2_drawn.log): cvae2_cosmos_sim's
+#     successor, zphot for the user and mag_auto drawn (flux-normalised stamps):
+#     galsim-vae train sim20k_128 --out cvae2_drawn --model cvae2 --conditions zphot \
+#       --flux-condition mag_auto --epochs 55 --decoder subpixel \
+#       ${COMMON/warmup:0.1:4:0.01/warmup:1:10:0.01} --lr-decay 0.95 \
+#       --flow-units 128,128 --flow-couplings 8
+#   Next (not yet run): vae_cosmos_sim's successor, no condition for the user and
+#     mag_auto drawn from its training distribution (`--conditions` with no column):
+#     galsim-vae train sim20k_128 --out vae_drawn --model cvae2 --conditions \
+#       --flux-condition mag_auto ...(as cvae2_drawn)...
 # Not yet run: the same with a resize decoder (no transposed convolutions):
 #   galsim-vae train sim20k_128 --out flagship_resize ... ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --upsampling resize
 # Refitting the shipped flagship's flow prior with early stopping on the validation
