@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import BundleError
 from ..io_utils import atomic_directory
+from ..lite_runtime import LiteGenerator
 from .checksums import sha256_file
 from .spec import DECODER_TFLITE, MODEL_JSON, PRIOR_TFLITE, GeneratorSpec, write_spec
 
@@ -209,8 +210,6 @@ def _check_against_tensorflow(network, folder: Path, spec: GeneratorSpec, decode
     the prior, latents to 4 sigma, conditions to +-3 standard deviations: the bright,
     extreme galaxies are where float32 formulas overflow); also checks that every
     exported batch size gives the same bits (the runner mixes them)."""
-    from ..lite_runtime import LiteGenerator
-
     n = max(spec.batches) + 1
     rng = np.random.default_rng(2026)
     eps = (rng.standard_normal((n, network.latent_size))

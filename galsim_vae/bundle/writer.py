@@ -16,6 +16,9 @@ from ..errors import BundleError, ConditionError
 from ..io_utils import atomic_directory
 from .card import make_model_card
 from .checksums import file_digests, sha256_file
+# at import, not on first use: a training run that ends hours later exports with the
+# code it started with, even if the package was changed on disk meanwhile
+from .export import export_folder, unexportable
 from .reader import read_bundle
 from .safety import check_hyperparameters, plain
 from .spec import (write_spec, HST_PSF_FILE, MODEL_CARD, MODEL_JSON, PRIOR_FILE, WEIGHTS_FILE, BundleSpec,
@@ -126,8 +129,6 @@ def _export(folder: Path) -> None:
     """Export the generator of the bundle written in ``folder`` (an architecture that
     cannot be exported keeps sampling on TensorFlow, with a warning)."""
     import warnings
-
-    from .export import export_folder, unexportable
 
     if export_folder(folder, required=False) is None:
         from .reader import load_bundle
