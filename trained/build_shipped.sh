@@ -116,11 +116,22 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #       mag_auto flux_radius --flux-condition mag_auto --epochs 55 --decoder subpixel \
 #       ${COMMON/warmup:0.1:4:0.01/warmup:1:10:0.01} --lr-decay 0.95 \
 #       --flow-units 128,128 --flow-couplings 8
+#   Outcome (simeval3k_128, 2,952 galaxies, runs/report_flagship_b1): worse, not shipped.
+#     Mean |g| -6.3% (shipped -2.7%), size -3.2% (-1.5%), 4/8 targets (KS size 0.037,
+#     KS flux 0.037, z-bin size 4.3%, chi2 1.072), magnitude at mag_auto met (worst bin
+#     0.107), isotropy met (angle p 0.029), memorization p 1e-7 (not met).  The faintest
+#     quartile's posterior-mean reconstructions lose 8.7% of |g| (5.6% at KL weight
+#     0.01), the posterior samples 6.6%: wider posteriors do not give back the faint
+#     galaxies' elongation; the rounding is in what the encoder/decoder pair can
+#     represent of a noisy faint stamp, not in the posterior width.  Validation NLL
+#     -13,889 (sub-pixel at 0.01: -13,920) with KL 57 (187) nats.
 #   runs/train_cvae2_drawn.sh (log runs/train_cvae2_drawn.log): cvae2_cosmos_sim's
-#     successor, zphot for the user and mag_auto drawn (flux-normalised stamps):
+#     successor, zphot for the user and mag_auto drawn (flux-normalised stamps), with the
+#     shipped flagship's recipe (first started with flagship_b1's, stopped at epoch 14
+#     when that one proved worse; its checkpoints in runs/cvae2_drawn_b1.checkpoints):
 #     galsim-vae train sim20k_128 --out cvae2_drawn --model cvae2 --conditions zphot \
-#       --flux-condition mag_auto --epochs 55 --decoder subpixel \
-#       ${COMMON/warmup:0.1:4:0.01/warmup:1:10:0.01} --lr-decay 0.95 \
+#       --flux-condition mag_auto --epochs 55 \
+#       ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.95 \
 #       --flow-units 128,128 --flow-couplings 8
 #   Next (not yet run): vae_cosmos_sim's successor, no condition for the user and
 #     mag_auto drawn from its training distribution (`--conditions` with no column):
