@@ -133,6 +133,14 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #       --flux-condition mag_auto --epochs 55 \
 #       ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.95 \
 #       --flow-units 128,128 --flow-couplings 8
+#   The rounding is the encoder's (benchmarks/amortization_gap.py): for the shipped
+#     flagship at mag_auto 24.7-25.3 the decoded posterior means lose 6.8% of |g| but
+#     latents refined by 30 Adam steps on log p(x|z) match the data (+0.9%).  Next (not
+#     yet run; ~2.5 h on 2 idle cores for the 8 x 17,600 encodings): refit the shipped
+#     flagship's flow to refined encodings, on flagship_long's weights as for prior8:
+#       cp -r flagship_long.checkpoints flagship_refined.checkpoints
+#       galsim-vae train sim20k_128 --out flagship_refined ...(as flagship_long)... --resume \
+#           --flow-units 128,128 --flow-couplings 8 --flow-refine-steps 30
 #   Next (not yet run): vae_cosmos_sim's successor, no condition for the user and
 #     mag_auto drawn from its training distribution (`--conditions` with no column):
 #     galsim-vae train sim20k_128 --out vae_drawn --model cvae2 --conditions \

@@ -56,6 +56,7 @@ class TrainingOptions:
     flow_prior_epochs: int = 100
     flow_prior_units: Sequence[int] = (64, 64)
     flow_prior_couplings: int = 6
+    flow_refine_steps: int = 0
     mixed_precision: bool = False
     xla: bool = False
     max_steps_per_epoch: int | None = None
@@ -135,6 +136,9 @@ class TrainingOptions:
             "flow_prior_units": flow_units, "flow_prior_couplings": flow_couplings,
             "mixed_precision": self.mixed_precision, "xla": self.xla, "name": self.name,
             "monitor": self.monitor, "augment": bool(self.augment)}
+        if self.flow_refine_steps:
+            settings["flow_refine_steps"] = _positive_int(self.flow_refine_steps,
+                                                          "flow_refine_steps")
         if drawn:            # only when there are some: older runs' run.json resume as they were
             settings["drawn_conditions"] = list(drawn)
         return RunPlan(options=self, dataset=dataset, out_bundle=out_bundle,

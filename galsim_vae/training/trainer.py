@@ -318,7 +318,9 @@ class _Run:
                 epochs=options.flow_prior_epochs, seed=self.run_seed,
                 orientations=8 if options.augment else 1,
                 hidden_units=plan.settings["flow_prior_units"],
-                n_couplings=plan.settings["flow_prior_couplings"])
+                n_couplings=plan.settings["flow_prior_couplings"],
+                refine_steps=int(options.flow_refine_steps or 0),
+                prior_weight=float(history[-1]["beta"]))
             self.model.attach_prior(prior)
         record = training_record(dataset, plan.settings, history, final_epoch=final_epoch,
                                  elapsed=elapsed, prior=prior, strategy=self.strategy,
