@@ -12,7 +12,7 @@ encoder misses it.
 Usage::
 
     python benchmarks/amortization_gap.py BUNDLE DATASET --mag 24.7 25.3 [--n 300]
-        [--steps 30] [--lr 0.1] [--beta 0.01]
+        [--steps 8] [--lr 0.3] [--beta 0.01]
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def main(argv=None) -> None:
     parser.add_argument("dataset")
     parser.add_argument("--mag", nargs=2, type=float, default=(24.7, 25.3))
     parser.add_argument("--n", type=int, default=300)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=0.3)
     parser.add_argument("--beta", type=float, default=0.01)
     args = parser.parse_args(argv)
 

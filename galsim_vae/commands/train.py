@@ -99,7 +99,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--flow-refine-steps", type=int, default=0, metavar="N",
                         help="before the flow prior is fitted, refine each encoding by N "
                              "gradient steps on log p(x|z) (closes the encoder's amortization "
-                             "gap, which rounds faint galaxies; 30 is enough; default 0)")
+                             "gap, which rounds faint galaxies; 8 is enough; default 0)")
     parser.add_argument("--seed", type=int, default=None, help="seed (reproducible runs)")
     parser.add_argument("--checkpoint-dir", default=None,
                         help="checkpoints and logs (default: BUNDLE.checkpoints)")

@@ -157,7 +157,7 @@ def _encodings(model, dataset, split: str, conditions, with_psf: bool, batch_siz
     return np.concatenate(latents), (np.concatenate(conds) if conds else None)
 
 
-def _latent_refiner(model, steps: int, prior_weight: float, learning_rate: float = 0.1):
+def _latent_refiner(model, steps: int, prior_weight: float, learning_rate: float = 0.3):
     """A compiled ``refine(z, images, psf, noise_std, conditions)``: ``steps`` Adam steps
     (per-coordinate, so the step does not depend on the loss scale) up ``log p(x | z) -
     prior_weight |z|^2 / 2`` from z; None for ``steps`` 0."""
