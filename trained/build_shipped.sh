@@ -141,6 +141,11 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #       cp -r flagship_long.checkpoints flagship_refined.checkpoints
 #       galsim-vae train sim20k_128 --out flagship_refined ...(as flagship_long)... --resume \
 #           --flow-units 128,128 --flow-couplings 8 --flow-refine-steps 30
+#   Run on 2026-12-03 (session 23) with 8 steps (runs/train_flagship_refined.sh, 40 min of
+#     encoding): mean |g| -1.97% (met; shipped -2.7%), faintest quartile |g| -2.3% (-6.1%),
+#     but size -2.0% (-1.5%), KS flux 0.105, faintest quartile flux +11% (the refined
+#     latents absorb noise as light), magnitude worst bin 0.335, memorization p 0.0013;
+#     4/8 targets.  Not shipped; next: refine with the flux held.
 #   Next (not yet run): vae_cosmos_sim's successor, no condition for the user and
 #     mag_auto drawn from its training distribution (`--conditions` with no column):
 #     galsim-vae train sim20k_128 --out vae_drawn --model cvae2 --conditions \
