@@ -38,7 +38,7 @@ from galsim.errors import GalSimConfigError
 
 from . import conditions as cnd
 from .errors import ConditionError
-from .noise import draw_latent_noise
+from .generator_inputs import noise_and_conditions
 
 #: Default number of objects decoded per network call in a YAML run.
 DEFAULT_BATCH_SIZE = 64
@@ -294,21 +294,12 @@ def _object_request(config, base, ignore, logger, model_input):
                                       clip=clip)
     except ConditionError as err:
         raise ConditionError(f"VAEGalaxy (object {base.get('obj_num', 0)}): {err}") from None
-    # a drawn condition takes one more normal number after the eps (as GalaxyModel does)
-    draws = cnd.n_drawn(info.conditions)
-    normals = np.zeros((1, draws))
-    if "latent" in config:
-        values = _parse_latent(config, base, static["latent_sizes"])[None, :]
-        from_noise = False
-        if draws and np.isnan(conditions).any():
-            normals = draw_latent_noise(1, draws, GetRNG(config, base, logger, "VAEGalaxy"))
-    else:
-        rng = GetRNG(config, base, logger, "VAEGalaxy")
-        noise = draw_latent_noise(1, static["noise_size"] + draws, rng)
-        values, normals = noise[:, :static["noise_size"]], noise[:, static["noise_size"]:]
-        from_noise = True
-    if draws:
-        conditions = cnd.fill_drawn(info.conditions, conditions, normals)
+    latent = (_parse_latent(config, base, static["latent_sizes"])[None, :]
+              if "latent" in config else None)
+    values, conditions = noise_and_conditions(
+        info.conditions, conditions, 1, static["noise_size"], latent,
+        lambda: GetRNG(config, base, logger, "VAEGalaxy"))
+    from_noise = latent is None
     return kwargs, values, conditions, from_noise
 
 

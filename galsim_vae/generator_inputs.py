@@ -57,20 +57,29 @@ def prepare_inputs(model, n=None, *, redshift=None, latent=None, rng=None, clip=
         n = rows
     n = infer_n(n, given, latent)
     physical = cnd.check_values(model_conditions, given, n, model_name=model.name, clip=clip)
-    values = checked_latents(model, n, latent)
-    from_noise = latent is None
-    # a drawn condition takes one more normal number per galaxy, after its eps, used or
-    # not: the stream does not depend on which conditions the user gave
-    draws = cnd.n_drawn(model_conditions)
+    values, physical = noise_and_conditions(model_conditions, physical, n, model.noise_size,
+                                            checked_latents(model, n, latent), lambda: rng)
+    return values, physical, latent is None
+
+
+def noise_and_conditions(conditions, physical: np.ndarray | None, n: int, noise_size: int,
+                         latent: np.ndarray | None, get_rng) -> tuple:
+    """``(values, physical)``: the eps rows (n, noise_size) drawn from ``get_rng()`` when
+    ``latent`` is None (else ``latent``), and ``physical`` with its left-out drawn
+    conditions (NaN) drawn.  A drawn condition takes one more normal number per galaxy,
+    after its eps, used or not: the stream does not depend on which conditions the user
+    gave.  ``get_rng`` is called only when random numbers are needed."""
+    draws = cnd.n_drawn(conditions)
     normals = np.zeros((n, draws))
-    if from_noise:
-        noise = draw_latent_noise(n, model.noise_size + draws, rng)
-        values, normals = noise[:, :model.noise_size], noise[:, model.noise_size:]
+    values = latent
+    if latent is None:
+        noise = draw_latent_noise(n, noise_size + draws, get_rng())
+        values, normals = noise[:, :noise_size], noise[:, noise_size:]
     elif draws and np.isnan(physical).any():
-        normals = draw_latent_noise(n, draws, rng)
+        normals = draw_latent_noise(n, draws, get_rng())
     if draws:
-        physical = cnd.fill_drawn(model_conditions, physical, normals)
-    return values, physical, from_noise
+        physical = cnd.fill_drawn(conditions, physical, normals)
+    return values, physical
 
 
 def checked_latents(model, n: int, latent) -> np.ndarray | None:
