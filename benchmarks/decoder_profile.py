@@ -1,7 +1,7 @@
 """Where a bundle's decoder spends its time, layer by layer, in LiteRT (the sampling path).
 
 For each layer of the decoder network, the decoder cut after that layer is converted to
-LiteRT (``tf.lite.TFLiteConverter.from_keras_model``, batch ``--batch``, builtin ops) and
+LiteRT as the export converts it (batch ``--batch``, builtin ops, the export's rewrites) and
 timed with 1 and 2 interpreter threads; a layer's cost is the difference between two
 successive cuts (best of ``--reps`` rounds, milliseconds per galaxy).  The exported
 generator of the bundle (``decoder_b16.tflite``) is timed beside it for the total.
@@ -51,21 +51,29 @@ def time_interpreter(path: str, threads: int, reps: int) -> float:
 
 
 def cut_models(bundle: str, batch: int, folder: Path) -> list[tuple[str, str, tuple]]:
-    """(layer name, LiteRT file of the decoder cut after it, output shape) per layer."""
-    import keras
+    """(layer name, LiteRT file of the decoder cut after it, output shape) per layer,
+    traced as the export traces them (:func:`galsim_vae.bundle.export.export_tracing`:
+    a conv decoder's last two convolutions then work on the phase channels of the
+    half-resolution map)."""
     import tensorflow as tf
 
     from galsim_vae import load_model
+    from galsim_vae.bundle.export import _convert, export_tracing
 
     decoder = load_model(bundle).network.decoder_cnn
-    inputs = keras.Input(decoder.input_shape[1:], batch_size=batch)
-    x, cuts = inputs, []
-    for i, layer in enumerate(decoder.layers):
-        x = layer(x)
-        path = folder / f"cut{i}.tflite"
-        path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(
-            keras.Model(inputs, x)).convert())
-        cuts.append((layer.name, str(path), tuple(x.shape[1:])))
+    signature = [tf.TensorSpec((batch, *decoder.input_shape[1:]), tf.float32)]
+    cuts = []
+    with export_tracing(decoder):
+        for i, layer in enumerate(decoder.layers):
+            def cut(x, end=i + 1):
+                for previous in decoder.layers[:end]:
+                    x = previous(x)
+                return x
+
+            path = folder / f"cut{i}.tflite"
+            path.write_bytes(_convert(cut, signature))
+            shape = tf.function(cut).get_concrete_function(*signature).output_shapes
+            cuts.append((layer.name, str(path), tuple(shape[1:])))
     return cuts
 
 

@@ -566,3 +566,37 @@ def test_exported_group_norm_is_keras_group_norm():
     layer.beta.assign(rng.normal(0, 0.3, 16).astype("float32"))
     np.testing.assert_allclose(np.asarray(_group_norm_4d(layer, x)), np.asarray(layer(x)),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stamp_size, channels, full_resolution_norm, activation, rewritten", [
+    (32, [8, 16], False, "linear", 3),      # last stage folded, up1 (8 filters) per phase
+    (32, [8, 16], False, "softplus", 3),
+    (32, [4, 8], True, "softplus", 2),      # normalised last stage: each transpose alone
+    (35, [4, 8, 16], False, "linear", 3),   # cropped stages (odd size)
+    (32, [16, 32], False, "linear", 2),     # up1 has 16 filters: traced as it is
+])
+def test_exported_phase_convolutions_are_the_decoder(stamp_size, channels,
+                                                     full_resolution_norm, activation,
+                                                     rewritten):
+    """The conv decoder traced per phase at half resolution (the export's rewrite) is the
+    same function as the Keras decoder, layer weights unchanged, for every stage shape;
+    leaving the context restores the layers."""
+    import tensorflow as tf
+
+    from galsim_vae.bundle.phase_stage import phase_convolutions
+    from galsim_vae.models.networks import build_decoder_cnn
+
+    decoder = build_decoder_cnn(stamp_size, 5, channels, activation,
+                                full_resolution_norm=full_resolution_norm)
+    rng = np.random.default_rng(4)
+    for weight in decoder.weights:
+        weight.assign(rng.normal(0, 0.3, weight.shape).astype("float32"))
+    z = rng.normal(size=(3, 5)).astype("float32")
+    ref = np.asarray(decoder(z))
+    with phase_convolutions(decoder) as n:
+        got = tf.function(lambda x: decoder(x))(z).numpy()
+    assert n == rewritten
+    assert got.shape == ref.shape == (3, stamp_size, stamp_size, 1)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6 * np.abs(ref).max())
+    np.testing.assert_array_equal(np.asarray(decoder(z)), ref)
+    assert not any("call" in vars(layer) for layer in decoder.layers)

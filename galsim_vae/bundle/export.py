@@ -6,7 +6,8 @@ The decoder (z and standardised conditions -> profile (B, S, S, 1) in network un
 the flux condition's factor included) and, for a learned prior, the flow's forward transform
 (eps -> z) are traced at fixed batches of 1 and :data:`EXPORT_BATCH` rows (static
 shapes run ~3x faster than dynamic ones in LiteRT; a batch of 1 costs one galaxy, not a
-padded batch), their variables frozen into constants and converted
+padded batch), a conv decoder's full-resolution stage rewritten at half resolution
+(:mod:`.phase_stage`, the same function), their variables frozen into constants and converted
 with ``tf.lite.TFLiteConverter`` restricted to builtin operators (no TensorFlow kernels,
 no custom operators: nothing from TensorFlow is needed at run time).  The random
 orientation of a ``sample_symmetry="dihedral"`` bundle is applied in numpy by the runtime,
@@ -31,6 +32,7 @@ from ..errors import BundleError
 from ..io_utils import atomic_directory
 from ..lite_runtime import LiteGenerator
 from .checksums import sha256_file
+from .phase_stage import phase_convolutions
 from .spec import DECODER_TFLITE, MODEL_JSON, PRIOR_TFLITE, GeneratorSpec, write_spec
 
 #: Rows of the exported batched calls (a batch of 1 is exported beside it).
@@ -85,13 +87,16 @@ def _stable_softplus(network):
 
 def _group_norm_4d(layer, x):
     """``keras.layers.GroupNormalization`` of a (B, H, W, C) map (channels last), in
-    operators of 4-D maps only: per-channel spatial means averaged over each group
-    (equal counts: the group mean), then the same for the squared deviations.
+    operators of 4-D maps only: per-channel spatial means averaged over each group (equal
+    counts: the group mean), the same of the squared differences from it (the variance,
+    in two passes as ``tf.nn.moments`` computes it), and the normalisation and the affine
+    terms folded into one multiply-add per pixel, as Keras does.
 
     Keras reshapes to (B, H, W, G, C/G) and reduces over three axes of that 5-D tensor,
     which LiteRT's XNNPACK delegate does not take: each normalisation then ran in the
     reference kernels (at 128x128 a sixth of the decoder).  Same function, float32
-    rounding in another order (relative differences ~1e-7)."""
+    rounding in another order (relative differences ~1e-7); five operators over the map
+    instead of six."""
     import tensorflow as tf
 
     channels = int(x.shape[-1])
@@ -104,15 +109,16 @@ def _group_norm_4d(layer, x):
         shape = tf.stack([tf.shape(per_channel)[0], groups, width])
         return tf.reshape(tf.broadcast_to(grouped, shape), [-1, 1, 1, channels])
 
-    deviation = x - group_average(tf.reduce_mean(x, axis=[1, 2]))
-    variance = group_average(tf.reduce_mean(tf.square(deviation), axis=[1, 2]))
-    inverse = tf.math.rsqrt(variance + layer.epsilon)
+    mean = group_average(tf.reduce_mean(x, axis=[1, 2]))
+    variance = group_average(tf.reduce_mean(tf.math.squared_difference(x, mean),
+                                            axis=[1, 2]))
+    scale = tf.math.rsqrt(variance + layer.epsilon)
     if layer.scale:
-        inverse = inverse * tf.reshape(layer.gamma, [1, 1, 1, channels])
-    out = deviation * inverse
+        scale = scale * tf.reshape(layer.gamma, [1, 1, 1, channels])
+    shift = -mean * scale
     if layer.center:
-        out = out + tf.reshape(layer.beta, [1, 1, 1, channels])
-    return out
+        shift = shift + tf.reshape(layer.beta, [1, 1, 1, channels])
+    return x * scale + shift
 
 
 @contextlib.contextmanager
@@ -134,6 +140,16 @@ def _delegable_group_norm(network):
             del layer.call                     # back to the class's method
 
 
+@contextlib.contextmanager
+def export_tracing(network):
+    """Trace ``network`` (or one of its Keras stacks) as the export does: overflow-free
+    softplus, GroupNormalization in 4-D operators, a conv decoder's last stage at half
+    resolution.  The same functions; operators that LiteRT's XNNPACK delegate runs."""
+    with _stable_softplus(network), _delegable_group_norm(network), \
+            phase_convolutions(network):
+        yield
+
+
 def write_generator(network, folder: str | os.PathLike, *,
                     batch: int = EXPORT_BATCH) -> GeneratorSpec:
     """Write the decoder (and, for a learned prior, the prior transform) of ``network``
@@ -153,7 +169,7 @@ def write_generator(network, folder: str | os.PathLike, *,
     try:
         for b in batches:
             signature = _signature(network, b)
-            with _stable_softplus(network), _delegable_group_norm(network):
+            with export_tracing(network):
                 (folder / DECODER_TFLITE.format(batch=b)).write_bytes(
                     _convert(decode, signature))
             if has_flow:
