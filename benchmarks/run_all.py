@@ -157,10 +157,11 @@ def resolve_model(name: str, workdir: Path) -> str:
 
 
 def stamp_size_of(bundle: str) -> int:
-    """Stamp side of a bundle (from its model.json)."""
+    """Stamp side of a bundle, shipped name or folder (from its model.json)."""
     from galsim_vae.bundle import read_bundle
+    from galsim_vae.bundle.names import resolve_bundle
 
-    return read_bundle(bundle).stamp_size
+    return read_bundle(resolve_bundle(bundle)).stamp_size
 
 
 def main(argv=None) -> int:
@@ -233,9 +234,10 @@ def main(argv=None) -> int:
         elif item == "sampling":
             # the 128x128 target: the model and every shipped 128x128 bundle (a
             # random-weight stand-in when there is none)
-            from galsim_vae.bundle.names import list_bundles
+            from galsim_vae.bundle.names import list_bundles, resolve_bundle
 
-            bundles = [model] + [b for b in list_bundles() if b != model
+            shipped = [str(resolve_bundle(b)) for b in list_bundles()]
+            bundles = [model] + [b for b in shipped if Path(b).resolve() != Path(model).resolve()
                                  and stamp_size_of(b) == SAMPLING_TARGET_SIZE]
             if all(stamp_size_of(b) != SAMPLING_TARGET_SIZE for b in bundles):
                 bundles.append(str(ensure_standin(workdir, SAMPLING_TARGET_SIZE)))
