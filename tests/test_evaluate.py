@@ -519,6 +519,10 @@ def test_fidelity_section_of_the_report(conditional_report):
         w["chi2_per_pixel"] for w in fid["chi2"]["worst"]))
     outer = fid["outer_flux_fraction"]
     assert 0 <= outer["generated_profiles_median"] <= 1
+    stacked = outer["stacked_by_snr_quartile"]
+    assert set(stacked) == {"data", "recon_mean", "prior"}
+    assert all(len(v) == 4 and all(np.isfinite(v)) for v in stacked.values())
+    assert "Share of the summed flux beyond" in (out / "report.md").read_text()
     assert fid["isotropy"]["generated"]["n"] == 400
     assert 0 <= fid["isotropy"]["data"]["angle_ks_p"] <= 1
     assert 0 <= fid["memorization"]["p_value_generated_closer"] <= 1

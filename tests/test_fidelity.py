@@ -35,6 +35,27 @@ def test_outer_flux_fraction_of_a_flat_stamp_and_a_point():
     assert fd.outer_flux_fraction(point)[0] == 0.0
 
 
+def test_stacked_outer_share_sees_a_halo_under_the_noise():
+    """A faint galaxy with a halo of 10% of its flux spread beyond 0.2 stamp sides: no
+    single noisy stamp shows it, the share of the summed stamps does (noise averages
+    out), and a bin without the halo reads the galaxy's own share."""
+    rng = np.random.default_rng(5)
+    size = 64
+    y, x = np.indices((size, size)) - (size - 1) / 2.0
+    r = np.hypot(x, y)
+    core = np.exp(-0.5 * (r / 3.0) ** 2)
+    core /= core.sum()
+    halo = np.where(r > 0.2 * size, 1.0, 0.0)
+    halo *= 0.1 / halo.sum()
+    clean = np.stack([core] * 400 + [core + halo] * 400)
+    noisy = clean + rng.normal(0, 0.01, clean.shape)           # per-stamp S/N ~ 1.6
+    bins = np.repeat([0, 1], 400)
+    shares = fd.stacked_outer_share(noisy, bins, 3)
+    assert shares[0] == pytest.approx(0.0, abs=0.02)
+    assert shares[1] == pytest.approx(0.1 / 1.1, abs=0.02)
+    assert math.isnan(shares[2])                                 # empty bin
+
+
 def test_isotropy_detects_a_preferred_direction():
     rng = np.random.default_rng(1)
     g = rng.uniform(0, 0.5, 20000)

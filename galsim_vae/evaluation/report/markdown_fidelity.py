@@ -73,6 +73,18 @@ def render_fidelity(metrics: Mapping[str, Any]) -> list[str]:
               f"the centre: generated profiles {_f(outer['generated_profiles_median'], 3)}, "
               f"reconstructed profiles {_f(outer['reconstructed_profiles_median'], 3)}, noisy "
               f"data {_f(outer['data_median'], 3)}.", ""]
+    stacked = outer.get("stacked_by_snr_quartile")
+    if stacked is not None:  # reports written before 2026-12-03 (session 24) lack it
+        lines += [f"Share of the summed flux beyond {outer['stacked_radius_stamp_sides']} stamp "
+                  "sides, per S/N quartile (stamps observed like the data and summed, so "
+                  "that the noise averages out; a halo of the model shows as a larger share "
+                  "than the data's):", "",
+                  "| S/N quartile | held-out data | reconstruction (posterior mean) | "
+                  "prior samples |", "|---|---|---|---|"]
+        for i, shares in enumerate(zip(stacked["data"], stacked["recon_mean"],
+                                       stacked["prior"])):
+            lines.append(f"| {i + 1} | " + " | ".join(_f(v, 3) for v in shares) + " |")
+        lines.append("")
     iso = fid["isotropy"]
     lines += ["Isotropy (mean g1, g2 with standard errors; KS test of the position angles "
               "against uniform):", "", "| sample | n | mean g1 | mean g2 | angle KS | p |",

@@ -117,7 +117,15 @@ def fidelity_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
             "generated_profiles_median": float(np.nanmedian(fd.outer_flux_fraction(profiles))),
             "reconstructed_profiles_median": float(np.nanmedian(
                 fd.outer_flux_fraction(_decode(ctx, z_mean, raw)))),
-            "data_median": float(np.nanmedian(fd.outer_flux_fraction(images)))}}
+            "data_median": float(np.nanmedian(fd.outer_flux_fraction(images))),
+            # observed like the data (PSF and noise) on all sides: summed per S/N quartile
+            "stacked_radius_stamp_sides": fd.STACKED_OUTER_RADIUS,
+            "stacked_by_snr_quartile": {
+                "data": fd.stacked_outer_share(images, bins, len(edges) + 1),
+                "recon_mean": fd.stacked_outer_share(observed["recon_mean"], bins,
+                                                     len(edges) + 1),
+                "prior": fd.stacked_outer_share(ctx.results["generated_observed"],
+                                                prior_bins, len(edges) + 1)}}}
     out["isotropy"] = _isotropy(ctx, reference, rng, n_isotropy)
     out["memorization"] = _memorization(ctx, z_mean, rng)
     metrics["fidelity"] = out
