@@ -146,10 +146,29 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #     but size -2.0% (-1.5%), KS flux 0.105, faintest quartile flux +11% (the refined
 #     latents absorb noise as light), magnitude worst bin 0.335, memorization p 0.0013;
 #     4/8 targets.  Not shipped; next: refine with the flux held.
-#   Next (not yet run): vae_cosmos_sim's successor, no condition for the user and
-#     mag_auto drawn from its training distribution (`--conditions` with no column):
+#   vae_cosmos_sim's successor, no condition for the user and mag_auto drawn from its
+#     training distribution (`--conditions` with no column; tested on a tiny bundle in
+#     tests/test_drawn_conditions.py), queued on 2026-12-03 (session 24) after cvae2_drawn
+#     (runs/chain_vae_drawn.sh starts runs/train_vae_drawn.sh, log runs/train_vae_drawn.log):
 #     galsim-vae train sim20k_128 --out vae_drawn --model cvae2 --conditions \
-#       --flux-condition mag_auto ...(as cvae2_drawn)...
+#       --flux-condition mag_auto ...(as cvae2_drawn, --seed 2027)...
+# 2026-12-03 (session 24): where the conv flagship's faint flux comes from.  At mag_auto
+#   > 24.85 (400 held-out galaxies of simeval3k_128, posterior means; runs/diag/mag_radial.py)
+#   the reconstructions match the data within r < 25 pixels (0.75"), but beyond it they
+#   hold 0.178 of the data's total flux against the data's 0.080: a faint halo worth 10% of
+#   the flux, ~0.005 sigma per pixel, which costs the likelihood ~0.1 nats per galaxy.  The
+#   prior samples carry the same (per mag_auto bin, median magnitude: data 24.88,
+#   reconstructions 24.81, prior 24.81 at mag_auto 25.05; runs/diag/mag_diag.py).  Against
+#   the simulation's noiseless stamp flux the reconstructions are +15% in that bin, the
+#   noisy data +3%.  The sub-pixel flagship has no such halo (worst magnitude bin 0.07,
+#   data-like): the halo comes from the conv decoder's full-resolution transposed
+#   convolution.  The report now shows it (share of the summed flux beyond 0.2 stamp sides
+#   per S/N quartile).  So the sub-pixel flagship, with its flow refitted to refined
+#   encodings (what gave the conv flagship its mean |g|), was tried next:
+#     cp -r flagship_sp.checkpoints flagship_sp_refined.checkpoints
+#     runs/train_flagship_sp_refined.sh (log runs/train_flagship_sp_refined.log):
+#     galsim-vae train sim20k_128 --out flagship_sp_refined ...(as flagship_sp)... \
+#       --flow-units 128,128 --flow-couplings 8 --flow-refine-steps 8 --resume
 # Not yet run: the same with a resize decoder (no transposed convolutions):
 #   galsim-vae train sim20k_128 --out flagship_resize ... ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --upsampling resize
 # Refitting the shipped flagship's flow prior with early stopping on the validation
