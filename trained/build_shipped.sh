@@ -30,15 +30,19 @@ cd "$WORK"
 COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batch-size 64
  --beta warmup:0.1:4:0.01 --lr 1e-3 --lr-decay 0.93 --clip-norm 1e5 --seed 2026
  --output-activation linear --model-error 0.03 --augment --monitor median --resume"
-# The shipped flagship (2026-12-03): KL weight 0.01, 55 epochs at a 0.95 decay, and the
-# flow prior (8 couplings of 128,128) fitted to posterior samples in all 8 orientations.
-# It was made as runs/flagship_long (55 epochs) whose checkpoints were resumed as
-# runs/flagship_prior8 to fit that prior (`train` now fits it so in one go):
+# The shipped flagship (2026-12-03, session 24): the sub-pixel decoder, KL weight 0.01, 55
+# epochs at a 0.95 decay, and the flow prior (8 couplings of 128,128) fitted to
+# semi-amortized encodings (8 refinement steps) in all 8 orientations.  It was made as
+# runs/flagship_sp (55 epochs) whose checkpoints were resumed as runs/flagship_sp_refined
+# with --flow-refine-steps 8 (the same as this one command):
 [ -f flagship_cosmos_sim/model.json ] || galsim-vae train sim20k_128 --out flagship_cosmos_sim \
     --model cvae2 --conditions zphot mag_auto flux_radius --flux-condition mag_auto --epochs 55 \
-    ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.95 \
-    --flow-units 128,128 --flow-couplings 8
-# (--lr-decay given twice: the last one, 0.95, counts.)  Before 2026-12-03 it was:
+    ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.95 --decoder subpixel \
+    --flow-units 128,128 --flow-couplings 8 --flow-refine-steps 8
+# (--lr-decay given twice: the last one, 0.95, counts.)  Shipped from 2026-12-03 until
+# session 24: the same with the conv decoder and the flow fitted to raw posterior samples
+# (runs/flagship_long resumed as runs/flagship_prior8; 3/8 targets, mean |g| -2.7%,
+# magnitude worst bin 0.255; its faint galaxies had a halo, see below).  Before 2026-12-03:
 #   galsim-vae train sim20k_128 --out flagship_cosmos_sim --model cvae2 --conditions zphot \
 #       mag_auto flux_radius --flux-condition mag_auto --epochs 30 $COMMON
 # cvae2_cosmos_sim and vae_cosmos_sim, as shipped, were built by this script as of commit
@@ -164,7 +168,9 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #   data-like): the halo comes from the conv decoder's full-resolution transposed
 #   convolution.  The report now shows it (share of the summed flux beyond 0.2 stamp sides
 #   per S/N quartile).  So the sub-pixel flagship, with its flow refitted to refined
-#   encodings (what gave the conv flagship its mean |g|), was tried next:
+#   encodings (what gave the conv flagship its mean |g|), was tried next, and shipped
+#   (5/8 targets: mean |g| -0.6%, magnitude worst bin 0.10, KS flux 0.031; size -2.2%,
+#   memorization p 6e-12 not met; runs/report_flagship_sp_refined):
 #     cp -r flagship_sp.checkpoints flagship_sp_refined.checkpoints
 #     runs/train_flagship_sp_refined.sh (log runs/train_flagship_sp_refined.log):
 #     galsim-vae train sim20k_128 --out flagship_sp_refined ...(as flagship_sp)... \
