@@ -111,6 +111,12 @@ def test_flagship_bundle_generates_at_its_three_conditions():
     assert len({int(g.latent[-1]) for g in gals}) == 8        # every orientation drawn
     mags = np.array([g.magnitude for g in gals])
     assert abs(np.median(mags) - 22.0) < 0.2, np.median(mags)
+    # issue 17: within 0.2 mag of mag_auto down to the catalog's faint end (typical sizes)
+    for mag_auto, flux_radius in ((23.5, 9.0), (25.0, 6.0)):
+        faint = model.sample(128, zphot=0.8, mag_auto=mag_auto, flux_radius=flux_radius,
+                             rng=galsim.BaseDeviate(12))
+        median = np.median([g.magnitude for g in faint])
+        assert abs(median - mag_auto) < 0.2, (mag_auto, median)
     replay = galsim_vae.VAEGalaxy(model, latent=gals[3].latent, **gals[3].conditions)
     np.testing.assert_allclose(replay.stamp, gals[3].stamp, rtol=1e-4,
                                atol=1e-5 * gals[3].stamp.max())
