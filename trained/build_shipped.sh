@@ -155,7 +155,8 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #     tests/test_drawn_conditions.py), queued on 2026-12-03 (session 24) after cvae2_drawn
 #     (runs/chain_vae_drawn.sh starts runs/train_vae_drawn.sh, log runs/train_vae_drawn.log):
 #     galsim-vae train sim20k_128 --out vae_drawn --model cvae2 --conditions \
-#       --flux-condition mag_auto ...(as cvae2_drawn, --seed 2027)...
+#       --flux-condition mag_auto ...(as the shipped flagship: --decoder subpixel
+#       --flow-refine-steps 8; --seed 2027)...
 # 2026-12-03 (session 24): where the conv flagship's faint flux comes from.  At mag_auto
 #   > 24.85 (400 held-out galaxies of simeval3k_128, posterior means; runs/diag/mag_radial.py)
 #   the reconstructions match the data within r < 25 pixels (0.75"), but beyond it they
