@@ -129,10 +129,14 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #     galaxies' elongation; the rounding is in what the encoder/decoder pair can
 #     represent of a noisy faint stamp, not in the posterior width.  Validation NLL
 #     -13,889 (sub-pixel at 0.01: -13,920) with KL 57 (187) nats.
-#   runs/train_cvae2_drawn.sh (log runs/train_cvae2_drawn.log): cvae2_cosmos_sim's
+#   runs/train_cvae2_drawn_conv.sh (log runs/train_cvae2_drawn_resume.log): cvae2_cosmos_sim's
 #     successor, zphot for the user and mag_auto drawn (flux-normalised stamps), with the
-#     shipped flagship's recipe (first started with flagship_b1's, stopped at epoch 14
-#     when that one proved worse; its checkpoints in runs/cvae2_drawn_b1.checkpoints):
+#     then-shipped flagship's recipe (first started with flagship_b1's, stopped at epoch 14
+#     when that one proved worse; its checkpoints in runs/cvae2_drawn_b1.checkpoints);
+#     stopped at epoch 29 in session 24 (checkpoints runs/cvae2_drawn_conv.checkpoints)
+#     when the conv decoder's faint halo was found, and restarted with the new flagship's
+#     recipe as runs/train_cvae2_drawn.sh (--decoder subpixel --flow-refine-steps 8; log
+#     runs/train_cvae2_drawn.log; rerun to continue).  The conv run was:
 #     galsim-vae train sim20k_128 --out cvae2_drawn --model cvae2 --conditions zphot \
 #       --flux-condition mag_auto --epochs 55 \
 #       ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.95 \
