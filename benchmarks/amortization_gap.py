@@ -43,7 +43,7 @@ def main(argv=None) -> None:
     from galsim_vae.data.dataset import Dataset
     from galsim_vae.evaluation.morphology import measure_morphology
     from galsim_vae.evaluation.render import observe_like_data
-    from galsim_vae.training.record import _latent_refiner
+    from galsim_vae.training.encodings import latent_refiner
 
     model = load_model(args.bundle)
     net = model.network
@@ -62,7 +62,7 @@ def main(argv=None) -> None:
     noise = tf.constant(sigma / scale, tf.float32)
     cond = tf.constant(model.standardise(raw), tf.float32)
     mean = net.encode(x, cond).mean()
-    refined = _latent_refiner(net, args.steps, args.beta, args.lr)(mean, x, psf, noise, cond)
+    refined = latent_refiner(net, args.steps, args.beta, args.lr)(mean, x, psf, noise, cond)
 
     def fit(z):
         return net.likelihood(net.decode(z, cond), psf, noise).log_prob(x).numpy()

@@ -409,7 +409,7 @@ def test_flow_prior_encodings_are_posterior_samples_in_every_orientation(tiny_da
     from galsim_vae.data import Dataset
     from galsim_vae.data.pipeline import apply_dihedral
     from galsim_vae.models import build_model
-    from galsim_vae.training.record import _encodings
+    from galsim_vae.training.encodings import encodings as _encodings
 
     tf.keras.utils.set_random_seed(3)
     model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8],
@@ -442,7 +442,8 @@ def test_refined_encodings_fit_their_galaxies_better(tiny_dataset):
 
     from galsim_vae.data import Dataset, make_tf_dataset
     from galsim_vae.models import build_model
-    from galsim_vae.training.record import _encodings, _latent_refiner
+    from galsim_vae.training.encodings import encodings as _encodings
+    from galsim_vae.training.encodings import latent_refiner as _latent_refiner
 
     tf.keras.utils.set_random_seed(4)
     model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8],
@@ -465,3 +466,42 @@ def test_refined_encodings_fit_their_galaxies_better(tiny_dataset):
     plain, _ = _encodings(model, data, "train", ("zphot",), True, 16, seed=5)
     moved, _ = _encodings(model, data, "train", ("zphot",), True, 16, seed=5, refine_steps=5)
     assert moved.shape == plain.shape and not np.allclose(moved, plain)
+
+
+def test_a_flow_refit_on_the_same_weights_reads_the_cached_encodings(tiny_dataset, tmp_path,
+                                                                     monkeypatch):
+    """The flow's encodings are kept in the checkpoint folder: a finished run resumed with
+    other flow settings (resumable changes) fits its new flow without encoding again;
+    other weights or another refinement give another cache key."""
+    import galsim_vae.training.encodings as enc
+    from galsim_vae.bundle import load_bundle
+    from galsim_vae.training import train
+
+    kwargs = dict(architecture="cvae2", conditions=("zphot",), latent_size=4,
+                  channels=[4, 8], epochs=1, batch_size=16, seed=3, flow_prior_epochs=3,
+                  flow_refine_steps=2)
+    first = train(tiny_dataset, tmp_path / "a", **kwargs)
+    cached = sorted((tmp_path / "a.checkpoints").glob("encodings_*.npz"))
+    assert [p.name.split("_")[1] for p in cached] == ["train", "validation"]
+
+    def no_encoding(*args, **kw):
+        raise AssertionError("encoded again")
+
+    monkeypatch.setattr(enc, "encodings", no_encoding)
+    refit = train(tiny_dataset, tmp_path / "a", **{**kwargs, "flow_prior_couplings": 2},
+                  resume=True, overwrite=True)
+    _, spec = load_bundle(refit)
+    assert spec.prior.hyperparameters["n_couplings"] == 2
+    monkeypatch.undo()
+    # the key follows the weights and the refinement
+    model = load_bundle(first)[0]
+    from galsim_vae.data import Dataset
+
+    data = Dataset(tiny_dataset)
+    settings = dict(orientations=1, seed=0, refine_steps=2, prior_weight=0.1, with_psf=True)
+    key = enc.encodings_key(model, data, "train", ("zphot",), **settings)
+    assert key == enc.encodings_key(model, data, "train", ("zphot",), **settings)
+    assert key != enc.encodings_key(model, data, "train", ("zphot",),
+                                    **{**settings, "refine_steps": 3})
+    model.set_weights([w + 1e-3 for w in model.get_weights()])
+    assert key != enc.encodings_key(model, data, "train", ("zphot",), **settings)

@@ -9,7 +9,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputDataError
-from ..io_utils import progress
 from .errors import TrainingConfigError
 
 
@@ -83,9 +82,14 @@ def divergence_error(dataset, indices: np.ndarray, epoch: int, loss, lr: float):
 def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batch_size: int, *,
                                 epochs: int, seed: int, orientations: int = 1,
                                 hidden_units: Sequence[int] = (64, 64), n_couplings: int = 6,
-                                refine_steps: int = 0, prior_weight: float = 0.0):
+                                refine_steps: int = 0, prior_weight: float = 0.0,
+                                cache_dir=None):
     """Fit the flow prior to the aggregate posterior of the training split, stopped early
     on that of the validation split (when the data set has one).
+
+    The encodings are kept in ``cache_dir`` (the run's checkpoint folder) when given: a
+    run resumed with other flow settings on the same weights fits its flow in minutes
+    instead of re-encoding (:func:`galsim_vae.training.encodings.cached_encodings`).
 
     The flow is fitted to one posterior *sample* per galaxy and orientation: the prior a
     VAE generates from should be the aggregate posterior ``q(z) = E_x q(z | x)`` (Lanusse
@@ -107,11 +111,13 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     import keras
 
     from ..models.prior import fit_flow_prior
+    from .encodings import cached_encodings
 
     def encodings(split: str, split_seed: int):
-        return _encodings(model, dataset, split, conditions, with_psf, batch_size,
-                          orientations=orientations, seed=split_seed,
-                          refine_steps=refine_steps, prior_weight=prior_weight)
+        return cached_encodings(model, dataset, split, conditions, with_psf, batch_size,
+                                orientations=orientations, seed=split_seed,
+                                refine_steps=refine_steps, prior_weight=prior_weight,
+                                cache_dir=cache_dir)
 
     latents, conds = encodings("train", seed)
     validation = None
@@ -121,69 +127,6 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     return fit_flow_prior(latents, conds, epochs=epochs, batch_size=256, learning_rate=1e-3,
                           seed=seed % (2**31), validation=validation,
                           hidden_units=hidden_units, n_couplings=n_couplings)
-
-
-def _encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size: int, *,
-               orientations: int = 1, seed: int = 0, refine_steps: int = 0,
-               prior_weight: float = 0.0):
-    """One posterior sample per galaxy of one split and per orientation (the first
-    ``orientations`` of the eight symmetries of the square), (N * orientations, d), with
-    the normalised conditions of each row (N * orientations, k) or None."""
-    import tensorflow as tf
-
-    from ..data import make_tf_dataset
-    from ..models.orientation import orient
-
-    data = make_tf_dataset(dataset, split, batch_size=max(batch_size, 256), shuffle=False,
-                           conditions=conditions, with_psf=with_psf)
-    generator = tf.random.Generator.from_seed(int(seed) % (2**31))
-    refine = _latent_refiner(model, int(refine_steps), float(prior_weight))
-    latents, conds = [], []
-    for batch in progress(data, desc=f"encoding the {split} split"):
-        cond = batch.get("conditions")
-        images, psf = batch["image"], batch.get("psf")
-        for code in range(int(orientations)):
-            codes = tf.fill(tf.shape(images)[:1], code)
-            turned = orient(images, codes) if code else images
-            posterior = model.encode(turned, cond, training=False)
-            centre = posterior.mean()
-            if refine is not None:
-                turned_psf = None if psf is None else (orient(psf, codes) if code else psf)
-                centre = refine(centre, turned, turned_psf, batch["noise_std"], cond)
-            eps = generator.normal(tf.shape(centre))
-            latents.append((centre + posterior.stddev() * eps).numpy())
-            if cond is not None:
-                conds.append(cond.numpy())
-    return np.concatenate(latents), (np.concatenate(conds) if conds else None)
-
-
-def _latent_refiner(model, steps: int, prior_weight: float, learning_rate: float = 0.3):
-    """A compiled ``refine(z, images, psf, noise_std, conditions)``: ``steps`` Adam steps
-    (per-coordinate, so the step does not depend on the loss scale) up ``log p(x | z) -
-    prior_weight |z|^2 / 2`` from z; None for ``steps`` 0."""
-    import tensorflow as tf
-
-    if steps <= 0:
-        return None
-
-    @tf.function(reduce_retracing=True)
-    def refine(z, images, psf, noise_std, conditions):
-        first, second = tf.zeros_like(z), tf.zeros_like(z)
-        for step in tf.range(1, steps + 1):
-            with tf.GradientTape() as tape:
-                tape.watch(z)
-                profile = model.decode(z, conditions, training=False)
-                fit = model.likelihood(profile, psf, noise_std).log_prob(images)
-                loss = -tf.reduce_sum(fit) + 0.5 * prior_weight * tf.reduce_sum(z * z)
-            grad = tape.gradient(loss, z)
-            first = 0.9 * first + 0.1 * grad
-            second = 0.999 * second + 0.001 * grad * grad
-            t = tf.cast(step, tf.float32)
-            z = z - learning_rate * (first / (1.0 - 0.9**t)) / (
-                tf.sqrt(second / (1.0 - 0.999**t)) + 1e-8)
-        return z
-
-    return refine
 
 
 def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str, float]], *,
