@@ -12,8 +12,10 @@ import errno
 import glob
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, TypeVar
@@ -98,29 +100,103 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     """
     path = check_output_path(path, overwrite=overwrite)
     _warn_stale(path)
-    with _writable_folder(path):
-        tmp = Path(tempfile.mkdtemp(prefix=path.name + TMP_MARK, dir=path.absolute().parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual mode
-    try:
-        yield tmp
-    except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _raise_write_error(err, path)
-        raise
-    if overwrite and path.exists():
-        old = path.with_name(path.name + TMP_MARK + "old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+    with _signals_deferred() as previous:  # no signal between creating tmp and the try
+        with _writable_folder(path):
+            tmp = Path(tempfile.mkdtemp(prefix=path.name + TMP_MARK,
+                                        dir=path.absolute().parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual mode
+        try:
+            with _signals_restored(previous):
+                yield tmp
+        except BaseException as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _raise_write_error(err, path)
+            raise
+        if overwrite and path.exists():
+            old = path.with_name(path.name + TMP_MARK + "old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+            return
+        try:
+            os.rename(tmp, path)   # fails if another process made ``path`` meanwhile
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if path.exists():
+                raise _written_meanwhile(path) from None
+            raise
+
+
+#: Signals that the commands turn into a clean stop (:mod:`galsim_vae.interruption`); held
+#: back while an atomic output's temporary is created, renamed or removed.
+_DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _HeldSignals:
+    """Python-level handlers that record SIGINT/SIGTERM instead of acting on them, and
+    the handlers they replaced.  (Masking the signals in the main thread would not do:
+    the kernel hands a process-directed signal to any thread that does not block it, and
+    Python then runs the handler in the main thread all the same.)"""
+
+    def __init__(self):
+        self.caught: list[tuple[int, object]] = []
+        self.originals = {s: signal.getsignal(s) for s in _DEFERRED_SIGNALS}
+
+    def hold(self, signum, frame) -> None:
+        self.caught.append((signum, frame))
+
+    def install(self) -> None:
+        for signum in self.originals:
+            signal.signal(signum, self.hold)
+
+    def restore(self) -> None:
+        """Put the original handlers back and give them a signal held meanwhile (one
+        that raises, e.g. KeyboardInterrupt, raises here)."""
+        for signum, handler in self.originals.items():
+            signal.signal(signum, handler)
+        if not self.caught:
+            return
+        signum, frame = self.caught[0]
+        self.caught.clear()
+        handler = self.originals[signum]
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), signum)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM for the block (in the main thread; elsewhere Python
+    delivers no signal anyway): one that arrives meanwhile acts when the block ends.
+    Without it, a signal landing between ``mkdtemp`` and the ``try`` that removes the
+    temporary on failure left the temporary behind (seen once under load in
+    ``tests/test_signals.py``).  Yields the held state for :func:`_signals_restored`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
         return
+    held = _HeldSignals()
+    held.install()
     try:
-        os.rename(tmp, path)   # fails if another process made ``path`` meanwhile
-    except OSError as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if path.exists():
-            raise _written_meanwhile(path) from None
-        raise
+        yield held
+    finally:
+        held.restore()
+
+
+@contextlib.contextmanager
+def _signals_restored(held: _HeldSignals | None):
+    """Inside :func:`_signals_deferred`: the original handlers (the caller's work stays
+    interruptible; a signal held so far acts now, inside the caller's ``try``), held
+    again when the block ends."""
+    if held is None:
+        yield
+        return
+    held.restore()
+    try:
+        yield
+    finally:
+        held.install()
 
 
 #: errno values of a failed write that says nothing about the inputs.
@@ -149,31 +225,33 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     renamed to ``path`` when the block succeeds, removed when it fails."""
     path = check_output_path(path, overwrite=overwrite)
     _warn_stale(path)
-    with _writable_folder(path):
-        fd, name = tempfile.mkstemp(prefix=path.name + TMP_MARK, dir=path.absolute().parent,
-                                    suffix=path.suffix)
-    os.close(fd)
-    tmp = Path(name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
-    try:
-        yield tmp
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        _raise_write_error(err, path)
-        raise
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)     # no-clobber: fails if another process made ``path`` meanwhile
-    except FileExistsError:
-        raise _written_meanwhile(path) from None
-    except OSError:            # a file system without hard links: check, then rename
-        if path.exists():
+    with _signals_deferred() as previous:  # no signal between creating tmp and the try
+        with _writable_folder(path):
+            fd, name = tempfile.mkstemp(prefix=path.name + TMP_MARK,
+                                        dir=path.absolute().parent, suffix=path.suffix)
+        os.close(fd)
+        tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+        try:
+            with _signals_restored(previous):
+                yield tmp
+        except BaseException as err:
+            tmp.unlink(missing_ok=True)
+            _raise_write_error(err, path)
+            raise
+        if overwrite:
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)  # no-clobber: fails if another process made ``path`` meanwhile
+        except FileExistsError:
             raise _written_meanwhile(path) from None
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        except OSError:         # a file system without hard links: check, then rename
+            if path.exists():
+                raise _written_meanwhile(path) from None
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -70,3 +70,41 @@ def test_outputs_get_the_usual_permissions(tmp_path):
         os.umask(mask)
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+
+
+class _Stopped(Exception):
+    pass
+
+
+@pytest.mark.parametrize("writer, maker", [(atomic_directory, "mkdtemp"),
+                                           (atomic_file, "mkstemp")])
+def test_a_signal_right_after_the_temporary_is_made_leaves_nothing(tmp_path, monkeypatch,
+                                                                   writer, maker):
+    """A SIGTERM that lands just after the temporary output is created, before the code
+    that removes it on failure is entered, still leaves nothing behind: the signal is held
+    until the temporary is covered, then stops the block (seen under load in
+    tests/test_signals.py: an interrupted `simulate` left its `out.tmp-*` folder)."""
+    import os
+    import signal
+    import tempfile
+
+    def stop(signum, frame):
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    real = getattr(tempfile, maker)
+
+    def make_then_signal(*args, **kwargs):
+        made = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)      # arrives before the temporary is returned
+        return made
+
+    monkeypatch.setattr(tempfile, maker, make_then_signal)
+    try:
+        with pytest.raises(_Stopped):
+            with writer(tmp_path / "out.npy") as tmp:
+                tmp.touch()
+                pytest.fail("the block ran to its end; the signal was lost")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(tmp_path.iterdir()) == []
