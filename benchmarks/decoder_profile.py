@@ -58,7 +58,7 @@ def cut_models(bundle: str, batch: int, folder: Path) -> list[tuple[str, str, tu
     import tensorflow as tf
 
     from galsim_vae import load_model
-    from galsim_vae.bundle.export import _convert, export_tracing
+    from galsim_vae.bundle.export import convert_to_litert, export_tracing
 
     decoder = load_model(bundle).network.decoder_cnn
     signature = [tf.TensorSpec((batch, *decoder.input_shape[1:]), tf.float32)]
@@ -71,7 +71,7 @@ def cut_models(bundle: str, batch: int, folder: Path) -> list[tuple[str, str, tu
                 return x
 
             path = folder / f"cut{i}.tflite"
-            path.write_bytes(_convert(cut, signature))
+            path.write_bytes(convert_to_litert(cut, signature))
             shape = tf.function(cut).get_concrete_function(*signature).output_shapes
             cuts.append((layer.name, str(path), tuple(shape[1:])))
     return cuts

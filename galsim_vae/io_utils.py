@@ -100,13 +100,13 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     """
     path = check_output_path(path, overwrite=overwrite)
     _warn_stale(path)
-    with _signals_deferred() as previous:  # no signal between creating tmp and the try
+    with _signals_deferred() as held:  # no signal between creating tmp and the try
         with _writable_folder(path):
             tmp = Path(tempfile.mkdtemp(prefix=path.name + TMP_MARK,
                                         dir=path.absolute().parent))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual mode
         try:
-            with _signals_restored(previous):
+            with _signals_restored(held):
                 yield tmp
         except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -225,7 +225,7 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     renamed to ``path`` when the block succeeds, removed when it fails."""
     path = check_output_path(path, overwrite=overwrite)
     _warn_stale(path)
-    with _signals_deferred() as previous:  # no signal between creating tmp and the try
+    with _signals_deferred() as held:  # no signal between creating tmp and the try
         with _writable_folder(path):
             fd, name = tempfile.mkstemp(prefix=path.name + TMP_MARK,
                                         dir=path.absolute().parent, suffix=path.suffix)
@@ -233,7 +233,7 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
         tmp = Path(name)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         try:
-            with _signals_restored(previous):
+            with _signals_restored(held):
                 yield tmp
         except BaseException as err:
             tmp.unlink(missing_ok=True)

@@ -42,7 +42,7 @@ EXPORT_BATCH = 16
 EXPORT_TOLERANCE = 1e-4
 
 
-def _convert(function, signature) -> bytes:
+def convert_to_litert(function, signature) -> bytes:
     """LiteRT flat buffer of ``function`` traced at ``signature``, variables frozen."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
@@ -171,9 +171,10 @@ def write_generator(network, folder: str | os.PathLike, *,
             signature = _signature(network, b)
             with export_tracing(network):
                 (folder / DECODER_TFLITE.format(batch=b)).write_bytes(
-                    _convert(decode, signature))
+                    convert_to_litert(decode, signature))
             if has_flow:
-                (folder / PRIOR_TFLITE.format(batch=b)).write_bytes(_convert(prior, signature))
+                (folder / PRIOR_TFLITE.format(batch=b)).write_bytes(
+                    convert_to_litert(prior, signature))
     except Exception as err:  # noqa: BLE001 - the converter raises many kinds
         # a tracing error's first line is "in user code:", its last line the cause
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]

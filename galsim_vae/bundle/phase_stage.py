@@ -45,7 +45,7 @@ def transpose_as_phases(kernel: np.ndarray, bias: np.ndarray) -> tuple[np.ndarra
     """Kernel (3, 3, C, 4 C') and bias (4 C',) of the half-resolution convolution whose
     output channel ``(2 dy + dx) C' + c`` is phase (dy, dx), channel c, of a
     Conv2DTranspose(C', 4, strides=2, padding="same") with Keras kernel ``(4, 4, C', C)``."""
-    size, _, out_channels, in_channels = kernel.shape
+    _, _, out_channels, in_channels = kernel.shape
     phases = np.zeros((3, 3, in_channels, 4 * out_channels), kernel.dtype)
     for (dy, ay), ty in _TRANSPOSE_TAPS.items():
         for (dx, ax), tx in _TRANSPOSE_TAPS.items():
