@@ -233,3 +233,23 @@ def test_set_model_card_refreshes_checksum_and_adds_report(saved, tmp_path):
     load_bundle(bundle)
     with pytest.raises(BundleError, match="plain name"):
         set_model_card(bundle, "x", extra_folders={"README.md": report})
+
+
+def test_set_model_card_renames_a_run_bundle_for_shipping(saved, tmp_path):
+    """A training run's bundle shipped under its public name: model.json's name changes,
+    the weights and their checksums do not, and a path-like name is refused."""
+    from galsim_vae.bundle import set_model_card
+
+    _, path = saved
+    bundle = _copy(path, tmp_path)
+    before = read_bundle(bundle)
+    set_model_card(bundle, "# public\n", name="public_name")
+    after = read_bundle(bundle)
+    assert after.name == "public_name" and before.name != "public_name"
+    assert after.files["weights.weights.h5"] == before.files["weights.weights.h5"]
+    network, _ = load_bundle(bundle)
+    assert network is not None
+    for bad in ("", "a/b"):
+        with pytest.raises(BundleError, match="plain, non-empty name"):
+            set_model_card(bundle, "x", name=bad)
+    assert read_bundle(bundle).name == "public_name"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -150,7 +151,8 @@ def _write_psf(path: Path, hst_psf: np.ndarray, pixel_scale: float) -> None:
 
 
 def set_model_card(path: str | os.PathLike, text: str, *,
-                   extra_folders: Mapping[str, str | os.PathLike] | None = None) -> Path:
+                   extra_folders: Mapping[str, str | os.PathLike] | None = None,
+                   name: str | None = None) -> Path:
     """Replace a bundle's model card (``README.md``) and refresh its checksum.
 
     Used to add what is known only after training (the evaluation report, limits, the
@@ -163,12 +165,19 @@ def set_model_card(path: str | os.PathLike, text: str, *,
         text:          The new model card (Markdown).
         extra_folders: Sub-folders to copy into the bundle, e.g. ``{"report": DIR}``;
                        documentation only, not checksummed (the loader never reads them).
+        name:          A new name for the bundle (``model.json``'s ``name``), e.g. when a
+                       training run's bundle is shipped under its public name; None keeps
+                       the name.
 
     Returns:
         The bundle path.
     """
     path = Path(path)
     spec = read_bundle(path)
+    if name is not None:
+        if not name or Path(name).name != name:
+            raise BundleError(f"bundle name {name!r} must be a plain, non-empty name")
+        spec = replace(spec, name=name)
     for folder in (extra_folders or {}):
         if Path(folder).name != folder or folder in spec.files:
             raise BundleError(f"extra folder name {folder!r} must be a plain name that is not "
