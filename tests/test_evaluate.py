@@ -526,7 +526,12 @@ def test_fidelity_section_of_the_report(conditional_report):
     assert fid["isotropy"]["generated"]["n"] == 400
     assert 0 <= fid["isotropy"]["data"]["angle_ks_p"] <= 1
     assert 0 <= fid["memorization"]["p_value_generated_closer"] <= 1
+    assert 0 <= fid["memorization"]["p_value_closer_than_heldout"] <= 1
     text = (out / "report.md").read_text()
+    assert "Against the held-out galaxies' own distances" in text
+    memo_targets = [t for t in metrics["fidelity_targets"]
+                    if t["target"].startswith("memorization")]
+    assert len(memo_targets) == 2                      # both tests must be met
     assert "## Where fidelity is lost" in text and "posterior sample" in text
     targets = {t["target"].split(":")[0] for t in metrics["fidelity_targets"]}
     assert {"isotropy", "posterior predictive", "memorization"} <= targets

@@ -73,9 +73,12 @@ def test_memorization_flags_copies():
     heldout = rng.normal(size=(2000, 8))
     copies = training[rng.choice(2000, 300)] + 1e-3 * rng.normal(size=(300, 8))
     fresh = rng.normal(size=(300, 8))
-    assert fd.memorization_test(training, copies, heldout)["p_value_generated_closer"] < 1e-6
+    copied = fd.memorization_test(training, copies, heldout)
+    assert copied["p_value_generated_closer"] < 1e-6
+    assert copied["p_value_closer_than_heldout"] < 1e-6 and copied["heldout_ratio"] < 0.1
     new = fd.memorization_test(training, fresh, heldout)
     assert new["p_value_generated_closer"] > 1e-3 and 0.8 < new["median_ratio"] < 1.25
+    assert new["p_value_closer_than_heldout"] > 1e-3 and 0.8 < new["heldout_ratio"] < 1.25
 
 
 def test_column_means_ratios():

@@ -105,6 +105,13 @@ def render_fidelity(metrics: Mapping[str, Any]) -> list[str]:
                   f"{_f(mem['median_ratio'], 4)}); {mem['test']}: p = "
                   f"{_f(mem['p_value_generated_closer'], 3)} (small p: generated galaxies sit "
                   "closer to the training set than to unseen galaxies).", ""]
+        if "p_value_closer_than_heldout" in mem:
+            lines += [f"Against the held-out galaxies' own distances: median distance of "
+                      f"the held-out galaxies to the nearest training galaxy "
+                      f"{_f(mem['median_heldout_to_training'], 4)} (generated / held-out "
+                      f"{_f(mem['heldout_ratio'], 4)}); {mem['test_heldout']}: p = "
+                      f"{_f(mem['p_value_closer_than_heldout'], 3)} (small p: generated "
+                      "galaxies sit closer to the training set than unseen galaxies do).", ""]
     else:
         lines += [f"Memorization: {mem.get('note')}.", ""]
     return lines
