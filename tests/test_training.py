@@ -505,3 +505,29 @@ def test_a_flow_refit_on_the_same_weights_reads_the_cached_encodings(tiny_datase
                                     **{**settings, "refine_steps": 3})
     model.set_weights([w + 1e-3 for w in model.get_weights()])
     assert key != enc.encodings_key(model, data, "train", ("zphot",), **settings)
+
+
+def test_flow_orientations_sets_the_encoded_orientations(tiny_dataset, tmp_path):
+    """An augment run's flow is fitted to its stamps in the first N orientations (fewer
+    encodings, less time); N is recorded in the bundle; values outside 1-8, or N > 1
+    for a model that never saw rotated stamps, are refused before any training."""
+    from galsim_vae.bundle import load_bundle
+    from galsim_vae.data import Dataset
+    from galsim_vae.training import TrainingConfigError, train
+
+    kwargs = dict(architecture="cvae2", conditions=("zphot",), latent_size=4,
+                  channels=[4, 8], epochs=1, batch_size=16, seed=3, flow_prior_epochs=2)
+    out = train(tiny_dataset, tmp_path / "two", augment=True, flow_orientations=2, **kwargs)
+    n_train = Dataset(tiny_dataset).indices("train", require_finite=("zphot",)).size
+    (cache,) = (tmp_path / "two.checkpoints").glob("encodings_train_*.npz")
+    with np.load(cache) as saved:
+        assert saved["latents"].shape == (2 * n_train, 4)
+    _, spec = load_bundle(out)
+    assert spec.training["flow_prior"]["orientations"] == 2
+    for bad, message in ((9, "1 to 8"), (0, "flow_orientations")):
+        with pytest.raises(TrainingConfigError, match=message):
+            train(tiny_dataset, tmp_path / f"bad{bad}", augment=True, flow_orientations=bad,
+                  **kwargs)
+    with pytest.raises(TrainingConfigError, match="augment"):
+        train(tiny_dataset, tmp_path / "upright", flow_orientations=4, **kwargs)
+    assert not (tmp_path / "upright").exists() and not (tmp_path / "bad9").exists()

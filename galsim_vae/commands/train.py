@@ -100,6 +100,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="before the flow prior is fitted, refine each encoding by N "
                              "gradient steps on log p(x|z) (closes the encoder's amortization "
                              "gap, which rounds faint galaxies; 8 is enough; default 0)")
+    parser.add_argument("--flow-orientations", type=int, default=None, metavar="N",
+                        help="encode each training stamp in the first N of its eight "
+                             "orientations for the flow prior's fit (1-8; default: 8 with "
+                             "--augment, else 1); fewer cost less encoding time, mostly with "
+                             "--flow-refine-steps")
     parser.add_argument("--seed", type=int, default=None, help="seed (reproducible runs)")
     parser.add_argument("--checkpoint-dir", default=None,
                         help="checkpoints and logs (default: BUNDLE.checkpoints)")
@@ -143,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
                 checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                 flow_prior=not args.no_flow_prior, flow_prior_epochs=args.flow_epochs,
                 flow_refine_steps=args.flow_refine_steps,
+                flow_orientations=args.flow_orientations,
                 flow_prior_units=args.flow_units, flow_prior_couplings=args.flow_couplings,
                 mixed_precision=args.mixed_precision,
                 xla=args.xla, max_steps_per_epoch=args.max_steps_per_epoch,

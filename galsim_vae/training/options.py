@@ -57,6 +57,7 @@ class TrainingOptions:
     flow_prior_units: Sequence[int] = (64, 64)
     flow_prior_couplings: int = 6
     flow_refine_steps: int = 0
+    flow_orientations: int | None = None
     mixed_precision: bool = False
     xla: bool = False
     max_steps_per_epoch: int | None = None
@@ -139,6 +140,7 @@ class TrainingOptions:
         if self.flow_refine_steps:
             settings["flow_refine_steps"] = _positive_int(self.flow_refine_steps,
                                                           "flow_refine_steps")
+        settings["flow_orientations"] = self._flow_orientations()
         if drawn:            # only when there are some: older runs' run.json resume as they were
             settings["drawn_conditions"] = list(drawn)
         return RunPlan(options=self, dataset=dataset, out_bundle=out_bundle,
@@ -147,6 +149,22 @@ class TrainingOptions:
                        psf_free=psf_free, hyperparameters=hyperparameters, beta=beta, lr=lr,
                        clip_norm=clip_norm, epochs=epochs, batch_size=batch_size,
                        max_steps_per_epoch=max_steps, patience=patience, settings=settings)
+
+    def _flow_orientations(self) -> int:
+        """Orientations of each training stamp the flow prior is fitted to: all eight for
+        an ``augment`` run unless ``flow_orientations`` says fewer, one otherwise."""
+        if self.flow_orientations is None:
+            return 8 if self.augment else 1
+        value = _positive_int(self.flow_orientations, "flow_orientations")
+        if value > 8:
+            raise TrainingConfigError(f"flow_orientations must be 1 to 8 (the symmetries of "
+                                      f"the square), got {value}")
+        if value > 1 and not self.augment:
+            raise TrainingConfigError(
+                f"flow_orientations={value} encodes rotated and flipped stamps, which only a "
+                "model trained on them understands: train with augment=True (--augment) or "
+                "use flow_orientations=1")
+        return value
 
     def _hyperparameters(self, dataset, conditions: tuple, latent_size: int,
                          psf_free: bool) -> dict[str, Any]:

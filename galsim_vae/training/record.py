@@ -165,6 +165,12 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
         "final": {k: float(v) for k, v in final_row.items()
                   if k.startswith(("train_", "val_")) or k in ("beta", "lr")},
     }
+    if prior is not None:
+        info["flow_prior"] = {"orientations": settings.get("flow_orientations", 1),
+                              "refine_steps": settings.get("flow_refine_steps", 0),
+                              "units": settings["flow_prior_units"],
+                              "couplings": settings["flow_prior_couplings"],
+                              "max_epochs": settings["flow_prior_epochs"]}
     if prior is not None and getattr(prior, "training_losses", None):
         info["final"]["flow_prior_nll"] = float(prior.training_losses[prior.best_epoch - 1])
         info["final"]["flow_prior_epoch"] = int(prior.best_epoch)

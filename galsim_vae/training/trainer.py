@@ -74,8 +74,11 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
                          flux scale (flux-normalised networks);
                        - ``seed`` (reproducible; enables op determinism), ``checkpoint_dir``
                          (default ``<out_bundle>.checkpoints``), ``resume``, ``overwrite``,
-                         ``flow_prior``, ``flow_prior_epochs``, ``mixed_precision``,
-                         ``xla``, ``max_steps_per_epoch``, ``name``.
+                         ``flow_prior``, ``flow_prior_epochs``, ``flow_prior_units``,
+                         ``flow_prior_couplings``, ``flow_refine_steps`` (semi-amortized
+                         encodings), ``flow_orientations`` (orientations of each stamp
+                         encoded for the flow: 1-8, default 8 with ``augment``),
+                         ``mixed_precision``, ``xla``, ``max_steps_per_epoch``, ``name``.
         on_epoch_end:  Called with each epoch's history row after its checkpoint is saved.
         strategy:      A ``tf.distribute`` strategy object, or the name of one of
                        :mod:`.distributed` (``auto``, the default: ``MirroredStrategy``
@@ -316,7 +319,7 @@ class _Run:
             prior = fit_flow_prior_to_encodings(
                 self.model, dataset, plan.conditions, plan.psf_free, plan.batch_size,
                 epochs=options.flow_prior_epochs, seed=self.run_seed,
-                orientations=8 if options.augment else 1,
+                orientations=plan.settings["flow_orientations"],
                 hidden_units=plan.settings["flow_prior_units"],
                 n_couplings=plan.settings["flow_prior_couplings"],
                 refine_steps=int(options.flow_refine_steps or 0),
