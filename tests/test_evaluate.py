@@ -495,7 +495,11 @@ def test_simulated_survey_report_compares_with_truth(tmp_path):
     expected = np.asarray(table["flux"])[np.isin(table["IDENT"], test_idents)]
     assert truth["statistics"]["flux"]["mean_reference"] == pytest.approx(expected.mean())
     assert truth["statistics"]["hlr_arcsec"]["n_generated"] == test_idents.size
-    assert "## Against the simulation truth" in (tmp_path / "report" / "report.md").read_text()
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Against the simulation truth" in text
+    # generated galaxies get the survey's own (correlated COSMOS) noise, and the report says so
+    assert "noise correlation" in metrics["generation"]["noise"]
+    assert "the data set's own noise correlation" in text
 
 
 def test_fidelity_section_of_the_report(conditional_report):
@@ -529,6 +533,7 @@ def test_fidelity_section_of_the_report(conditional_report):
     assert 0 <= fid["memorization"]["p_value_closer_than_heldout"] <= 1
     text = (out / "report.md").read_text()
     assert "Against the held-out galaxies' own distances" in text
+    assert metrics["generation"]["noise"].startswith("white")   # no noise models recorded
     memo_targets = [t for t in metrics["fidelity_targets"]
                     if t["target"].startswith("memorization")]
     assert len(memo_targets) == 2                      # both tests must be met

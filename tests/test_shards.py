@@ -48,6 +48,9 @@ def test_three_shards_merge_into_the_single_run(survey, tmp_path):
     for name in whole.catalog.colnames:
         np.testing.assert_array_equal(merged.catalog[name], whole.catalog[name], err_msg=name)
     assert merged.meta["normalisation"] == whole.meta["normalisation"]
+    # the noise models (one COSMOS correlation function here) and each galaxy's row of them
+    assert whole.noise_rootps_table is not None
+    np.testing.assert_array_equal(merged.noise_rootps_table, whole.noise_rootps_table)
     assert merged.meta["split"] == whole.meta["split"]
     assert merged.meta["source"]["n_written"] == whole.meta["source"]["n_written"]
     assert merged.meta["source"]["merged_from_shards"] == 3

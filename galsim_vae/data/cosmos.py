@@ -44,6 +44,7 @@ from ..io_utils import check_output_path, progress
 from . import cosmos_repair as repair
 from .cosmos_selection import CosmosSelection, select_galaxies
 from .merge import check_shard
+from .noise import NoiseModelTable
 from .writer import DatasetWriter
 
 #: Default stamp side (pixels) of each COSMOS sample: 128 for F814W < 23.5 and 158 for
@@ -74,6 +75,7 @@ EXTRA_COLUMNS = {
     "flux_in_stamp": "f8",     # sum of the original pixels kept in the output stamp
     "noise_mean": "f8",        # catalog NOISE_MEAN (not subtracted, as GalSim does)
     "orig_nx": "i4", "orig_ny": "i4",            # size of the original stamp
+    "noise_model": "i4",       # row of noise_rootps.npy (the noise correlation), -1 white
     "centre_offset_x": "f4", "centre_offset_y": "f4",  # see place_centred
     "cropped": "bool", "padded": "bool",
     "gal_hdu": "i4",           # HDU the stamp was read from (after any repair)
@@ -268,9 +270,11 @@ def prepare_cosmos(out: str | os.PathLike, directory: str | os.PathLike, *,
                        source=source, extra_columns=EXTRA_COLUMNS, split_seed=split_seed,
                        overwrite=overwrite) as writer:
         hdus = repair.HduChecker(rgc, notes, enabled=check_hdus)
+        noise_models = NoiseModelTable()
         writer_counts = _write_galaxies(
             writer, sel, hdus, repair.PaddingNoise(rgc), rejected, oversize=oversize,
-            skip_invalid=skip_invalid, noise_seed=noise_seed)
+            skip_invalid=skip_invalid, noise_seed=noise_seed, noise_models=noise_models)
+        writer.set_noise_models(noise_models.array())
         hdus.summary()
         if writer_counts["n_cropped"]:
             repair.warn(notes, f"{writer_counts['n_cropped']} stamps larger than "
@@ -288,10 +292,12 @@ def prepare_cosmos(out: str | os.PathLike, directory: str | os.PathLike, *,
 
 def _write_galaxies(writer: DatasetWriter, sel: CosmosSelection, hdus, padding,
                     rejected: dict[str, int], *, oversize: str, skip_invalid: bool,
-                    noise_seed: int) -> dict[str, int]:
-    """Add the selected galaxies to ``writer``; count rejections into ``rejected``.
-    Returns the numbers of cropped and padded stamps."""
+                    noise_seed: int, noise_models: NoiseModelTable) -> dict[str, int]:
+    """Add the selected galaxies to ``writer``; count rejections into ``rejected`` and
+    each galaxy's noise model (its correlation file at its pixel scale) into
+    ``noise_models``.  Returns the numbers of cropped and padded stamps."""
     rgc, size, columns = sel.rgc, writer.stamp_size, sel.columns
+    noise_files = rgc.noise_file_name
     counts = {"n_cropped": 0, "n_padded": 0}
     current_file = None
     for index in progress(sel.indices, total=len(sel.indices), desc="COSMOS stamps"):
@@ -339,6 +345,10 @@ def _write_galaxies(writer: DatasetWriter, sel: CosmosSelection, hdus, padding,
         psf, _, _ = place_centred(psf_raw, writer.psf_size, centre=peak)
         counts["n_cropped"] += cropped
         counts["n_padded"] += padded
+        key = (None if noise_files is None or noise_files[index] is None
+               else (noise_files[index], float(rgc.pixel_scale[index])))
+        noise_model = noise_models.index(
+            key, lambda i=index: padding.unit_rootps(i, (size, size)))
         writer.add(
             image, ident=ident, noise_variance=float(rgc.variance[index]), psf=psf,
             zphot=columns["zphot"][index], mag_auto=columns["mag_auto"][index],
@@ -350,7 +360,8 @@ def _write_galaxies(writer: DatasetWriter, sel: CosmosSelection, hdus, padding,
             cropped=cropped, padded=padded, gal_hdu=int(rgc.gal_hdu[index]),
             hdu_repaired=int(rgc.gal_hdu[index]) != given_hdu,
             psf_flux_fraction=float(np.sum(psf)) / psf_total,
-            sersic_n=columns["sersic_n"][index], sersic_hlr=columns["sersic_hlr"][index])
+            sersic_n=columns["sersic_n"][index], sersic_hlr=columns["sersic_hlr"][index],
+            noise_model=noise_model)
     rgc.close()
     return counts
 

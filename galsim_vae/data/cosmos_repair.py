@@ -312,13 +312,15 @@ class PaddingNoise:
         """A (ny, nx) noise field of galaxy ``index`` drawn with ``numpy`` seed ``seed``."""
         variance = float(self.rgc.variance[index])
         white = np.random.default_rng(seed).standard_normal(shape)
-        rootps = self._unit_rootps(index, shape)
+        rootps = self.unit_rootps(index, shape)
         if rootps is None:
             return white * math.sqrt(variance)
         field = np.fft.irfft2(np.fft.rfft2(white) * rootps, s=shape)
         return field * math.sqrt(variance)
 
-    def _unit_rootps(self, index: int, shape: tuple[int, int]) -> np.ndarray | None:
+    def unit_rootps(self, index: int, shape: tuple[int, int]) -> np.ndarray | None:
+        """Unit-variance root power spectrum of galaxy ``index``'s noise on a grid of
+        ``shape`` (ny, nx//2 + 1), or None for white noise (no noise file)."""
         import galsim
 
         names = self.rgc.noise_file_name

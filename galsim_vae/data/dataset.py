@@ -10,6 +10,9 @@ A data set is a folder::
     catalog.fits   one row per galaxy: ``ident``, ``split`` (0 train, 1 validation,
                    2 test), ``noise_variance`` (flux units squared per pixel), ``zphot``,
                    ``mag_auto``, ``flux_radius`` (pixels) and source-specific columns
+                   (``noise_model``: row of ``noise_rootps.npy``, -1 for white noise)
+    noise_rootps.npy  float32 (K, S, S//2+1), optional: unit-variance root power spectra
+                   of the stamps' correlated noise (:mod:`.noise`; absent: white noise)
 
 The ``.npy`` files are memory-mapped on read, so an 80k-galaxy 158x158 set (~8 GB) is
 never loaded whole.  :class:`DatasetWriter` fills the arrays galaxy by galaxy through
@@ -206,6 +209,27 @@ class Dataset:
         values = np.asarray(values, dtype=np.float64)
         out = standardise([self.condition(n) for n in names], values.reshape(-1, len(names)))
         return out.reshape(values.shape)
+
+    @property
+    def noise_rootps_table(self) -> np.ndarray | None:
+        """The data set's noise models, (K, S, S//2 + 1) unit-variance root power spectra
+        (:mod:`.noise`), or None when it records none (white noise)."""
+        from .noise import NOISE_ROOTPS_FILE
+
+        if not hasattr(self, "_noise_rootps"):
+            path = self.path / NOISE_ROOTPS_FILE
+            self._noise_rootps = np.load(path) if path.is_file() else None
+        return self._noise_rootps
+
+    def noise_rootps(self, rows: np.ndarray) -> np.ndarray | None:
+        """Root power spectra of the noise of galaxies ``rows`` (N, S, S//2 + 1), or None
+        when all of them have white noise."""
+        from .noise import NOISE_MODEL_COLUMN, per_galaxy_rootps
+
+        table = self.noise_rootps_table
+        if table is None or NOISE_MODEL_COLUMN not in self.catalog.colnames:
+            return None
+        return per_galaxy_rootps(table, np.asarray(self.catalog[NOISE_MODEL_COLUMN])[rows])
 
     def __len__(self) -> int:
         return self.n_galaxies

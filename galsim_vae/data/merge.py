@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import InputDataError
 from ..io_utils import progress
 from .dataset import CONDITION_COLUMNS, STANDARD_COLUMNS, Dataset
+from .noise import NOISE_MODEL_COLUMN, WHITE, NoiseModelTable
 from .writer import DatasetWriter
 
 #: Source fields that differ between shards by design (counts of each shard's galaxies).
@@ -71,9 +72,13 @@ def merge_datasets(shards: Sequence[str | os.PathLike], out: str | os.PathLike, 
                        extra_columns=extra, split_seed=split["seed"],
                        split_fractions=split["fractions"], overwrite=overwrite) as writer:
         bar = progress(None, total=total, desc="merging shards")
+        noise_models = NoiseModelTable()
         for dataset in ordered:
             columns = {name: np.asarray(dataset.catalog[name])
                        for name in dataset.catalog.colnames}
+            if NOISE_MODEL_COLUMN in columns:    # shard rows -> rows of the merged table
+                columns[NOISE_MODEL_COLUMN] = _merged_noise_models(
+                    dataset, columns[NOISE_MODEL_COLUMN], noise_models)
             for row in range(dataset.n_galaxies):
                 writer.add(np.asarray(dataset.images[row]), ident=columns["ident"][row].item(),
                            noise_variance=float(columns["noise_variance"][row]),
@@ -82,7 +87,20 @@ def merge_datasets(shards: Sequence[str | os.PathLike], out: str | os.PathLike, 
                            **{c: columns[c][row].item() for c in extra})
                 bar.update(1)
         bar.close()
+        writer.set_noise_models(noise_models.array())
     return Path(out)
+
+
+def _merged_noise_models(dataset: Dataset, models: np.ndarray,
+                         table: NoiseModelTable) -> np.ndarray:
+    """A shard's ``noise_model`` values as rows of the merged table (the same spectrum in
+    two shards is one row)."""
+    spectra = dataset.noise_rootps_table
+    if spectra is None:
+        return np.full_like(models, WHITE)
+    rows = {m: table.index(spectra[m].tobytes(), lambda m=m: spectra[m])
+            for m in range(len(spectra))}
+    return np.array([rows.get(int(m), WHITE) for m in models], dtype=models.dtype)
 
 
 def _check_shards(datasets: list[Dataset]) -> list[Dataset]:

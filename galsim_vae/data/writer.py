@@ -167,6 +167,25 @@ class DatasetWriter:
         self.count += 1
         return self.count - 1
 
+    def set_noise_models(self, rootps: np.ndarray | None) -> None:
+        """Store the data set's noise models: (K, S, S//2 + 1) unit-variance root power
+        spectra that the catalog column ``noise_model`` indexes (:mod:`.noise`); None: none
+        (every galaxy's noise is white)."""
+        from .noise import NOISE_ROOTPS_FILE
+
+        if self._tmp is None:
+            raise RuntimeError("DatasetWriter.set_noise_models called outside its 'with' block")
+        if rootps is None:
+            return
+        rootps = np.asarray(rootps, dtype=np.float32)
+        s = self.stamp_size
+        if rootps.ndim != 3 or rootps.shape[1:] != (s, s // 2 + 1) or len(rootps) == 0:
+            raise InputDataError(f"noise root power spectra must be (K, {s}, {s // 2 + 1}), "
+                                 f"got {rootps.shape}")
+        if not np.all(np.isfinite(rootps)) or np.any(rootps < 0):
+            raise InputDataError("noise root power spectra must be finite and non-negative")
+        np.save(self._tmp / NOISE_ROOTPS_FILE, rootps)
+
     # -- finishing ----------------------------------------------------------------------
     def _finish(self) -> None:
         from astropy.table import Table

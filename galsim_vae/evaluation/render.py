@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.noise import colour
 from ..errors import InputDataError
 
 
@@ -62,7 +63,8 @@ def _gaussian_noise(shape: tuple[int, ...], rng: Any) -> np.ndarray:
 
 
 def observe_like_data(profiles: np.ndarray, psfs: np.ndarray,
-                      noise_sigma: float | np.ndarray, rng: Any) -> np.ndarray:
+                      noise_sigma: float | np.ndarray, rng: Any,
+                      noise_rootps: np.ndarray | None = None) -> np.ndarray:
     """Convolve PSF-free profiles with the data's PSFs and add the data's Gaussian noise.
 
     Parameters:
@@ -72,9 +74,13 @@ def observe_like_data(profiles: np.ndarray, psfs: np.ndarray,
         noise_sigma:    Noise standard deviation per pixel, flux units: one number or (N,)
                         (e.g. ``sqrt(catalog["noise_variance"])``); 0 adds no noise.
         rng:            numpy Generator, int seed or ``galsim.BaseDeviate`` for the noise.
+        noise_rootps:   (N, S, S//2 + 1) unit-variance root power spectra of the data's
+                        correlated noise (``Dataset.noise_rootps``), or None for white
+                        noise.
 
     Returns:
-        (N, S, S) float64 observed-like stamps: ``psf (*) profile + sigma * N(0, 1)``;
+        (N, S, S) float64 observed-like stamps: ``psf (*) profile + sigma * n`` with
+        ``n`` unit-variance Gaussian noise, white or correlated as ``noise_rootps`` says;
         the convolution conserves flux up to what the PSF wings spread out of the stamp.
 
     Raises:
@@ -110,5 +116,6 @@ def observe_like_data(profiles: np.ndarray, psfs: np.ndarray,
         raise InputDataError(f"noise_sigma must be finite and >= 0, got {noise_sigma!r}")
     observed = convolve_psf(profiles, psfs)
     if np.any(sigma > 0):
-        observed = observed + sigma[:, None, None] * _gaussian_noise(observed.shape, rng)
+        noise = colour(_gaussian_noise(observed.shape, rng), noise_rootps)
+        observed = observed + sigma[:, None, None] * noise
     return observed

@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -262,6 +262,8 @@ class HeldOut:
         rows:        Data-set row indices (N,).
         split:       ``"test"`` or ``"validation"``.
         noise_sigma: (N,) pixel noise std, data-set flux units.
+        noise_rootps: (N, S, S//2 + 1) root power spectra of the data's correlated noise,
+                     or None when the data set records none (white noise).
         psfs:        (N, P, P) unit-sum PSFs, or None when the data set has none.
         raw_conditions: (N, k) raw condition values (the model's columns).
         conditions:  (N, k) standardised with the bundle's statistics (or None if k = 0).
@@ -280,9 +282,26 @@ class HeldOut:
     redshift: np.ndarray | None
     redshift_name: str | None
     idents: np.ndarray
+    noise_rootps: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.rows.size)
+
+    def noise_of(self, positions: np.ndarray) -> dict[str, Any]:
+        """``noise_sigma`` and ``noise_rootps`` of held-out positions ``positions``, as
+        :func:`galsim_vae.evaluation.render.observe_like_data` takes them."""
+        return {"noise_sigma": self.noise_sigma[positions],
+                "noise_rootps": (None if self.noise_rootps is None
+                                 else self.noise_rootps[positions])}
+
+    @property
+    def noise_description(self) -> str:
+        """How model images are given the data's noise, for the report."""
+        if self.noise_rootps is None:
+            return ("white Gaussian noise of each galaxy's variance (the data set records no "
+                    "noise correlation)")
+        return ("Gaussian noise of each galaxy's variance with the data set's own noise "
+                "correlation (its noise power spectra)")
 
 
 def load_heldout(dataset, spec, rows: np.ndarray, split: str,
@@ -306,7 +325,8 @@ def load_heldout(dataset, spec, rows: np.ndarray, split: str,
             redshift, redshift_name = values, "zphot"
     return HeldOut(rows=rows, split=split, noise_sigma=noise, psfs=psfs, raw_conditions=raw,
                    conditions=conditions, redshift=redshift, redshift_name=redshift_name,
-                   idents=np.asarray(catalog["ident"])[rows])
+                   idents=np.asarray(catalog["ident"])[rows],
+                   noise_rootps=dataset.noise_rootps(rows))
 
 
 def read_images(dataset, rows: np.ndarray) -> np.ndarray:

@@ -72,8 +72,8 @@ def _generation(metrics: Mapping[str, Any]) -> list[str]:
     lines = ["## Generated galaxies", "",
              f"{gen['n_generated']} prior samples, random seed {gen['seed']} (not hand-picked; "
              f"the grids show the first ones): {gen['path']}.  For the comparisons "
-             f"{gen['pairing']}.",
-             ""]
+             f"{gen['pairing']}" + (f"; noise: {gen['noise']}" if gen.get("noise") else "")
+             + ".", ""]
     lines += _figure(metrics, "generated", "generated galaxies")
     lines += _figure(metrics, "generated_observed",
                      "generated galaxies observed like the data (PSF and noise)")

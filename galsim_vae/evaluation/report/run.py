@@ -39,8 +39,9 @@ two samples of those sizes from one distribution), ``nonparametric``, ``seconds_
 null.
 
 Generated galaxies are rendered like the data before they are measured: each is paired
-with a held-out galaxy (random pairing, seeded) whose PSF and noise level it receives
-(:func:`galsim_vae.evaluation.observe_like_data`) and, for conditional models, whose
+with a held-out galaxy (random pairing, seeded) whose PSF and noise it receives (its
+variance, and its correlation when the data set records its noise power spectra:
+:func:`galsim_vae.evaluation.observe_like_data`) and, for conditional models, whose
 redshift it is generated at, so both samples share the PSF, noise and redshift
 distributions.
 """

@@ -79,7 +79,8 @@ def fidelity_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
     observed = {}
     for key, z in (("recon_mean", z_mean), ("recon_sample", z_sample)):
         recon_profiles = _decode(ctx, z, raw)
-        observed[key] = observe_like_data(recon_profiles, psfs, heldout.noise_sigma[rows], rng)
+        observed[key] = observe_like_data(recon_profiles, psfs, rng=rng,
+                                          **heldout.noise_of(rows))
     tables = {"data": reference[rows],
               "recon_mean": _measure(ctx, observed["recon_mean"], rows, "posterior means"),
               "recon_sample": _measure(ctx, observed["recon_sample"], rows,

@@ -14,19 +14,21 @@ from .context import (MAX_DEFAULT_GENERATED, N_SHOWN_GENERATED, N_STRIP, OBSERVE
 
 
 def observe(profiles: np.ndarray, psfs: np.ndarray | None, noise_sigma: np.ndarray,
-             rng: np.random.Generator) -> np.ndarray:
+            rng: np.random.Generator, noise_rootps: np.ndarray | None = None) -> np.ndarray:
     """Generated profiles observed like the data, in chunks (bounded FFT memory).
 
-    PSF-free profiles get their paired galaxy's PSF and noise; profiles that carry the
-    HST PSF already (``psfs`` None) get the noise only.
+    PSF-free profiles get their paired galaxy's PSF and noise (its variance, and its
+    correlation when the data set records it); profiles that carry the HST PSF already
+    (``psfs`` None) get the noise only.
     """
     observed = np.empty(profiles.shape, dtype=np.float32)
     starts = range(0, profiles.shape[0], OBSERVE_CHUNK)
     for start in progress(starts, total=len(starts), desc="observe like the data"):
         stop = min(start + OBSERVE_CHUNK, profiles.shape[0])
         psf = np.ones((1, 1)) if psfs is None else psfs[start:stop]
+        rootps = None if noise_rootps is None else noise_rootps[start:stop]
         observed[start:stop] = observe_like_data(profiles[start:stop], psf,
-                                                 noise_sigma[start:stop], rng)
+                                                 noise_sigma[start:stop], rng, rootps)
     return observed
 
 
@@ -54,9 +56,10 @@ def generation_section(ctx: Context, metrics: dict[str, Any], n_generated: int |
     profiles = (generate_profiles(model, eps, gen_conditions, batch_size=ctx.batch_size)
                 / net).astype(np.float32)
     observed = observe(profiles, heldout.psfs[pairs] if model.psf_free else None,
-                        heldout.noise_sigma[pairs], noise_rng)
+                       rng=noise_rng, **heldout.noise_of(pairs))
     metrics["generation"] = {
         "n_generated": n_gen, "seed": ctx.seed,
+        "noise": heldout.noise_description,
         "pairing": "each generated galaxy takes the PSF, noise level"
                    + (" and conditions" if ctx.conditional else "")
                    + " of a randomly drawn held-out galaxy"
