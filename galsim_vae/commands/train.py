@@ -100,6 +100,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="before the flow prior is fitted, refine each encoding by N "
                              "gradient steps on log p(x|z) (closes the encoder's amortization "
                              "gap, which rounds faint galaxies; 8 is enough; default 0)")
+    parser.add_argument("--noise-correlation", action="store_true",
+                        help="whiten each residual by the galaxy's noise power spectrum (the "
+                             "drizzled HST noise is correlated; Lanusse et al. 2021's Fourier "
+                             "likelihood); needs a data set prepared with its noise models")
     parser.add_argument("--flow-orientations", type=int, default=None, metavar="N",
                         help="encode each training stamp in the first N of its eight "
                              "orientations for the flow prior's fit (1-8; default: 8 with "
@@ -154,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
                 xla=args.xla, max_steps_per_epoch=args.max_steps_per_epoch,
                 overwrite=args.overwrite, model_options=model_options or None,
                 monitor=args.monitor, augment=args.augment,
-                flux_condition=args.flux_condition, strategy=args.strategy)
+                flux_condition=args.flux_condition, strategy=args.strategy,
+                noise_correlation=args.noise_correlation)
     cluster = cluster_from_environment(args.strategy)
     if cluster is None or cluster.is_chief:          # the other workers write nothing
         print(f"wrote model bundle {out}")

@@ -50,7 +50,7 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
                     conditions: Sequence[str] = (), with_psf: bool = True,
                     repeat: bool = False, drop_remainder: bool = False,
                     indices: np.ndarray | None = None, augment: bool = False,
-                    shard: tuple[int, int] | None = None):
+                    shard: tuple[int, int] | None = None, noise_correlation: bool = False):
     """Build a ``tf.data.Dataset`` of batches from a data set folder.
 
     Parameters:
@@ -73,12 +73,15 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
                     of 90 degrees and flips (:func:`dihedral_codes`), the same for its
                     stamp and its PSF, drawn from ``seed`` and the row: a different one
                     each epoch when ``seed`` changes with the epoch.
+        noise_correlation: Include each galaxy's noise root power spectrum (the data set
+                    must record its noise models, :mod:`.noise`), turned with its stamp.
 
     Returns:
         A ``tf.data.Dataset`` whose elements are dicts of float32 tensors:
         ``image`` (B, S, S, 1) in units of ``flux_scale``; ``noise_std`` (B,) in the same
         units; ``psf`` (B, P, P, 1) of unit sum (if ``with_psf``); ``conditions`` (B, k)
-        standardised (if any); ``index`` (B,) int64 rows of the data set.
+        standardised (if any); ``noise_rootps`` (B, S, S//2 + 1) (if
+        ``noise_correlation``); ``index`` (B,) int64 rows of the data set.
     """
     import tensorflow as tf
 
@@ -115,6 +118,7 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
         raw = np.stack([np.asarray(catalog[c], dtype=np.float64) for c in conditions], axis=-1)
         cond_values = dataset.normalise_conditions(raw, conditions).astype(np.float32)
     images, psfs = dataset.images, dataset.psfs
+    spectra = _oriented_spectra(dataset) if noise_correlation else None
 
     def gather(rows: np.ndarray):
         order = np.argsort(rows)                    # sorted reads from the memory map
@@ -128,13 +132,14 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
             out.append(psf_rows if codes is None else apply_dihedral(psf_rows, codes))
         if cond_values is not None:
             out.append(cond_values[rows])
+        if spectra is not None:
+            table, models = spectra
+            out.append(table[models[rows], 0 if codes is None else codes])
         return tuple(out)
 
     out_types = [tf.float32, tf.float32]
-    if with_psf:
-        out_types.append(tf.float32)
-    if cond_values is not None:
-        out_types.append(tf.float32)
+    out_types += [tf.float32] * (int(with_psf) + int(cond_values is not None)
+                                 + int(spectra is not None))
     s, p, k = dataset.stamp_size, dataset.psf_size, len(conditions)
 
     def load(rows):
@@ -148,6 +153,9 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
             i += 1
         if cond_values is not None:
             batch["conditions"] = tf.reshape(parts[i], [-1, k])
+            i += 1
+        if spectra is not None:
+            batch["noise_rootps"] = tf.reshape(parts[i], [-1, s, s // 2 + 1])
         return batch
 
     ds = tf.data.Dataset.from_tensor_slices(indices)
@@ -160,3 +168,32 @@ def make_tf_dataset(dataset: Dataset | str, split: str | None = "train", *,
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _oriented_spectra(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The data set's noise root power spectra in each of the eight orientations,
+    (K + 1, 8, S, S//2 + 1) float32 (the last row: white noise), and each galaxy's row.
+
+    A stamp turned by :func:`apply_dihedral` carries its noise turned with it: the noise
+    correlation function (the inverse transform of the power spectrum) is turned the
+    same way; a turn about the array centre moves the origin by at most one pixel,
+    which only changes the phase, not the power.
+    """
+    from ..errors import InputDataError
+    from .noise import NOISE_MODEL_COLUMN, WHITE
+
+    table = dataset.noise_rootps_table
+    if table is None or NOISE_MODEL_COLUMN not in dataset.catalog.colnames:
+        raise InputDataError(
+            f"data set {str(dataset.path)!r} records no noise correlation (no noise_rootps.npy "
+            "and noise_model column): prepare it again with this galsim-vae, or train "
+            "without the correlated-noise likelihood")
+    s = dataset.stamp_size
+    spectra = np.concatenate([table, np.ones((1,) + table.shape[1:], table.dtype)])
+    correlation = np.fft.irfft2(np.asarray(spectra, np.float64) ** 2, s=(s, s))
+    turned = np.stack([apply_dihedral(correlation, np.full(len(spectra), code))
+                       for code in range(8)], axis=1)
+    oriented = np.sqrt(np.abs(np.fft.rfft2(turned))).astype(np.float32)
+    models = np.asarray(dataset.catalog[NOISE_MODEL_COLUMN], dtype=np.int64)
+    models = np.where(models == WHITE, len(spectra) - 1, models)
+    return oriented, models

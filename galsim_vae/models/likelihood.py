@@ -27,6 +27,7 @@ import tensorflow_probability as tfp
 from ..errors import InputDataError
 
 tfd = tfp.distributions
+tfb = tfp.bijectors
 
 
 def convolve_psf(profile: tf.Tensor, psf: tf.Tensor) -> tf.Tensor:
@@ -67,10 +68,63 @@ def convolve_psf(profile: tf.Tensor, psf: tf.Tensor) -> tf.Tensor:
     return full[:, start:start + size, start:start + size, None]
 
 
+#: Smallest root power spectrum value used to whiten (unit-variance noise has a mean of 1):
+#: a noise model with (almost) no power at some frequency would otherwise give those
+#: modes unbounded weight.  The COSMOS F814W noise spans 0.13 to 2.5.
+MIN_ROOT_POWER = 0.02
+
+
+class ColourNoise(tfb.Bijector):
+    """White noise -> correlated noise: ``x = irfft2(rfft2(w) * rootps)`` per image.
+
+    ``rootps`` (B, S, S//2 + 1) is the square root of each image's noise power spectrum
+    for unit pixel variance (``galsim_vae.data.noise``); the map is a circular
+    convolution, so its log-determinant is the sum of ``log rootps`` over the whole
+    Fourier plane, a constant.  Events are (S, S, 1) images.
+    """
+
+    def __init__(self, rootps: tf.Tensor, name: str = "colour_noise"):
+        parameters = dict(locals())
+        self._rootps = tf.maximum(tf.cast(rootps, tf.float32), MIN_ROOT_POWER)
+        super().__init__(forward_min_event_ndims=3, is_constant_jacobian=True,
+                         parameters=parameters, name=name)
+
+    def _apply(self, images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+        size = tf.shape(images)[1:3]
+        spectrum = tf.signal.rfft2d(images[..., 0]) * tf.cast(factor, tf.complex64)
+        return tf.signal.irfft2d(spectrum, fft_length=size)[..., None]
+
+    def _forward(self, x):
+        return self._apply(x, self._rootps)
+
+    def _inverse(self, y):
+        return self._apply(y, 1.0 / self._rootps)
+
+    def _forward_log_det_jacobian(self, x):
+        # the half plane holds columns 1 .. ceil(S/2)-1 twice in the full plane
+        size = self._rootps.shape[-2]
+        columns = self._rootps.shape[-1]
+        twice = [1.0] + [2.0] * (columns - 1)
+        if size % 2 == 0:
+            twice[-1] = 1.0
+        weights = tf.constant(twice, dtype=tf.float32)
+        return tf.reduce_sum(tf.math.log(self._rootps) * weights, axis=[-2, -1])
+
+
 def pixel_likelihood(mean: tf.Tensor, noise_std: tf.Tensor,
-                     model_error: float = 0.0) -> tfd.Distribution:
-    """Independent Gaussian pixels: ``Independent(Normal(mean, sigma), 3)`` with
-    ``sigma**2 = noise_std**2 + (model_error * |mean|)**2``.
+                     model_error: float = 0.0,
+                     noise_rootps: tf.Tensor | None = None) -> tfd.Distribution:
+    """Gaussian pixel noise: ``Independent(Normal(mean, sigma), 3)`` with
+    ``sigma**2 = noise_std**2 + (model_error * |mean|)**2``, the noise white or, given
+    ``noise_rootps``, correlated as in the data.
+
+    Correlated noise (HST's drizzled images) is handled as Lanusse et al. (2021) do in
+    galaxy2galaxy (their "Fourier" likelihood): the residual is whitened by each galaxy's
+    noise power spectrum.  Here the distribution is the white-noise one pushed through
+    :class:`ColourNoise` (a ``TransformedDistribution``), so ``log_prob`` includes the
+    whitening's constant log-determinant; the model-error term stays a per-pixel
+    variance of the whitened residual (an approximation: it only re-weights bright
+    pixels).
 
     Parameters:
         mean:        (B, S, S, 1) expected noise-free image (network units).
@@ -79,6 +133,8 @@ def pixel_likelihood(mean: tf.Tensor, noise_std: tf.Tensor,
                      ``tf.stop_gradient`` on the mean: it re-weights the pixels (a pixel
                      of S/N above ``1 / model_error`` counts as if it had that S/N)
                      without rewarding the model for making ``|mean|`` large.
+        noise_rootps: (B, S, S//2 + 1) unit-variance root power spectra of each galaxy's
+                     noise (``batch["noise_rootps"]``), or None for white noise.
 
     Returns:
         A distribution with batch shape (B,) and event shape (S, S, 1).
@@ -96,4 +152,9 @@ def pixel_likelihood(mean: tf.Tensor, noise_std: tf.Tensor,
     if model_error:
         model_sigma = float(model_error) * tf.abs(tf.stop_gradient(mean))
         scale = tf.sqrt(tf.square(scale) + tf.square(model_sigma))
-    return tfd.Independent(tfd.Normal(loc=mean, scale=scale), reinterpreted_batch_ndims=3)
+    if noise_rootps is None:
+        return tfd.Independent(tfd.Normal(loc=mean, scale=scale), reinterpreted_batch_ndims=3)
+    colour = ColourNoise(noise_rootps)
+    white = tfd.Independent(tfd.Normal(loc=colour.inverse(mean), scale=scale),
+                            reinterpreted_batch_ndims=3)
+    return tfd.TransformedDistribution(white, bijector=colour)

@@ -6,7 +6,8 @@ exposes the probabilistic pieces as TFP distributions:
 - ``encode`` -> q(z | x[, y]): :class:`tfd.MultivariateNormalDiag`;
 - ``decode`` -> the mean profile (B, S, S, 1) in network units (image / flux_scale),
   PSF-free when ``psf_free``;
-- ``likelihood`` -> p(x | profile): ``Independent(Normal(psf * profile, noise_std), 3)``;
+- ``likelihood`` -> p(x | profile): ``Independent(Normal(psf * profile, noise_std), 3)``,
+  through the data's noise correlation when the batch carries it (:mod:`.likelihood`);
 - ``prior`` -> p(z[ | y]): N(0, I), or a fitted normalizing flow (:meth:`attach_prior`).
 
 The loss is the negative beta-ELBO (Higgins et al. 2017, "beta-VAE", ICLR):
@@ -18,14 +19,10 @@ and the conditional ``cvae``, ``cvae2``, ``fancy_cvae`` (:mod:`.conditional`); a
 the architecture registry (:mod:`.registry`), as are the decoder, prior and likelihood
 they are built from.
 
-Output activation: ``softplus`` by default.  The decoder gives the *noise-free* surface
-brightness (PSF-free when ``psf_free``), which is non-negative; the Gaussian noise, which
-is symmetric and makes observed pixels negative, lives in the likelihood, not in the
-mean.  Positivity also regularises the PSF deconvolution the ``psf_free`` likelihood
-implies (a linear output can hide negative ringing that the PSF smooths away).
-``linear`` is available (e.g. for data whose background subtraction leaves negative
-mean levels).  Mixed precision: the networks may compute in float16; encoder
-parameters, profiles, likelihood and KL are cast to float32.
+Output activation: ``softplus`` by default (the noise-free surface brightness is
+non-negative; the noise lives in the likelihood) or ``linear`` (no positive floor, so no
+pedestal around faint galaxies).  Mixed precision: the networks may compute in float16;
+encoder parameters, profiles, likelihood and KL are cast to float32.
 """
 
 from __future__ import annotations
@@ -251,19 +248,20 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         factor = self._flux_factor(conditions)
         return profile if factor is None else profile * factor
 
-    def likelihood(self, profile: Any, psf: Any = None, noise_std: Any = None) -> tfd.Distribution:
+    def likelihood(self, profile: Any, psf: Any = None, noise_std: Any = None,
+                   noise_rootps: Any = None) -> tfd.Distribution:
         """p(x | profile) = Independent(Normal(psf * profile, sigma), 3), where
         ``sigma**2 = noise_std**2 + (model_error * |psf * profile|)**2`` (the model-error
-        term, with the profile held constant in its gradient, caps the weight of the
-        high-S/N pixels of very bright galaxies at ``1 / model_error**2``, so that they
-        do not take over the fit of the faint majority; 0 gives the noise-only
-        likelihood of Lanusse et al. 2021).
+        term caps the weight of very bright pixels at ``1 / model_error**2``; 0 gives the
+        noise-only likelihood of Lanusse et al. 2021); see :func:`.pixel_likelihood`.
 
         Parameters:
             profile:   (B, S, S, 1) output of :meth:`decode`.
             psf:       (B, P, P, 1) unit-sum PSF of each galaxy, or one (P, P) PSF for all
                        (needed when ``psf_free``; ignored otherwise).
             noise_std: (B,) pixel noise std of each galaxy in network units.
+            noise_rootps: (B, S, S//2 + 1) root power spectra of each galaxy's correlated
+                       noise (``batch["noise_rootps"]``), or None for white noise.
         """
         if noise_std is None:
             raise InputDataError("likelihood needs noise_std (B,), each galaxy's pixel noise "
@@ -282,7 +280,8 @@ class BetaVAE(HyperparameterMixin, keras.Model):
                 raise InputDataError(f"model {self.architecture!r} expects PSFs of "
                                      f"{want}x{want} pixels; got shape {tuple(psf.shape)}")
             mean = convolve_psf(mean, psf)
-        return self._likelihood_fn(mean, noise_std, model_error=self._config["model_error"])
+        return self._likelihood_fn(mean, noise_std, model_error=self._config["model_error"],
+                                   noise_rootps=noise_rootps)
 
     # -- prior ------------------------------------------------------------------------
     def attach_prior(self, flow_prior: FlowPrior | None) -> None:
@@ -408,7 +407,8 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         Parameters:
             batch:    Dict from :func:`galsim_vae.data.pipeline.make_tf_dataset`: ``image``,
                       ``noise_std``, ``psf`` (if ``psf_free``), ``conditions`` (if the model
-                      is conditional; ignored by ``vae``).
+                      is conditional; ignored by ``vae``), ``noise_rootps`` (optional: the
+                      correlated-noise likelihood).
             beta:     Weight of the KL term (float or scalar tensor).
             training: Passed to the layers.
             seed:     Optional stateless seed of the posterior sample.
@@ -425,7 +425,8 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         posterior = self.encode(batch["image"], conditions, training=training)
         z = posterior.sample(seed=seed)
         profile = self.decode(z, conditions, training=training)
-        likelihood = self.likelihood(profile, batch.get("psf"), batch["noise_std"])
+        likelihood = self.likelihood(profile, batch.get("psf"), batch["noise_std"],
+                                     batch.get("noise_rootps"))
         image = tf.cast(batch["image"], tf.float32)
         galaxy_nll = -likelihood.log_prob(image)
         nll = tf.reduce_mean(galaxy_nll)

@@ -68,6 +68,7 @@ class TrainingOptions:
     augment: bool = False
     flux_condition: str | None = None
     strategy: str = "auto"
+    noise_correlation: bool = False
 
     def resolve(self, dataset, out_bundle: str | os.PathLike, *,
                 writer: bool = True) -> "RunPlan":
@@ -112,6 +113,12 @@ class TrainingOptions:
                 f"PSF size; data set {str(dataset.path)!r} has {dataset.psf_size}x"
                 f"{dataset.psf_size} PSFs: prepare it again with an odd --psf-size, or train "
                 "without --augment")
+        if self.noise_correlation and dataset.noise_rootps_table is None:
+            raise TrainingConfigError(
+                f"noise_correlation=True needs the data set's noise models, and "
+                f"{str(dataset.path)!r} records none (no noise_rootps.npy): prepare it again "
+                "with this galsim-vae ('galsim-vae prepare cosmos'), or train without "
+                "--noise-correlation")
         psf_free = dataset.has_psf if self.psf_free is None else bool(self.psf_free)
         if psf_free and not dataset.has_psf:
             raise TrainingConfigError(f"psf_free=True needs each galaxy's PSF but data set "
@@ -141,6 +148,8 @@ class TrainingOptions:
             settings["flow_refine_steps"] = _positive_int(self.flow_refine_steps,
                                                           "flow_refine_steps")
         settings["flow_orientations"] = self._flow_orientations()
+        if self.noise_correlation:      # only when set: older runs resume as they were
+            settings["noise_correlation"] = True
         if drawn:            # only when there are some: older runs' run.json resume as they were
             settings["drawn_conditions"] = list(drawn)
         return RunPlan(options=self, dataset=dataset, out_bundle=out_bundle,

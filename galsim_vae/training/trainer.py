@@ -72,6 +72,10 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
                        - ``augment``: the eight rotations/flips of each stamp and PSF;
                        - ``flux_condition``: a magnitude condition that sets each stamp's
                          flux scale (flux-normalised networks);
+                       - ``noise_correlation``: the likelihood whitens each residual by
+                         the galaxy's noise power spectrum (the data set's noise models;
+                         Lanusse et al. 2021's Fourier likelihood) instead of taking the
+                         pixels' noise as independent;
                        - ``seed`` (reproducible; enables op determinism), ``checkpoint_dir``
                          (default ``<out_bundle>.checkpoints``), ``resume``, ``overwrite``,
                          ``flow_prior``, ``flow_prior_epochs``, ``flow_prior_units``,
@@ -181,6 +185,7 @@ class _Run:
                 batch_size=context.get_per_replica_batch_size(plan.batch_size),
                 shuffle=shuffle, seed=shuffle_seed, conditions=plan.conditions,
                 with_psf=plan.psf_free, augment=plan.options.augment and shuffle,
+                noise_correlation=bool(plan.options.noise_correlation),
                 shard=(None if cluster is None
                        else (context.input_pipeline_id, context.num_input_pipelines)),
                 drop_remainder=cluster is not None)
