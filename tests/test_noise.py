@@ -181,17 +181,17 @@ def _xy_correlations(fields):
             float(np.mean(fields[..., 1:, :] * fields[..., :-1, :]) / power))
 
 
-def test_pipeline_turns_the_noise_spectrum_with_the_stamp(tmp_path, prepared):
-    """With augmentation each galaxy's noise spectrum is turned with its stamp: noise
-    drawn from the turned spectrum has the correlations of turned noise (an anisotropic
-    model: 0.4 along x, 0.1 along y)."""
-    from galsim_vae.data.pipeline import _oriented_spectra, apply_dihedral, make_tf_dataset
+@pytest.fixture(scope="module")
+def anisotropic(tmp_path_factory):
+    """Three blank galaxies, two with an anisotropic noise model (neighbour correlation
+    0.4 along x, 0.1 along y), one with white noise."""
     from galsim_vae.data.writer import DatasetWriter
 
+    path = tmp_path_factory.mktemp("aniso") / "aniso"
     cf = np.zeros((SIZE, SIZE))
     cf[0, 0], cf[0, 1], cf[0, -1], cf[1, 0], cf[-1, 0] = 1.0, 0.4, 0.4, 0.1, 0.1
     rootps = np.sqrt(np.abs(np.fft.rfft2(cf)))
-    with DatasetWriter(tmp_path / "aniso", max_galaxies=3, stamp_size=SIZE, pixel_scale=0.03,
+    with DatasetWriter(path, max_galaxies=3, stamp_size=SIZE, pixel_scale=0.03,
                        flux_units="counts/s", extra_columns={"noise_model": "i4"}) as writer:
         for k in range(3):
             stamp = np.zeros((SIZE, SIZE))
@@ -199,7 +199,15 @@ def test_pipeline_turns_the_noise_spectrum_with_the_stamp(tmp_path, prepared):
             writer.add(stamp, ident=k, noise_variance=1.0,
                        noise_model=k % 2 - 1 if k else 0)   # rows 0, 0, -1 (white)
         writer.set_noise_models(rootps[None])
-    spectra, models = _oriented_spectra(Dataset(tmp_path / "aniso"))
+    return Dataset(path)
+
+
+def test_pipeline_turns_the_noise_spectrum_with_the_stamp(anisotropic, prepared):
+    """With augmentation each galaxy's noise spectrum is turned with its stamp: noise
+    drawn from the turned spectrum has the correlations of turned noise."""
+    from galsim_vae.data.pipeline import _oriented_spectra, apply_dihedral, make_tf_dataset
+
+    spectra, models = _oriented_spectra(anisotropic)
     assert spectra.shape == (2, 8, SIZE, SIZE // 2 + 1) and list(models) == [0, 0, 1]
     np.testing.assert_allclose(spectra[-1], 1.0, atol=1e-5)          # white: flat
     rng = np.random.default_rng(8)
@@ -216,15 +224,32 @@ def test_pipeline_turns_the_noise_spectrum_with_the_stamp(tmp_path, prepared):
     assert np.all(batch["noise_rootps"].numpy() > 0)
 
 
+def test_flow_encodings_turn_the_spectrum_as_the_pipeline_does(anisotropic):
+    """The refinement of the flow's encodings turns each spectrum in TensorFlow as the
+    pipeline turns it in numpy, for all eight orientations."""
+    import tensorflow as tf
+
+    from galsim_vae.data.pipeline import _oriented_spectra
+    from galsim_vae.training.encodings import turned_spectra
+
+    spectra, _ = _oriented_spectra(anisotropic)
+    upright = tf.constant(np.repeat(spectra[0, :1], 8, axis=0))
+    turned = turned_spectra(upright, tf.range(8)).numpy()
+    np.testing.assert_allclose(turned, spectra[0], rtol=1e-4, atol=1e-3)   # float32 sqrt at 0
+
+
 def test_training_with_the_correlated_noise_likelihood(prepared, tmp_path, tiny_dataset):
+    """A run with the correlated-noise likelihood trains, refines its flow's encodings
+    with it, and is refused on a data set without noise models."""
     from galsim_vae.bundle import load_bundle
     from galsim_vae.training import TrainingConfigError, train
 
     kwargs = dict(architecture="cvae2", conditions=("zphot",), latent_size=4,
-                  channels=[4, 8], epochs=1, batch_size=4, seed=3, flow_prior=False)
+                  channels=[4, 8], epochs=1, batch_size=4, seed=3, flow_prior_epochs=1)
     out = train(prepared.path, tmp_path / "coloured", noise_correlation=True, augment=True,
-                **kwargs)
+                flow_refine_steps=1, flow_orientations=2, **kwargs)
     _, spec = load_bundle(out)
     assert np.isfinite(spec.training["final"]["train_loss"])
+    assert spec.training["flow_prior"]["refine_steps"] == 1
     with pytest.raises(TrainingConfigError, match="records none"):
         train(tiny_dataset, tmp_path / "white", noise_correlation=True, **kwargs)

@@ -26,29 +26,32 @@ CACHE_NAME = "encodings_{split}_{key}.npz"
 
 
 def encodings_key(model, dataset, split: str, conditions, *, orientations: int, seed: int,
-                  refine_steps: int, prior_weight: float, with_psf: bool) -> str:
+                  refine_steps: int, prior_weight: float, with_psf: bool,
+                  noise_correlation: bool = False) -> str:
     """A hex digest of everything the encodings of ``split`` depend on."""
     digest = hashlib.sha256()
     for weight in model.get_weights():
         digest.update(np.ascontiguousarray(weight).tobytes())
     rows = dataset.indices(split, require_finite=conditions or ())
     digest.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
-    digest.update(json.dumps({
+    settings = {
         "dataset": str(Path(dataset.path).resolve()), "split": split,
         "conditions": list(conditions or ()), "orientations": int(orientations),
         "seed": int(seed), "refine_steps": int(refine_steps),
-        "prior_weight": float(prior_weight), "with_psf": bool(with_psf)},
-        sort_keys=True).encode())
+        "prior_weight": float(prior_weight), "with_psf": bool(with_psf)}
+    if noise_correlation:                 # only when set: earlier caches keep their keys
+        settings["noise_correlation"] = True
+    digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:20]
 
 
 def cached_encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size: int,
                      *, orientations: int = 1, seed: int = 0, refine_steps: int = 0,
-                     prior_weight: float = 0.0, cache_dir=None):
+                     prior_weight: float = 0.0, cache_dir=None, noise_correlation: bool = False):
     """:func:`encodings`, read from ``cache_dir`` when it holds those of the same
     weights, data and settings, else computed and written there (atomically)."""
     settings = dict(orientations=orientations, seed=seed, refine_steps=refine_steps,
-                    prior_weight=prior_weight)
+                    prior_weight=prior_weight, noise_correlation=noise_correlation)
     if cache_dir is None:
         return encodings(model, dataset, split, conditions, with_psf, batch_size, **settings)
     key = encodings_key(model, dataset, split, conditions, with_psf=with_psf, **settings)
@@ -70,17 +73,19 @@ def cached_encodings(model, dataset, split: str, conditions, with_psf: bool, bat
 
 def encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size: int, *,
                orientations: int = 1, seed: int = 0, refine_steps: int = 0,
-               prior_weight: float = 0.0):
+               prior_weight: float = 0.0, noise_correlation: bool = False):
     """One posterior sample per galaxy of one split and per orientation (the first
     ``orientations`` of the eight symmetries of the square), (N * orientations, d), with
-    the normalised conditions of each row (N * orientations, k) or None."""
+    the normalised conditions of each row (N * orientations, k) or None.  The refinement
+    uses the correlated-noise likelihood when ``noise_correlation``."""
     import tensorflow as tf
 
     from ..data import make_tf_dataset
     from ..models.orientation import orient
 
     data = make_tf_dataset(dataset, split, batch_size=max(batch_size, 256), shuffle=False,
-                           conditions=conditions, with_psf=with_psf)
+                           conditions=conditions, with_psf=with_psf,
+                           **({"noise_correlation": True} if noise_correlation else {}))
     generator = tf.random.Generator.from_seed(int(seed) % (2**31))
     refine = latent_refiner(model, int(refine_steps), float(prior_weight))
     latents, conds = [], []
@@ -94,7 +99,10 @@ def encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size
             centre = posterior.mean()
             if refine is not None:
                 turned_psf = None if psf is None else (orient(psf, codes) if code else psf)
-                centre = refine(centre, turned, turned_psf, batch["noise_std"], cond)
+                rootps = batch.get("noise_rootps")
+                extra = ({} if rootps is None else
+                         {"noise_rootps": turned_spectra(rootps, codes) if code else rootps})
+                centre = refine(centre, turned, turned_psf, batch["noise_std"], cond, **extra)
             eps = generator.normal(tf.shape(centre))
             latents.append((centre + posterior.stddev() * eps).numpy())
             if cond is not None:
@@ -112,13 +120,14 @@ def latent_refiner(model, steps: int, prior_weight: float, learning_rate: float 
         return None
 
     @tf.function(reduce_retracing=True)
-    def refine(z, images, psf, noise_std, conditions):
+    def refine(z, images, psf, noise_std, conditions, noise_rootps=None):
         first, second = tf.zeros_like(z), tf.zeros_like(z)
+        extra = {} if noise_rootps is None else {"noise_rootps": noise_rootps}
         for step in tf.range(1, steps + 1):
             with tf.GradientTape() as tape:
                 tape.watch(z)
                 profile = model.decode(z, conditions, training=False)
-                fit = model.likelihood(profile, psf, noise_std).log_prob(images)
+                fit = model.likelihood(profile, psf, noise_std, **extra).log_prob(images)
                 loss = -tf.reduce_sum(fit) + 0.5 * prior_weight * tf.reduce_sum(z * z)
             grad = tape.gradient(loss, z)
             first = 0.9 * first + 0.1 * grad
@@ -129,3 +138,18 @@ def latent_refiner(model, steps: int, prior_weight: float, learning_rate: float 
         return z
 
     return refine
+
+
+def turned_spectra(rootps, codes):
+    """Noise root power spectra (B, S, S//2 + 1) of stamps turned by ``codes`` (B,):
+    the correlation function is turned like the stamp (``orient``); a turn moves its
+    origin by at most one pixel, which changes the phase only."""
+    import tensorflow as tf
+
+    from ..models.orientation import orient
+
+    size = tf.shape(rootps)[1]
+    correlation = tf.signal.irfft2d(tf.cast(tf.square(rootps), tf.complex64),
+                                    fft_length=tf.stack([size, size]))
+    turned = orient(correlation[..., None], codes)[..., 0]
+    return tf.sqrt(tf.abs(tf.signal.rfft2d(turned)))

@@ -83,7 +83,7 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
                                 epochs: int, seed: int, orientations: int = 1,
                                 hidden_units: Sequence[int] = (64, 64), n_couplings: int = 6,
                                 refine_steps: int = 0, prior_weight: float = 0.0,
-                                cache_dir=None):
+                                cache_dir=None, noise_correlation: bool = False):
     """Fit the flow prior to the aggregate posterior of the training split, stopped early
     on that of the validation split (when the data set has one).
 
@@ -117,7 +117,7 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
         return cached_encodings(model, dataset, split, conditions, with_psf, batch_size,
                                 orientations=orientations, seed=split_seed,
                                 refine_steps=refine_steps, prior_weight=prior_weight,
-                                cache_dir=cache_dir)
+                                cache_dir=cache_dir, noise_correlation=noise_correlation)
 
     latents, conds = encodings("train", seed)
     validation = None

@@ -329,7 +329,8 @@ class _Run:
                 n_couplings=plan.settings["flow_prior_couplings"],
                 refine_steps=int(options.flow_refine_steps or 0),
                 prior_weight=float(history[-1]["beta"]),
-                cache_dir=plan.checkpoint_dir)
+                cache_dir=plan.checkpoint_dir,
+                noise_correlation=bool(options.noise_correlation))
             self.model.attach_prior(prior)
         record = training_record(dataset, plan.settings, history, final_epoch=final_epoch,
                                  elapsed=elapsed, prior=prior, strategy=self.strategy,
