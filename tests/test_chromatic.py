@@ -31,7 +31,13 @@ def test_yaml_sed_redshift_conditions_the_model():
     galsim.config.ProcessInput(built)
     gal, _ = galsim.config.BuildGSObject(built, "gal")
     assert isinstance(gal, galsim.ChromaticObject) and gal.sed.redshift == 0.8
-    assert gal.original.conditions == {"zphot": 0.8}
+    conditions = dict(gal.original.conditions)
+    assert conditions.pop("zphot") == 0.8            # the SED's redshift
+    model = galsim_vae.load_model("cvae2_cosmos_sim")
+    drawn = {c.name: c for c in model.conditions if c.drawn is not None}
+    assert set(conditions) == set(drawn)             # the rest drawn, in the training range
+    for name, value in conditions.items():
+        assert drawn[name].min <= value <= drawn[name].max
     outside = _config({"type": "VAEGalaxy", "sed": dict(SED, redshift=9.0)})
     with pytest.raises(galsim_vae.errors.ConditionError, match="zphot=9 is outside"):
         galsim.config.BuildImage(outside)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the bundles shipped in trained/ (CPU: ~45 min per model on 2 cores), as made.
-# flagship_cosmos_sim is built here; cvae2_cosmos_sim and vae_cosmos_sim: see step 3.
+# flagship_cosmos_sim and cvae2_cosmos_sim (as cvae2_drawn) are built here; vae_cosmos_sim:
+# see step 3.
 #   bash trained/build_shipped.sh [WORKDIR]
 # WORKDIR holds the simulated surveys, the data sets, checkpoints and reports (~4 GB).
 # Every training step is resumable: run the script again after an interruption and each
@@ -39,15 +40,36 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
     --model cvae2 --conditions zphot mag_auto flux_radius --flux-condition mag_auto --epochs 55 \
     ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.95 --decoder subpixel \
     --flow-units 128,128 --flow-couplings 8 --flow-refine-steps 8
-# (--lr-decay given twice: the last one, 0.95, counts.)  Shipped from 2026-12-03 until
+# (--lr-decay given twice: the last one, 0.95, counts.)
+# cvae2_cosmos_sim (2026-12-03, session 25, run folder cvae2_drawn): zphot given by the user,
+# mag_auto drawn from its training distribution given zphot (flux-normalised stamps), the
+# flagship's decoder and likelihood, shortened to fit one 3-hour session on a slower
+# machine (~150 s per epoch on an AMD EPYC): 28 epochs at a 0.92 decay, and the flow prior
+# fitted to raw posterior samples in all 8 orientations (with the survey's own correlated
+# noise in the report, the flagship's refined flow overshoots the faint galaxies' |g|).
+# The run trained its first 19 epochs with --flow-refine-steps 8 --flow-orientations 2 in
+# its settings (resumable changes, not used before the flow fit) and was resumed with
+# this command:
+[ -f cvae2_drawn/model.json ] || galsim-vae train sim20k_128 --out cvae2_drawn --model cvae2 \
+    --conditions zphot --flux-condition mag_auto --epochs 28 \
+    ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.92 --decoder subpixel \
+    --flow-units 128,128 --flow-couplings 8
+# Next (not run yet): the same three bundles with the likelihood of the data's correlated
+# noise (--noise-correlation; data sets prepared since session 25 carry the noise power
+# spectra), e.g. vae_cosmos_sim's successor:
+#   galsim-vae train sim20k_128 --out vae_drawn --model cvae2 --conditions \
+#       --flux-condition mag_auto --epochs 28 ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} \
+#       --lr-decay 0.92 --decoder subpixel --flow-units 128,128 --flow-couplings 8 \
+#       --noise-correlation --seed 2027
+# Shipped from 2026-12-03 until
 # session 24: the same with the conv decoder and the flow fitted to raw posterior samples
 # (runs/flagship_long resumed as runs/flagship_prior8; 3/8 targets, mean |g| -2.7%,
 # magnitude worst bin 0.255; its faint galaxies had a halo, see below).  Before 2026-12-03:
 #   galsim-vae train sim20k_128 --out flagship_cosmos_sim --model cvae2 --conditions zphot \
 #       mag_auto flux_radius --flux-condition mag_auto --epochs 30 $COMMON
-# cvae2_cosmos_sim and vae_cosmos_sim, as shipped, were built by this script as of commit
-# 0538117 (`git show 0538117:trained/build_shipped.sh`) on the previous simulation
-# (exponential disks): check out that commit to rebuild them.
+# vae_cosmos_sim, as shipped, and cvae2_cosmos_sim until 2026-12-03 (session 25) were built
+# by this script as of commit 0538117 (`git show 0538117:trained/build_shipped.sh`) on the
+# previous simulation (exponential disks): check out that commit to rebuild them.
 # Trained with the recipe above on 2026-12-02 (30 epochs, 48 min), a zphot-only cvae2 was
 # worse than the shipped one (chi2/pixel 2.80, mean |g| -16%; without a magnitude
 # condition the networks cannot work on flux-normalised stamps) and was not shipped:
@@ -215,8 +237,16 @@ DATA=${SHARED_DATA:-$HERE/../../shared/data}
 [ -d real_paltas_128 ] || galsim-vae prepare cosmos --dir $DATA/cosmos_paltas_23.5 --sample 23.5 \
     --stamp-size 128 --psf-file $DATA/cosmos_paltas_23.5/psf_101.fits --exclusion-level none \
     --out real_paltas_128
-for m in flagship_cosmos_sim; do
+# (since session 25 the reports observe model images with the data sets' own correlated
+# noise; data sets prepared before carry no noise power spectra and get white noise)
+for m in flagship_cosmos_sim cvae2_drawn; do
     galsim-vae evaluate $m --data simeval3k_128 --split all --n-generated 2952 --out report_$m --overwrite
     galsim-vae evaluate $m --data real_paltas_128 --split all --out report_real_$m --overwrite
 done
+# Shipping a run's bundle under its public name (cvae2_drawn as cvae2_cosmos_sim), with its
+# card (written by hand from the reports) and reports:
+#   python -c "from galsim_vae.bundle.writer import set_model_card; import shutil; \
+#     shutil.copytree('cvae2_drawn', 'cvae2_cosmos_sim'); set_model_card('cvae2_cosmos_sim', \
+#     open('card.md').read(), name='cvae2_cosmos_sim', extra_folders={'report': \
+#     'report_cvae2_drawn', 'report_real': 'report_real_cvae2_drawn'})"
 echo "bundles in $PWD; copy them into $HERE and add the model cards (see trained/*/README.md)"
