@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .noise import colour
 from ..errors import InputDataError, MissingInputError
 
 #: Columns of the real-galaxy catalog that preparation cannot do without.
@@ -315,8 +316,7 @@ class PaddingNoise:
         rootps = self.unit_rootps(index, shape)
         if rootps is None:
             return white * math.sqrt(variance)
-        field = np.fft.irfft2(np.fft.rfft2(white) * rootps, s=shape)
-        return field * math.sqrt(variance)
+        return colour(white[None], rootps[None])[0] * math.sqrt(variance)
 
     def unit_rootps(self, index: int, shape: tuple[int, int]) -> np.ndarray | None:
         """Unit-variance root power spectrum of galaxy ``index``'s noise on a grid of
