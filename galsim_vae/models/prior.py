@@ -254,6 +254,12 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
         optimizer.apply_gradients(zip(grads, flow.trainable_variables))
         return loss
 
+    @tf.function
+    def held_out_nll(batch_latents, batch_conditions):
+        return -tf.reduce_mean(flow.distribution(batch_conditions).log_prob(batch_latents))
+
+    if held_out is not None:        # constant tensors: one trace, not eager per epoch
+        held_out = tuple(None if a is None else tf.constant(a) for a in held_out)
     losses, val_losses, best = [], [], (np.inf, 0, None)
     for epoch in progress(range(1, int(epochs) + 1), desc="flow prior"):
         total, count = 0.0, 0
@@ -264,7 +270,7 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
         losses.append(total / count)
         if held_out is None:
             continue
-        val_losses.append(float(-np.mean(flow(held_out[0], held_out[1]).numpy())))
+        val_losses.append(float(held_out_nll(*held_out)))
         if val_losses[-1] < best[0]:
             best = (val_losses[-1], epoch, [w.numpy() for w in flow.trainable_variables])
         elif patience is not None and epoch - best[1] >= patience:
