@@ -161,11 +161,15 @@ def describe(conditions: Sequence[Condition]) -> str:
 
 
 def redshift_condition(conditions: Sequence[Condition]) -> Condition | None:
-    """The condition whose role is the redshift, else the only condition, else None."""
+    """The condition whose role is the redshift, else the only condition if its role is
+    ``other`` (a redshift column of an unknown name), else None: a model conditioned on a
+    magnitude or a size alone has no redshift (``redshift=`` is refused for it, and the
+    report bins its galaxies by the catalog's ``zphot``)."""
     for cond in conditions:
         if cond.role == "redshift":
             return cond
-    return conditions[0] if len(conditions) == 1 else None
+    only = conditions[0] if len(conditions) == 1 else None
+    return only if only is not None and only.role == "other" else None
 
 
 def resolve_alias(conditions: Sequence[Condition], given: Mapping[str, Any] | None,

@@ -56,6 +56,12 @@ def test_check_values_by_name_alias_arrays_and_ranges():
                           2, model_name="m")
     np.testing.assert_array_equal(values, [[0.5, 23.5, 8.0], [1.0, 23.5, 8.0]])
     assert redshift_condition(conds) is ZPHOT
+    assert redshift_condition((MAG,)) is None and redshift_condition((SIZE,)) is None
+    other = Condition("z_best", 1.0, 0.5, 0.0, 3.0)      # a redshift by another name
+    assert redshift_condition((other,)) is other
+    with pytest.raises(ConditionError,
+                       match=r"not conditioned on redshift \(its conditions are \[.mag_auto.\]\)"):
+        check_values((MAG,), {"redshift": 0.8}, 1, model_name="m")
     with pytest.raises(ConditionError, match=r"missing: \['flux_radius'\]"):
         check_values(conds, {"zphot": 1.0, "mag_auto": 23.0}, 1)
     with pytest.raises(ConditionError, match=r"zphot in \[0.1, 3\].*unknown: \['mag'\]"):
