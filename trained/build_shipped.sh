@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the bundles shipped in trained/ (CPU: ~45 min per model on 2 cores), as made.
-# flagship_cosmos_sim and cvae2_cosmos_sim (as cvae2_drawn) are built here; vae_cosmos_sim:
-# see step 3.
+# flagship_cosmos_sim, cvae2_cosmos_sim (as cvae2_drawn) and vae_cosmos_sim (as vae_drawn)
+# are built here.
 #   bash trained/build_shipped.sh [WORKDIR]
 # WORKDIR holds the simulated surveys, the data sets, checkpoints and reports (~4 GB).
 # Every training step is resumable: run the script again after an interruption and each
@@ -54,20 +54,29 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
     --conditions zphot --flux-condition mag_auto --epochs 28 \
     ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.92 --decoder subpixel \
     --flow-units 128,128 --flow-couplings 8
-# Next (not run yet): the same three bundles with the likelihood of the data's correlated
-# noise (--noise-correlation; data sets prepared since session 25 carry the noise power
-# spectra), e.g. vae_cosmos_sim's successor:
-#   galsim-vae train sim20k_128 --out vae_drawn --model cvae2 --conditions \
-#       --flux-condition mag_auto --epochs 28 ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} \
-#       --lr-decay 0.92 --decoder subpixel --flow-units 128,128 --flow-couplings 8 \
-#       --noise-correlation --seed 2027
+# vae_cosmos_sim (2026-12-03, session 26, run folder vae_drawn, 83 min + 25 min flow on an
+# AMD EPYC): no condition for the user, mag_auto drawn from the training split, the
+# likelihood of the data's correlated noise (--noise-correlation; the data set must be
+# prepared by galsim-vae >= session 25, which writes noise_rootps.npy), seed 2027
+# (--seed given twice: the last one counts).  3/8 report targets (mean |g| -3.4%, size
+# -2.3%); script runs/train_vae_drawn.sh also ran the two reports.
+[ -f vae_drawn/model.json ] || galsim-vae train sim20k_128 --out vae_drawn --model cvae2 \
+    --conditions --flux-condition mag_auto --epochs 28 \
+    ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.92 --decoder subpixel \
+    --flow-units 128,128 --flow-couplings 8 --noise-correlation --seed 2027
+# Shipped as trained/vae_cosmos_sim: evaluate, then copy with the card and reports:
+#   galsim-vae evaluate vae_drawn --data simeval3k_128 --split all --n-generated 2952 --out report_vae_drawn
+#   galsim-vae evaluate vae_drawn --data real_paltas_128 --split all --out report_real_vae_drawn
+#   python -c "from galsim_vae.bundle import set_model_card; ..." (name='vae_cosmos_sim',
+#       extra_folders report/report_real; card text from trained/vae_cosmos_sim/README.md)
+# Next (not run yet): the flagship and cvae2 with --noise-correlation.
 # Shipped from 2026-12-03 until
 # session 24: the same with the conv decoder and the flow fitted to raw posterior samples
 # (runs/flagship_long resumed as runs/flagship_prior8; 3/8 targets, mean |g| -2.7%,
 # magnitude worst bin 0.255; its faint galaxies had a halo, see below).  Before 2026-12-03:
 #   galsim-vae train sim20k_128 --out flagship_cosmos_sim --model cvae2 --conditions zphot \
 #       mag_auto flux_radius --flux-condition mag_auto --epochs 30 $COMMON
-# vae_cosmos_sim, as shipped, and cvae2_cosmos_sim until 2026-12-03 (session 25) were built
+# vae_cosmos_sim until 2026-12-03 (session 26) and cvae2_cosmos_sim until session 25 were built
 # by this script as of commit 0538117 (`git show 0538117:trained/build_shipped.sh`) on the
 # previous simulation (exponential disks): check out that commit to rebuild them.
 # Trained with the recipe above on 2026-12-02 (30 epochs, 48 min), a zphot-only cvae2 was
