@@ -31,6 +31,7 @@ from .bundle.spec import WEIGHTS_FILE, BundleSpec
 from .errors import BundleError, ConditionError
 from .model_info import ModelInfo
 from .inference import NetworkRunner
+from .isotropy import ORIENTED, turn_residual
 from .lite_runtime import LiteRunner
 from .tf_runtime import check_not_forked_from_tensorflow, mark_tensorflow_used
 from .generator_inputs import given_conditions, prepare_inputs
@@ -66,7 +67,7 @@ class GalaxyModel:
         self._path = None if path is None else Path(path)
         if spec.generator is not None and self._path is not None:
             self._runner = LiteRunner(self._path, spec.generator,
-                                      latent_size=spec.latent_size, dihedral=self._dihedral)
+                                      latent_size=spec.latent_size, symmetry=self._symmetry)
         else:
             if network is None:
                 raise BundleError(f"bundle {spec.name!r} has no exported generator: give its "
@@ -155,8 +156,13 @@ class GalaxyModel:
         return "litert" if isinstance(self._runner, LiteRunner) else "tensorflow"
 
     @property
-    def _dihedral(self) -> bool:
-        return self._spec.hyperparameters.get("sample_symmetry") == "dihedral"
+    def _symmetry(self) -> str:
+        """The bundle's ``sample_symmetry``: "none", "dihedral" or "isotropic"."""
+        return str(self._spec.hyperparameters.get("sample_symmetry", "none"))
+
+    @property
+    def _oriented(self) -> bool:
+        return self._symmetry in ORIENTED
 
     @property
     def info(self) -> ModelInfo:
@@ -263,11 +269,12 @@ class GalaxyModel:
     @property
     def latent_input_sizes(self) -> tuple[int, ...]:
         """Lengths a ``latent=`` vector may have: ``latent_size``, and ``latent_size + 1``
-        (z and the orientation code 0-7) for a bundle that samples orientations."""
+        (z and the orientation entry, :mod:`galsim_vae.isotropy`) for a bundle that samples
+        orientations."""
         if self.runtime == "tensorflow":
             return tuple(int(w) for w in self._network.latent_input_sizes)
         size = self._spec.latent_size
-        return (size, size + 1) if self._dihedral else (size,)
+        return (size, size + 1) if self._oriented else (size,)
 
     @property
     def noise_size(self) -> int:
@@ -276,7 +283,7 @@ class GalaxyModel:
         that samples orientations."""
         if self.runtime == "tensorflow":
             return int(self._network.noise_size)
-        return self._spec.latent_size + int(self._dihedral)
+        return self._spec.latent_size + int(self._oriented)
 
     def latent_noise(self, n: int, rng=None) -> np.ndarray:
         """Standard-normal ``eps`` (n, noise_size) drawn from the GalSim ``rng``."""
@@ -285,8 +292,8 @@ class GalaxyModel:
     def noise_to_latent(self, noise: np.ndarray, conditions: np.ndarray | None) -> np.ndarray:
         """The latent vectors that standard-normal ``noise`` (n, noise_size) gives through
         the prior (what :meth:`decode_batch` decodes ``from_noise``), for physical
-        ``conditions`` (n, k): z (n, latent_size), with the orientation code (0-7) as a
-        last entry for a bundle that samples orientations; ``VAEGalaxy(model, latent=...,
+        ``conditions`` (n, k): z (n, latent_size), with the orientation entry
+        (:mod:`galsim_vae.isotropy`) last for a bundle that samples orientations; ``VAEGalaxy(model, latent=...,
         ...)`` redraws each galaxy from its row."""
         return self._runner.noise_to_latent(noise, self.standardise(conditions))
 
@@ -301,6 +308,9 @@ class GalaxyModel:
         """
         profiles, latents = self._runner.decode(values, self.standardise(conditions),
                                                 from_noise=from_noise)
+        if self._oriented and latents.shape[1] == self._spec.latent_size + 1:
+            # isotropic sampling: the residual rotation after the group element
+            profiles = turn_residual(profiles, latents[:, -1], self._symmetry)
         # one float64 pass over the (possibly float32) profiles: at 128x128 every extra
         # copy of a batch costs as much as a tenth of the network
         stamps = np.multiply(profiles, self.flux_scale, dtype=np.float64)

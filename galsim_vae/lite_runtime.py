@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundle.spec import GeneratorSpec
+from .isotropy import ORIENTED, orientation_values, split_orientation
 from .tf_runtime import THREADS_ENV
 
 
@@ -41,15 +42,6 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def orientation_codes(u: np.ndarray) -> np.ndarray:
-    """Dihedral group element (0-7) of each standard-normal number ``u`` (as
-    :func:`galsim_vae.models.orientation.orientation_codes`, in float32 like it)."""
-    from scipy.special import ndtr
-
-    uniform = ndtr(np.asarray(u, dtype=np.float32)).astype(np.float32)
-    return np.clip(np.floor(uniform * np.float32(8)), 0, 7).astype(np.int64)
 
 
 class LiteGenerator:
@@ -163,16 +155,18 @@ class LiteRunner:
         folder:          the bundle folder.
         spec:            its generator spec.
         latent_size:     z dimension.
-        dihedral:        whether the bundle samples orientations (``sample_symmetry``):
-                         one more noise number per galaxy, its orientation code.
+        symmetry:        the bundle's ``sample_symmetry``: with "dihedral" or "isotropic"
+                         one more noise number per galaxy gives its orientation
+                         (:mod:`galsim_vae.isotropy`).
         threads:         threads per interpreter (default :func:`default_threads`).
     """
 
     def __init__(self, folder: str | os.PathLike, spec: GeneratorSpec, *, latent_size: int,
-                 dihedral: bool, threads: int | None = None):
+                 symmetry: str = "none", threads: int | None = None):
         self._generator = LiteGenerator(folder, spec, threads)
         self._latent_size = int(latent_size)
-        self._dihedral = bool(dihedral)
+        self._symmetry = str(symmetry)
+        self._oriented = self._symmetry in ORIENTED
 
     def _conditions(self, conditions: np.ndarray | None, n: int) -> np.ndarray:
         return np.zeros((n, 0), np.float32) if conditions is None else np.asarray(
@@ -180,27 +174,30 @@ class LiteRunner:
 
     def noise_to_latent(self, noise: np.ndarray, conditions: np.ndarray | None) -> np.ndarray:
         """Latent vectors (n, latent_size [+ 1]) float64 of ``noise`` for standardised
-        ``conditions``: z, and the orientation code for a dihedral bundle."""
+        ``conditions``: z, and the orientation entry for a bundle that samples
+        orientations."""
         noise = np.asarray(noise, dtype=np.float32)
         cond = self._conditions(conditions, len(noise))
         z = self._generator.prior(noise[:, :self._latent_size], cond).astype(float)
-        if not self._dihedral:
+        if not self._oriented:
             return z
-        codes = orientation_codes(noise[:, self._latent_size])
-        return np.concatenate([z, codes[:, None].astype(float)], axis=1)
+        entry = orientation_values(noise[:, self._latent_size], self._symmetry)
+        return np.concatenate([z, entry[:, None].astype(float)], axis=1)
 
     def decode(self, values: np.ndarray, conditions: np.ndarray | None, *,
                from_noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Profiles (n, S, S) float32 (the network's precision) in network units and
         their latent vectors, for ``values`` (noise when ``from_noise``, else latent
-        vectors, z or z with an orientation code) and standardised ``conditions`` (n, k)
-        or None."""
+        vectors, z or z with an orientation entry) and standardised ``conditions`` (n, k)
+        or None; turned by their group element (the residual rotation of isotropic
+        sampling is :meth:`~galsim_vae.generator.GalaxyModel.decode_batch`'s)."""
         from .data.pipeline import apply_dihedral
 
         values = np.asarray(values, dtype=float)
         latents = self.noise_to_latent(values, conditions) if from_noise else values
         cond = self._conditions(conditions, len(values))
         profiles = self._generator.decode(latents[:, :self._latent_size], cond)
-        if latents.shape[1] == self._latent_size + 1 and self._dihedral:
-            profiles = apply_dihedral(profiles, np.round(latents[:, -1]).astype(np.int64))
+        if latents.shape[1] == self._latent_size + 1 and self._oriented:
+            codes, _ = split_orientation(latents[:, -1], self._symmetry)
+            profiles = apply_dihedral(profiles, codes)
         return profiles, latents

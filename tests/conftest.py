@@ -59,3 +59,19 @@ def write_tiny_dataset(path: Path, *, n: int = 96, stamp_size: int = TINY_STAMP,
 def tiny_dataset(tmp_path_factory) -> Path:
     """Path of a 96-galaxy 32x32 data set with PSFs and redshifts (built once per run)."""
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny") / "tiny_dataset")
+
+
+@pytest.fixture
+def upright_bundle(tiny_dataset, tmp_path) -> Path:
+    """An untrained zphot-conditioned cvae2 bundle (32x32, latent 4) that samples no
+    orientation: the starting point for the sampling-symmetry edits."""
+    from galsim_vae.bundle import save_bundle
+    from galsim_vae.data import Dataset
+    from galsim_vae.models import build_model
+
+    data = Dataset(tiny_dataset)
+    model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8],
+                        n_conditions=1)
+    return save_bundle(model, tmp_path / "plain", name="plain", flux_scale=1.0,
+                       flux_units="counts/s", pixel_scale=0.03,
+                       conditions=[data.condition("zphot")], psf_free=True)

@@ -137,21 +137,15 @@ def test_model_declares_its_noise_shape(tiny_dataset, tmp_path):
         ARCHITECTURES.unregister("noisy_vae")
 
 
-def test_dihedral_sampling_orients_each_galaxy_and_replays(tiny_dataset, tmp_path):
+def test_dihedral_sampling_orients_each_galaxy_and_replays(upright_bundle, tmp_path):
     """A bundle that samples orientations draws one more number per galaxy, turns the
     decoded profile by the group element it picks (as the training augmentation turns
     stamps), and replays from the latent row (z and the code)."""
     from galsim_vae.bundle.edit import with_generation_settings
-    from galsim_vae.data import Dataset
     from galsim_vae.data.pipeline import apply_dihedral
     from galsim_vae.errors import BundleError
 
-    data = Dataset(tiny_dataset)
-    model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8],
-                        n_conditions=1)
-    plain = save_bundle(model, tmp_path / "plain", name="plain", flux_scale=1.0,
-                        flux_units="counts/s", pixel_scale=0.03,
-                        conditions=[data.condition("zphot")], psf_free=True)
+    plain = upright_bundle
     turned = with_generation_settings(plain, tmp_path / "turned", sample_symmetry="dihedral")
     with pytest.raises(BundleError, match="without retraining"):
         with_generation_settings(plain, tmp_path / "x", latent_size=3)

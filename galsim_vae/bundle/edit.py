@@ -2,7 +2,8 @@
 
 Only hyper-parameters that change how a trained network is *used*, never its weights,
 may be edited: ``sample_symmetry`` (``"dihedral"``: each generated galaxy in a random one
-of the eight orientations of the square, for a model trained with ``augment``).
+of the eight orientations of the square, for a model trained with ``augment``;
+``"isotropic"``: in any orientation, :mod:`galsim_vae.isotropy`).
 """
 
 from __future__ import annotations

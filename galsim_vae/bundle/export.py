@@ -10,7 +10,7 @@ padded batch), a conv decoder's full-resolution stage rewritten at half resoluti
 (:mod:`.phase_stage`, the same function), their variables frozen into constants and converted
 with ``tf.lite.TFLiteConverter`` restricted to builtin operators (no TensorFlow kernels,
 no custom operators: nothing from TensorFlow is needed at run time).  The random
-orientation of a ``sample_symmetry="dihedral"`` bundle is applied in numpy by the runtime,
+orientation of a "dihedral" or "isotropic" bundle is applied in numpy by the runtime,
 as the network does it (pixel permutations, exact).
 
 At export the LiteRT generator is run against TensorFlow on a batch of random latents
@@ -250,14 +250,17 @@ def _check_against_tensorflow(network, folder: Path, spec: GeneratorSpec, decode
 
 def unexportable(network) -> str | None:
     """Why ``network``'s generator cannot be exported, or None.  The exported generator
-    covers architectures whose noise is the latent (and the orientation code of a
-    ``dihedral`` bundle); one whose decoder draws noise of its own stays on TensorFlow."""
-    dihedral = network.get_config_dict().get("sample_symmetry") == "dihedral"
-    expected = int(network.latent_size) + int(dihedral)
+    covers architectures whose noise is the latent (and the orientation entry of a
+    bundle that samples orientations); one whose decoder draws noise of its own stays on
+    TensorFlow."""
+    from ..isotropy import ORIENTED
+
+    oriented = network.get_config_dict().get("sample_symmetry") in ORIENTED
+    expected = int(network.latent_size) + int(oriented)
     if int(network.noise_size) != expected:
         return (f"architecture {network.architecture!r} draws {network.noise_size} noise "
                 f"numbers per galaxy, not the latent size {network.latent_size}"
-                f"{' + 1' if dihedral else ''}: its decoder draws noise of its own")
+                f"{' + 1' if oriented else ''}: its decoder draws noise of its own")
     return None
 
 

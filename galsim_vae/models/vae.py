@@ -14,10 +14,8 @@ The loss is the negative beta-ELBO (Higgins et al. 2017, "beta-VAE", ICLR):
 ``-log p(x | z) + beta * KL(q(z | x) || p(z))`` with z ~ q (reparameterised), averaged
 over the batch, so values are per galaxy (nats).
 
-Architectures (the seed project's four, rebuilt): ``vae`` (no conditions, this module)
-and the conditional ``cvae``, ``cvae2``, ``fancy_cvae`` (:mod:`.conditional`); all are in
-the architecture registry (:mod:`.registry`), as are the decoder, prior and likelihood
-they are built from.
+Architectures: ``vae`` (this module), the conditional ``cvae``, ``cvae2``, ``fancy_cvae``
+(:mod:`.conditional`), all in the registry (:mod:`.registry`) with their parts.
 
 Output activation: ``softplus`` by default (the noise-free surface brightness is
 non-negative; the noise lives in the likelihood) or ``linear`` (no positive floor, so no
@@ -38,7 +36,7 @@ from ..errors import ConditionError, InputDataError
 from .hyperparameters import HyperparameterMixin, config_property
 from .likelihood import convolve_psf
 from .networks import OUTPUT_ACTIVATIONS, UPSAMPLINGS, build_encoder_cnn, stage_channels, stage_sizes
-from .orientation import SAMPLE_SYMMETRIES, orient, orientation_codes
+from .orientation import ORIENTED, SAMPLE_SYMMETRIES, group_element, orient, orientation_entry
 from .registry import DECODERS, LIKELIHOODS
 from .prior import FlowPrior, check_conditions, shape_matches, standard_normal_prior
 
@@ -320,24 +318,25 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         return standard_normal_prior(self.latent_size, checked)
 
     def noise_shape(self, n: int) -> tuple[int, ...]:
-        """Shape of the standard-normal noise that generates ``n`` galaxies
-        (:meth:`generate`): ``(n, latent_size)``, plus one number per galaxy for its
-        orientation with ``sample_symmetry="dihedral"``.  An architecture whose decoder
-        draws noise of its own declares a larger shape."""
-        extra = 1 if self._config["sample_symmetry"] == "dihedral" else 0
+        """Shape of the noise that generates ``n`` galaxies: ``(n, latent_size)``, plus
+        one orientation number per galaxy when ``sample_symmetry`` is "dihedral" or
+        "isotropic" (an architecture whose decoder draws noise declares a larger one)."""
+        extra = 1 if self._config["sample_symmetry"] in ORIENTED else 0
         return (int(n), self.latent_size + extra)
 
     @property
     def latent_input_sizes(self) -> tuple[int, ...]:
         """Lengths of the latent vectors :meth:`decode_latent` takes: ``latent_size``, and
-        ``latent_size + 1`` (z and the orientation code 0-7) for dihedral sampling."""
-        if self._config["sample_symmetry"] == "dihedral":
+        ``latent_size + 1`` (z and the orientation entry) when sampling orientations."""
+        if self._config["sample_symmetry"] in ORIENTED:
             return (self.latent_size, self.latent_size + 1)
         return (self.latent_size,)
 
     def generate(self, noise: Any, conditions: Any = None) -> tf.Tensor:
         """Profiles (B, S, S, 1) from standard-normal ``noise`` (:meth:`noise_shape`): the
-        prior transform, the decoder and, for dihedral sampling, a random orientation."""
+        prior transform, the decoder and, for dihedral or isotropic sampling, a random
+        element of the dihedral group (the residual rotation of isotropic sampling is the
+        runners': :meth:`galsim_vae.generator.GalaxyModel.decode_batch`)."""
         return self.decode_latent(self.noise_to_latent(noise, conditions), conditions)
 
     def noise_to_latent(self, noise: Any, conditions: Any = None) -> tf.Tensor:
@@ -346,18 +345,19 @@ class BetaVAE(HyperparameterMixin, keras.Model):
         noise = tf.cast(tf.convert_to_tensor(noise), tf.float32)
         z = self.prior_transform(noise[:, :self.latent_size],
                                  self._prior_conditions(conditions))
-        if self._config["sample_symmetry"] != "dihedral":
+        if self._config["sample_symmetry"] not in ORIENTED:
             return z
-        codes = orientation_codes(noise[:, self.latent_size])
-        return tf.concat([z, tf.cast(codes, tf.float32)[:, None]], axis=-1)
+        entry = orientation_entry(noise[:, self.latent_size], self._config["sample_symmetry"])
+        return tf.concat([z, entry[:, None]], axis=-1)
 
     def decode_latent(self, latent: Any, conditions: Any = None) -> tf.Tensor:
-        """:meth:`decode` of z (B, latent_size), or of z with an orientation code (B,
-        latent_size + 1; dihedral sampling), the profile then turned by it."""
+        """:meth:`decode` of z (B, latent_size), or of z with an orientation entry (B,
+        latent_size + 1), the profile then turned by its group element."""
         latent = tf.cast(tf.convert_to_tensor(latent), tf.float32)
         profile = self.decode(latent[:, :self.latent_size], conditions)
         if latent.shape[-1] == self.latent_size + 1 and len(self.latent_input_sizes) > 1:
-            profile = orient(profile, tf.cast(tf.round(latent[:, self.latent_size]), tf.int32))
+            profile = orient(profile, group_element(latent[:, self.latent_size],
+                                                    self._config["sample_symmetry"]))
         return profile
 
     def _prior_conditions(self, conditions: Any):

@@ -183,8 +183,9 @@ class TrainingOptions:
         if self.channels is not None:
             hyperparameters["channels"] = [int(c) for c in self.channels]
         if self.augment:
-            # trained on the eight orientations: generate each galaxy in a random one
-            hyperparameters["sample_symmetry"] = "dihedral"
+            # trained on the eight orientations: generate each galaxy in any orientation
+            # (a random one of the eight, then a residual turn: galsim_vae.isotropy)
+            hyperparameters["sample_symmetry"] = "isotropic"
         if self.flux_condition is not None:
             hyperparameters["flux_condition"] = conditions.index(self.flux_condition)
             # 10**(-0.4 dm) = exp(-0.4 ln(10) std c) for the standardised magnitude c
