@@ -16,8 +16,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+# two pytest-xdist workers (the machines have 2 cores; much of the suite is single-threaded
+# GalSim and subprocess start-up), one test file per worker so that module fixtures are
+# built once
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 demo: setup
 	$(BIN)/galsim-vae demo --out $(DEMO_OUT) --overwrite
