@@ -44,6 +44,8 @@ def _readonly(values) -> np.ndarray:
 def _flux(info: ModelInfo, flux, magnitude) -> float | None:
     """The requested total flux from ``flux`` or an AB ``magnitude`` (not both)."""
     if magnitude is None:
+        if flux is not None and not math.isfinite(float(flux)):
+            raise ValueError(f"flux must be finite, got {flux}")
         return flux
     if flux is not None:
         raise ValueError(f"give flux ({flux}) or magnitude ({magnitude}), not both")

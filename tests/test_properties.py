@@ -10,7 +10,7 @@ import galsim
 import numpy as np
 import pytest
 from galsim.errors import GalSimConfigError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import galsim_vae
@@ -100,6 +100,8 @@ def test_vaegalaxy_parameters(model, redshift, flux, magnitude):
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(redshift=st.one_of(ANY_FLOAT, st.text(max_size=4)),
        flux=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)))
+@example(redshift=1.0, flux=math.inf)
+@example(redshift=1.0, flux=math.nan)
 def test_yaml_fields(bundle, model, redshift, flux):
     """The YAML type: a galaxy, or a GalSim config error / ConditionError naming the
     field."""

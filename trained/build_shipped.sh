@@ -217,18 +217,21 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # encodings (stopped at epoch 95, best 85) left the report unchanged (memorization p 1e-9):
 #   cp -r flagship_cosmos_sim.checkpoints flagship_refit.checkpoints   # then resume:
 #   galsim-vae train sim20k_128 --out flagship_refit ... --epochs 30 $COMMON   (--resume)
-# The 2026-12-02 runs were started before --augment set the sampling symmetry itself;
-# their bundles got it afterwards, without retraining (weights unchanged):
-for m in flagship_cosmos_sim; do
+# Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
+# square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
+# 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
+# "isotropic" (galsim_vae/isotropy.py: the group element, then a residual turn within
+# +-45 deg); the shipped bundles were given it without retraining (weights unchanged):
+for m in flagship_cosmos_sim cvae2_drawn vae_drawn; do
     python - "$m" <<'EOF'
 import json, sys
 from pathlib import Path
 from galsim_vae.bundle.edit import with_generation_settings
 name = sys.argv[1]
-if json.loads(Path(name, "model.json").read_text())["hyperparameters"].get("sample_symmetry") != "dihedral":
-    with_generation_settings(name, name + "_sym", sample_symmetry="dihedral",
-                             note="trained with --augment; random orientation at generation")
-    Path(name).rename(name + "_upright"); Path(name + "_sym").rename(name)
+if json.loads(Path(name, "model.json").read_text())["hyperparameters"].get("sample_symmetry") != "isotropic":
+    with_generation_settings(name, name + "_iso", sample_symmetry="isotropic",
+        note="trained with --augment; any orientation at generation (the eight of the square, then a residual turn)")
+    Path(name).rename(name + "_dihedral"); Path(name + "_iso").rename(name)
 EOF
 done
 
@@ -248,7 +251,7 @@ DATA=${SHARED_DATA:-$HERE/../../shared/data}
     --out real_paltas_128
 # (since session 25 the reports observe model images with the data sets' own correlated
 # noise; data sets prepared before carry no noise power spectra and get white noise)
-for m in flagship_cosmos_sim cvae2_drawn; do
+for m in flagship_cosmos_sim cvae2_drawn vae_drawn; do
     galsim-vae evaluate $m --data simeval3k_128 --split all --n-generated 2952 --out report_$m --overwrite
     galsim-vae evaluate $m --data real_paltas_128 --split all --out report_real_$m --overwrite
 done
