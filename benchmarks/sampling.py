@@ -1,7 +1,8 @@
 """Galaxies per second from ``GalaxyModel.sample`` at several batch sizes, and where the time
 goes: the network (``decode_batch``: flow prior + decoder), the latent noise and checks
-(``prepare_inputs``), and the GalSim objects (``VAEGalaxy.from_stamp``, then the
-``InterpolatedImage`` each one builds on first use: stepk/maxk, as drawing would).
+(``prepare_inputs``), and the GalSim objects (``VAEGalaxy.from_stamp``, then what each
+one does on first use, as drawing would: the residual rotation of an isotropic bundle's
+stamp and the ``InterpolatedImage``, stepk/maxk).
 
 For each model and batch size ``b``, ``sample(b)`` is called until ``--galaxies`` galaxies
 (at least one call) have been made, after an untimed warm-up call of the same size (the
@@ -40,8 +41,8 @@ def time_sample(model, batch_size: int, galaxies: int, seed: int = 1) -> dict:
 
     rng = galsim.BaseDeviate(seed)
     calls = max(1, int(np.ceil(galaxies / batch_size)))
-    parts = {"inputs": 0.0, "network": 0.0, "objects": 0.0, "interpolated_image": 0.0,
-             "sample": 0.0}
+    parts = {"inputs": 0.0, "network": 0.0, "objects": 0.0, "rotation": 0.0,
+             "interpolated_image": 0.0, "sample": 0.0}
     names = model.info.condition_names
     for _ in range(calls):
         conditions = conditions_across(model, batch_size)
@@ -53,19 +54,26 @@ def time_sample(model, batch_size: int, galaxies: int, seed: int = 1) -> dict:
         # the same work split into its parts
         values, cond, from_noise = model.prepare_inputs(batch_size, rng=rng, **conditions)
         t2 = time.perf_counter()
-        stamps = model.decode_batch(values, cond, from_noise=from_noise)
+        stamps, latents = model.decode_batch(values, cond, from_noise=from_noise,
+                                             return_latents=True, turn=False)
+        rotations = model.residual_rotations(latents)
         t3 = time.perf_counter()
         objs = [VAEGalaxy.from_stamp(s, model.info, conditions=None if cond is None else
-                                     dict(zip(names, cond[i].tolist())))
+                                     dict(zip(names, cond[i].tolist())),
+                                     rotation=float(rotations[i]))
                 for i, s in enumerate(stamps)]
         t4 = time.perf_counter()
         for g in objs:
-            g.maxk  # noqa: B018  (builds the InterpolatedImage: stepk, maxk)
+            g.stamp  # noqa: B018  (the residual rotation of isotropic sampling)
         t5 = time.perf_counter()
+        for g in objs:
+            g.maxk  # noqa: B018  (builds the InterpolatedImage: stepk, maxk)
+        t6 = time.perf_counter()
         parts["inputs"] += t2 - t1
         parts["network"] += t3 - t2
         parts["objects"] += t4 - t3
-        parts["interpolated_image"] += t5 - t4
+        parts["rotation"] += t5 - t4
+        parts["interpolated_image"] += t6 - t5
         del gals, objs
     n = calls * batch_size
     return {k: v / n for k, v in parts.items()}
@@ -101,12 +109,13 @@ def format_table(rows: list[dict]) -> str:
     import tensorflow as tf
 
     header = (f"{'model':<24} {'stamp':>7} {'batch':>6} {'gal/s':>8} {'network':>8} "
-              f"{'inputs':>7} {'objects':>8} {'+ InterpolatedImage':>20}")
+              f"{'inputs':>7} {'objects':>8} {'+ rotation':>11} {'+ InterpolatedImage':>20}")
     lines = [f"GalaxyModel.sample throughput (best of interleaved rounds); TensorFlow "
              f"{tf.__version__}, {os.cpu_count()} CPU(s), intra-op threads "
              f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}",
-             "network/inputs/objects: share of the sample() time; last column: ms per "
-             "galaxy to build the InterpolatedImage on first use (not part of sample())",
+             "network/inputs/objects: share of the sample() time; last columns: ms per "
+             "galaxy, on first use (not part of sample()), to turn an isotropic bundle's "
+             "stamp by its residual angle and to build the InterpolatedImage",
              header, "-" * len(header)]
     for r in rows:
         total = r["inputs"] + r["network"] + r["objects"]
@@ -114,7 +123,7 @@ def format_table(rows: list[dict]) -> str:
             f"{r['model']:<24} {r['stamp']:>3}x{r['stamp']:<3} {r['batch']:>6} "
             f"{r['per_second']:>8.0f} {100 * r['network'] / total:>7.0f}% "
             f"{100 * r['inputs'] / total:>6.0f}% {100 * r['objects'] / total:>7.0f}% "
-            f"{1000 * r['interpolated_image']:>17.2f} ms")
+            f"{1000 * r['rotation']:>8.2f} ms {1000 * r['interpolated_image']:>17.2f} ms")
     return "\n".join(lines)
 
 

@@ -39,6 +39,7 @@ from galsim.errors import GalSimConfigError
 from . import conditions as cnd
 from .errors import ConditionError
 from .generator_inputs import noise_and_conditions
+from .isotropy import residual_rotations
 
 #: Default number of objects decoded per network call in a YAML run.
 DEFAULT_BATCH_SIZE = 64
@@ -115,6 +116,11 @@ class VAEModelInput:
         """Number of network calls, stamps generated and cache hits so far."""
         return dict(self._counts)
 
+    def getSampleSymmetry(self) -> str:
+        """How generated galaxies are oriented (``sample_symmetry``: "none", "dihedral",
+        "isotropic")."""
+        return self._model._symmetry
+
     def getConditions(self) -> tuple:
         """The bundle's conditions (:class:`~galsim_vae.conditions.Condition`; () if none)."""
         return self._model.conditions
@@ -137,7 +143,7 @@ class VAEModelInput:
         (stamp, latent vector) pair per object."""
         stamps, latents = self._model.decode_batch(
             values[rows], None if conditions is None else conditions[rows],
-            from_noise=from_noise, return_latents=True)
+            from_noise=from_noise, return_latents=True, turn=False)
         self._counts["network_calls"] += 1
         self._counts["stamps"] += len(rows)
         return list(zip(stamps, latents))
@@ -145,7 +151,9 @@ class VAEModelInput:
     def generateStamps(self, values, conditions, from_noise: bool = True):
         """Stamps (n, S, S) and their latent vectors (n, L) for ``values`` (n, noise or
         latent size) and physical ``conditions`` (n, k) or None: cached ones are
-        returned (and dropped from the cache), the rest decoded in one network call."""
+        returned (and dropped from the cache), the rest decoded in one network call.
+        The stamps are not turned by their residual rotation (isotropic sampling): each
+        VAEGalaxy turns its own, in the process that draws it."""
         values, conditions, keys = self._requests(values, conditions, from_noise)
         with self._lock:
             out = [self._cache.pop(k, None) for k in keys]
@@ -211,7 +219,8 @@ def _static_info(model_input, base) -> dict:
                  "noise_size": model_input.getNoiseSize(),
                  "batch_size": model_input.getBatchSize(),
                  "redshift_range": model_input.getRedshiftRange(),
-                 "conditions": model_input.getConditions()}
+                 "conditions": model_input.getConditions(),
+                 "symmetry": model_input.getSampleSymmetry()}
         cache[id(model_input)] = entry
     return entry
 
@@ -366,7 +375,9 @@ def _BuildVAEGalaxy(config, base, ignore, gsparams, logger):
     if gsparams:
         kwargs["gsparams"] = galsim.GSParams(**gsparams)
     logger.debug("obj %d: VAEGalaxy kwargs = %s", obj_num, kwargs)
-    gal = VAEGalaxy.from_stamp(stamps[0], info, conditions=cond, latent=latents[0], **kwargs)
+    rotation = residual_rotations(latents[:1], static["latent_size"], static["symmetry"])[0]
+    gal = VAEGalaxy.from_stamp(stamps[0], info, conditions=cond, latent=latents[0],
+                               rotation=float(rotation), **kwargs)
     return gal, False  # random: never reuse across objects
 
 

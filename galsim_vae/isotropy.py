@@ -22,12 +22,14 @@ The residual rotation is the three-shear decomposition
 ``R(t) = Sx(-tan(t/2)) Sy(sin t) Sx(-tan(t/2))`` with each shear a Fourier phase ramp
 (Larkin, Oldfield & Klemm 1997, Opt. Commun. 139, 99; Unser, Thevenaz & Yaroslavsky
 1995, IEEE Trans. Image Process. 4, 1371): exact for band-limited images (sinc
-interpolation), flux-conserving, no smoothing.  Stamps are zero-padded to twice their
-side first so that no light wraps around; light turned beyond the stamp's corners is
-cut, as when GalSim draws a rotated profile onto the same stamp.
+interpolation), flux-conserving, no smoothing.  Each shear zero-pads the axis it
+shifts along to 1.5 times the side, so that no light wraps around; light turned beyond
+the stamp's corners is cut, as when GalSim draws a rotated profile onto the same stamp.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -63,41 +65,98 @@ def split_orientation(values: np.ndarray, symmetry: str) -> tuple[np.ndarray, np
     return codes.astype(np.int64), (values - codes - 0.5) * (0.5 * np.pi)
 
 
-def _shear_rows(stamps: np.ndarray, shift_per_row: np.ndarray, centre: float) -> np.ndarray:
-    """Shift row ``y`` of each stamp (n, P, P) along x by ``shift_per_row * (y - centre)``
-    pixels (a Fourier phase ramp; periodic, so the stamps must be padded)."""
-    size = stamps.shape[-1]
-    k = np.fft.fftfreq(size)                                   # cycles per pixel
-    dy = np.arange(size) - centre
-    phase = np.exp(-2j * np.pi * k[None, None, :]
-                   * (shift_per_row[:, None, None] * dy[None, :, None]))
-    return np.fft.ifft(np.fft.fft(stamps, axis=-1) * phase, axis=-1).real
+def _shear_rows(rows: np.ndarray, shift_per_row: np.ndarray, centre: float,
+                period: int) -> np.ndarray:
+    """Shift row ``r`` of each array (n, R, W) along its last axis by
+    ``shift_per_row * (r - centre)`` pixels: a Fourier phase ramp over ``period >= W``
+    (the rows are zero-padded to it, so light shifted less than ``period - W`` does not
+    wrap).  Returns (n, R, period) in the dtype of ``rows`` (float32 or float64)."""
+    import scipy.fft
+
+    workers = -1 if rows.shape[0] >= 8 else 1      # threads pay off from a few stamps
+    spectrum = scipy.fft.rfft(rows, n=period, axis=-1, workers=workers)
+    n_freq = spectrum.shape[-1]
+    # phase exp(i t k) of frequency index k = B q + j as exp(i t B q) exp(i t j): 2 sqrt(K)
+    # sines and cosines per row instead of K (they cost more than the FFTs)
+    block = max(1, int(round(math.sqrt(n_freq))))
+    step = ((-2.0 * np.pi / period) * shift_per_row[:, None] * (
+        np.arange(rows.shape[1]) - centre)[None, :]).astype(rows.dtype)  # t, rad (n, R)
+    fine = _unit_phasors(step[:, :, None] * np.arange(block, dtype=rows.dtype),
+                         spectrum.dtype)
+    coarse = _unit_phasors(step[:, :, None] * np.arange(0, n_freq, block, dtype=rows.dtype),
+                           spectrum.dtype)
+    phase = (coarse[:, :, :, None] * fine[:, :, None, :]).reshape(*step.shape, -1)
+    spectrum *= phase[:, :, :n_freq]
+    return scipy.fft.irfft(spectrum, n=period, axis=-1, workers=workers)
+
+
+def _unit_phasors(angle: np.ndarray, dtype) -> np.ndarray:
+    """exp(i angle) as complex ``dtype``."""
+    out = np.empty(angle.shape, dtype)
+    np.cos(angle, out=out.real)
+    np.sin(angle, out=out.imag)
+    return out
 
 
 def rotate_stamps(stamps: np.ndarray, angles: np.ndarray) -> np.ndarray:
     """Turn each stamp (n, S, S) anticlockwise (x = column, y = row, as GalSim's
     ``rotate`` on an image drawn with its origin at the lower left) by ``angles`` (n,)
     radians, |angle| <= pi/4, about the stamp's true centre ((S - 1) / 2 in 0-based
-    pixels).  Returns float64 stamps of the same shape; the total flux is kept (up to the
-    light turned beyond the corners)."""
-    stamps = np.asarray(stamps, dtype=np.float64)
+    pixels).  Returns stamps of the same shape, float32 for float32 stamps and float64
+    otherwise; the total flux is kept (up to the light turned beyond the corners).
+
+    Each shear pads only the axis it shifts along, to ``P >= 1.5 S``: the first and last
+    shifts are at most ``tan(pi/8) S / 2``, the middle one ``sin(pi/4)`` times the
+    sheared width ``(1 + tan(pi/8)) S``, so no light that ends inside the output stamp
+    wraps around (the middle shear keeps only the rows of the output stamp: the last
+    shear moves light along rows only)."""
+    import scipy.fft
+
+    stamps = np.asarray(stamps)
+    real = np.float32 if stamps.dtype == np.float32 else np.float64
+    stamps = stamps.astype(real, copy=False)
     angles = np.asarray(angles, dtype=np.float64).reshape(-1)
     if stamps.ndim != 3 or stamps.shape[1] != stamps.shape[2] or len(angles) != len(stamps):
         raise ValueError(f"rotate_stamps: stamps must be (n, S, S) with n angles, got "
                          f"{stamps.shape} and {angles.shape}")
     if np.any(np.abs(angles) > np.pi / 4 + 1e-12):
         raise ValueError("rotate_stamps: angles must be within [-pi/4, pi/4]")
-    size = stamps.shape[-1]
-    pad = size // 2
-    out = np.zeros((len(stamps), 2 * size, 2 * size))
-    out[:, pad:pad + size, pad:pad + size] = stamps
-    centre = pad + (size - 1) / 2.0
+    n, size = len(stamps), stamps.shape[-1]
+    period = scipy.fft.next_fast_len(-(-3 * size // 2), real=True)
+    first = (period - size) // 2                  # the stamp's place on a padded axis
+    keep = slice(first, first + size)
+    centre = (size - 1) / 2.0
     a = -np.tan(angles / 2.0)
     b = np.sin(angles)
-    out = _shear_rows(out, a, centre)                                        # x += a (y - c)
-    out = np.swapaxes(_shear_rows(np.swapaxes(out, 1, 2), b, centre), 1, 2)  # y += b (x - c)
-    out = _shear_rows(out, a, centre)
-    return out[:, pad:pad + size, pad:pad + size]
+    padded = np.zeros((n, size, period), real)
+    padded[:, :, keep] = stamps
+    out = _shear_rows(padded, a, centre, period)                          # x += a (y - c)
+    columns = np.zeros((n, period, period), real)                         # [x, y]
+    columns[:, :, keep] = np.swapaxes(out, 1, 2)
+    out = _shear_rows(columns, b, first + centre, period)                 # y += b (x - c)
+    out = np.ascontiguousarray(np.swapaxes(out[:, :, keep], 1, 2))        # rows of the stamp
+    out = _shear_rows(out, a, centre, period)                             # x += a (y - c)
+    return np.ascontiguousarray(out[:, :, keep])
+
+
+def residual_rotations(latents: np.ndarray, latent_size: int, symmetry: str) -> np.ndarray:
+    """The residual rotation (radians, (n,)) of each latent row (n, latent_size or
+    latent_size + 1): that of its orientation entry (the last) for ``"isotropic"``
+    sampling, 0 for other symmetries and for rows without the entry."""
+    latents = np.atleast_2d(np.asarray(latents, dtype=np.float64))
+    if symmetry != "isotropic" or latents.shape[1] != latent_size + 1:
+        return np.zeros(len(latents))
+    return split_orientation(latents[:, -1], symmetry)[1]
+
+
+def turn_stamp(stamp: np.ndarray, angle: float) -> np.ndarray:
+    """One stamp (S, S) turned by ``angle`` radians (|angle| <= pi/4) as
+    :func:`rotate_stamps` turns a float32 batch (what :func:`turn_residual` does to the
+    network's output), returned as float64; the stamp itself for angle 0."""
+    if angle == 0.0:
+        return np.asarray(stamp, dtype=np.float64)
+    single = np.asarray(stamp, dtype=np.float32)[None]
+    return rotate_stamps(single, np.array([angle]))[0].astype(np.float64)
 
 
 def turn_residual(stamps: np.ndarray, values: np.ndarray, symmetry: str) -> np.ndarray:

@@ -9,6 +9,7 @@ from the bundle spec.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,3 +66,20 @@ class ModelInfo:
     def hst_psf_array(self) -> np.ndarray | None:
         """The HST PSF as a float64 array (None for a PSF-free model)."""
         return None if self.hst_psf is None else np.array(self.hst_psf, dtype=float)
+
+    def requested_flux(self, flux: float | None, magnitude: float | None) -> float | None:
+        """The total flux (model flux units) a galaxy is asked for by ``flux`` or an AB
+        ``magnitude`` (not both; ``10**(-0.4 (magnitude - zero_point))``), or None."""
+        if magnitude is None:
+            if flux is not None and not math.isfinite(float(flux)):
+                raise ValueError(f"flux must be finite, got {flux}")
+            return flux
+        if flux is not None:
+            raise ValueError(f"give flux ({flux}) or magnitude ({magnitude}), not both")
+        magnitude = float(magnitude)
+        if not math.isfinite(magnitude):
+            raise ValueError(f"magnitude must be finite, got {magnitude}")
+        if self.zero_point is None:
+            raise ValueError(f"model {self.name!r} has no AB zero point for its flux units "
+                             f"({self.flux_units!r}): give flux= instead of magnitude=")
+        return 10.0 ** (-0.4 * (magnitude - self.zero_point))

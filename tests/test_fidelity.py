@@ -90,3 +90,27 @@ def test_column_means_ratios():
     assert out["all"]["recon_mean"]["ratio"]["mean_abs_g"] == pytest.approx(0.5)
     assert out["all"]["recon_mean"]["ratio"]["median_flux"] == pytest.approx(2.0)
     assert out["bins"][1]["data"]["mean_abs_g"] == pytest.approx(0.4)
+
+
+def test_column_means_ks_sees_a_narrower_shape_distribution_with_the_same_mean():
+    """A sample with the data's mean |g| but none of its round or very elongated galaxies
+    (what the shipped models do) has a large KS |g|; a sample of the same distribution a
+    small one; the per-bin KS uses only that bin's galaxies."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    g_data = rng.uniform(0.0, 0.6, n)
+    size = rng.lognormal(-1.5, 0.3, n)
+    data = {"g": g_data, "sigma_arcsec": size, "flux": np.ones(n)}
+    narrow = {"g": 0.3 + 0.3 * (g_data - 0.3), "sigma_arcsec": size, "flux": np.ones(n)}
+    same = {"g": rng.uniform(0.0, 0.6, n), "sigma_arcsec": size, "flux": np.ones(n)}
+    bins = (np.arange(n) % 2).astype(int)
+    out = fd.column_means({"data": data, "narrow": narrow, "same": same}, bins, 2)
+    assert out["all"]["narrow"]["ratio"]["mean_abs_g"] == pytest.approx(1.0, abs=0.02)
+    assert out["all"]["narrow"]["ks"]["g"] > 0.3
+    assert out["all"]["same"]["ks"]["g"] < 0.05
+    assert out["all"]["narrow"]["ks"]["sigma_arcsec"] == pytest.approx(0.0)
+    # bin 1 holds every other galaxy: compare with scipy on those rows alone
+    from scipy.stats import ks_2samp
+    assert out["bins"][1]["narrow"]["ks"]["g"] == pytest.approx(
+        ks_2samp(g_data[1::2], narrow["g"][1::2]).statistic)
+    assert "ks" not in out["all"]["data"]

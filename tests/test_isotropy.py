@@ -136,3 +136,59 @@ def test_isotropic_bundle_turns_each_galaxy_and_replays(upright_bundle, tmp_path
     replay = galsim_vae.VAEGalaxy(b, latent=latents[5], zphot=z[0, 0])
     np.testing.assert_allclose(replay.stamp, stamps[5], rtol=1e-5,
                                atol=1e-6 * np.abs(stamps[5]).max())
+
+
+def test_sampled_galaxies_turn_their_stamps_when_first_needed(upright_bundle, tmp_path):
+    """``sample`` makes each VAEGalaxy from the decoded stamp and its residual rotation
+    and turns it only when the stamp or the profile is needed: the stamp is then the
+    one ``generate`` gives for the same rng, drawing at the model scale returns it, and
+    a pickle carries the unturned stamp and the angle, not the turned copy."""
+    import pickle
+
+    from galsim_vae.bundle.edit import with_generation_settings
+
+    turned = with_generation_settings(upright_bundle, tmp_path / "turned",
+                                      sample_symmetry="isotropic")
+    model = galsim_vae.load_model(turned)
+    z = model.conditions[0].mean
+    stamps = model.generate(6, redshift=z, rng=galsim.BaseDeviate(21))
+    gals = model.sample(6, redshift=z, rng=galsim.BaseDeviate(21))
+    rotations = np.array([g.rotation.rad for g in gals])
+    assert np.all(np.abs(rotations) <= np.pi / 4) and np.all(rotations != 0)
+    np.testing.assert_allclose(rotations,
+                               model.residual_rotations(np.stack([g.latent for g in gals])))
+    assert all("_stamp" not in g.__dict__ for g in gals)         # nothing turned yet
+    for gal, stamp in zip(gals, stamps):
+        np.testing.assert_allclose(gal.stamp, stamp, rtol=1e-5, atol=1e-6 * stamp.max())
+    drawn = gals[1].drawImage(nx=model.stamp_size, ny=model.stamp_size,
+                              scale=model.pixel_scale, method="no_pixel")
+    np.testing.assert_allclose(drawn.array, gals[1].stamp, rtol=1e-4,
+                               atol=1e-6 * gals[1].stamp.max())
+    state = pickle.dumps(gals[1])
+    assert len(state) < 1.2 * gals[1].stamp.nbytes              # one stamp, not two
+    again = pickle.loads(state)
+    assert again == gals[1] and hash(again) == hash(gals[1])
+    np.testing.assert_array_equal(again.stamp, gals[1].stamp)
+    with pytest.raises(ValueError, match="rotation"):
+        galsim_vae.VAEGalaxy.from_stamp(stamps[0], model.info, rotation=1.0)
+
+
+def test_yaml_galaxies_of_an_isotropic_bundle_are_turned(upright_bundle, tmp_path):
+    """The VAEGalaxy YAML type gives the galaxy Python gives for the same rng: the
+    decoded stamp turned by its residual angle (the builder passes the angle on)."""
+    from galsim_vae.bundle.edit import with_generation_settings
+
+    turned = with_generation_settings(upright_bundle, tmp_path / "turned",
+                                      sample_symmetry="isotropic")
+    model = galsim_vae.load_model(turned)
+    z = float(model.conditions[0].mean)
+    base = {"modules": ["galsim_vae"], "input": {"vae_model": {"file_name": str(turned)}},
+            "gal": {"type": "VAEGalaxy", "redshift": z}, "rng": galsim.BaseDeviate(8),
+            "obj_num": 0}
+    galsim.config.ImportModules(base)
+    galsim.config.ProcessInput(base)
+    gal = galsim.config.BuildGSObject(base, "gal")[0]
+    expected = galsim_vae.VAEGalaxy(model, redshift=z, rng=galsim.BaseDeviate(8))
+    assert gal == expected and gal.rotation.rad != 0
+    stamp = model.generate(1, redshift=z, rng=galsim.BaseDeviate(8))[0]
+    np.testing.assert_allclose(gal.stamp, stamp, rtol=1e-5, atol=1e-6 * stamp.max())

@@ -77,7 +77,8 @@ def column_means(tables: Mapping[str, Mapping[str, Any]], bins: np.ndarray,
                  n_bins: int) -> dict[str, Any]:
     """Mean |g|, mean size, mean and median flux of each table (same rows, one per
     held-out galaxy), overall and in each of ``n_bins`` bins (``bins`` from
-    :func:`quartile_bins`), with each sample's ratio to the ``"data"`` table."""
+    :func:`quartile_bins`), with each sample's ratio to the ``"data"`` table and the KS
+    statistics of its |g| and size distributions against the data's."""
     out: dict[str, Any] = {"all": {}, "bins": []}
     everything = np.ones(len(bins), dtype=bool)
     for key, table in tables.items():
@@ -85,7 +86,9 @@ def column_means(tables: Mapping[str, Mapping[str, Any]], bins: np.ndarray,
     for b in range(n_bins):
         rows = bins == b
         out["bins"].append({key: _stats(table, rows) for key, table in tables.items()})
-    for block in [out["all"], *out["bins"]]:
+    blocks = [(out["all"], everything), *((block, bins == b)
+                                           for b, block in enumerate(out["bins"]))]
+    for block, rows in blocks:
         data = block.get("data")
         for key, stats in block.items():
             if key == "data" or data is None:
@@ -93,7 +96,27 @@ def column_means(tables: Mapping[str, Mapping[str, Any]], bins: np.ndarray,
             stats["ratio"] = {name: (stats[name] / data[name] if data[name] else math.nan)
                               for name in ("mean_abs_g", "mean_size_arcsec", "mean_flux",
                                            "median_flux")}
+            stats["ks"] = {name: _ks(tables["data"][name], tables[key][name], rows)
+                           for name in KS_COLUMNS}
     return out
+
+
+#: Columns whose two-sample KS statistic against the data :func:`column_means` adds.
+KS_COLUMNS = ("g", "sigma_arcsec")
+
+
+def _ks(data: np.ndarray, sample: np.ndarray, rows: np.ndarray) -> float:
+    """Two-sample KS statistic of the finite values of ``sample`` against ``data`` over
+    ``rows`` (NaN with fewer than 2 of either): where the whole distribution, not only
+    its mean, is lost."""
+    from scipy.stats import ks_2samp
+
+    a = np.asarray(data, dtype=float)[rows]
+    b = np.asarray(sample, dtype=float)[rows]
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 2 or b.size < 2:
+        return math.nan
+    return float(ks_2samp(a, b).statistic)
 
 
 def paired_slope(data: np.ndarray, model: np.ndarray) -> float:

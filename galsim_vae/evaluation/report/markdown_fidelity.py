@@ -9,6 +9,8 @@ SAMPLES = (("data", "held-out data"), ("recon_mean", "reconstruction (posterior 
            ("prior", "prior samples, same conditions"))
 STATISTICS = (("mean_abs_g", "mean \\|g\\|"), ("mean_size_arcsec", "mean size [\"]"),
               ("mean_flux", "mean flux"), ("median_flux", "median flux"))
+#: KS statistics against the data (fidelity.column_means ``ks``) shown after them.
+KS_STATISTICS = (("g", "KS \\|g\\|"), ("sigma_arcsec", "KS size"))
 
 
 def _f(value: Any, digits: int = 4) -> str:
@@ -27,14 +29,17 @@ def _relative(ratio: float | None) -> str:
 
 
 def _block(title: str, block: Mapping[str, Any]) -> list[str]:
-    lines = [f"**{title}**", "", "| sample | n | " + " | ".join(s for _, s in STATISTICS) + " |",
-             "|---|---|" + "---|" * len(STATISTICS)]
+    headers = [s for _, s in STATISTICS] + [s for _, s in KS_STATISTICS]
+    lines = [f"**{title}**", "", "| sample | n | " + " | ".join(headers) + " |",
+             "|---|---|" + "---|" * len(headers)]
     for key, label in SAMPLES:
         stats = block.get(key)
         if not stats:
             continue
         ratio = stats.get("ratio") or {}
+        ks = stats.get("ks") or {}  # reports before 2026-12-04 have no KS columns
         cells = [_f(stats[name]) + _relative(ratio.get(name)) for name, _ in STATISTICS]
+        cells += ["" if key == "data" else _f(ks.get(name), 3) for name, _ in KS_STATISTICS]
         lines.append(f"| {label} | {stats['n']} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -49,7 +54,8 @@ def render_fidelity(metrics: Mapping[str, Any]) -> list[str]:
              f"{fid['n_reconstructed']} held-out galaxies reconstructed (posterior mean and one "
              "posterior sample, observed like the data with their PSF and fresh noise); "
              "prior samples at the same conditions beside them.  In parentheses: the "
-             "relative difference from the data.  S/N = " + fid["snr_definition"] + "; "
+             "relative difference from the data; KS: the two-sample KS statistic of the "
+             "sample's |g| or size distribution against the data's.  S/N = " + fid["snr_definition"] + "; "
              f"quartile edges {', '.join(edges)}.", ""]
     lines += _block("all galaxies", fid["columns"]["all"])
     for i, block in enumerate(fid["columns"]["bins"]):
