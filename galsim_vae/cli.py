@@ -30,10 +30,11 @@ COMMANDS = {
     "sample": "sample",
     "demo": "demo",
     "export": "export",
+    "refit-prior": "refit_prior",
 }
 
 #: Sub-commands that run TensorFlow (imported quietly first).
-TENSORFLOW_COMMANDS = ("train", "evaluate", "export")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "export", "refit-prior")
 
 #: Storage failures turned into a one-line error: errno -> what happened.
 STORAGE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size limit was hit",

@@ -31,7 +31,6 @@ def with_generation_settings(source: str | os.PathLike, out: str | os.PathLike, 
     from ..models import build_model
     from .names import resolve_bundle
     from .reader import load_bundle
-    from .writer import save_bundle
 
     bad = sorted(set(changes) - set(EDITABLE))
     if bad:
@@ -48,11 +47,24 @@ def with_generation_settings(source: str | os.PathLike, out: str | os.PathLike, 
     training = dict(spec.training)
     training["edited"] = {"settings": dict(changes), "from": str(path),
                           **({"note": note} if note else {})}
-    extra = {name: path / name for name in ("history.csv", "loss_curve.png")
-             if (path / name).is_file()}
-    return save_bundle(edited, out, name=spec.name, flux_scale=spec.flux.scale,
+    return save_copy(edited, spec, path, out, training=training, prior=network.flow_prior,
+                     overwrite=overwrite)
+
+
+def save_copy(network, spec, source: Path, out: str | os.PathLike, *, training: dict,
+              prior, overwrite: bool = False) -> Path:
+    """Save ``network`` with ``prior`` at ``out`` as a bundle described like ``spec`` (the
+    bundle at ``source``: name, flux, pixel scale, conditions), with the training record
+    ``training``, the source's training logs and its HST PSF (if its samples carry one)."""
+    from .reader import read_hst_psf
+    from .writer import save_bundle
+
+    extra = {name: source / name for name in ("history.csv", "loss_curve.png")
+             if (source / name).is_file()}
+    return save_bundle(network, out, name=spec.name, flux_scale=spec.flux.scale,
                        flux_units=spec.flux.units, pixel_scale=spec.pixel_scale,
                        conditions=spec.conditions, psf_free=spec.psf_free,
-                       prior=network.flow_prior, training_info=training,
-                       hst_psf=None, extra_files=extra, overwrite=overwrite,
+                       prior=prior, training_info=training,
+                       hst_psf=None if spec.hst_psf is None else read_hst_psf(source, spec),
+                       extra_files=extra, overwrite=overwrite,
                        band=spec.flux.band, zero_point=spec.flux.zero_point)

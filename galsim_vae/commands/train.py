@@ -24,6 +24,35 @@ def _widths(flag: str, example: str):
     return parse
 
 
+def add_flow_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The flow prior's fit options (``train`` and ``refit-prior``); without ``defaults``
+    every option defaults to None (``refit-prior`` then takes the bundle's own)."""
+    def default(value):
+        return value if defaults else None
+
+    where = "" if defaults else " (default: the bundle's)"
+    parser.add_argument("--flow-units", type=_widths("--flow-units", "128,128"),
+                        default=default((64, 64)), metavar="N,N",
+                        help="hidden widths of each coupling network of the flow prior"
+                             + (where or " (default: 64,64)"))
+    parser.add_argument("--flow-couplings", type=int, default=default(6), metavar="N",
+                        help="affine coupling layers of the flow prior"
+                             + (where or " (default: 6)"))
+    parser.add_argument("--flow-epochs", type=int, default=default(100), metavar="N",
+                        help="most epochs of the flow prior's fit (early-stopped on the "
+                             "validation encodings)" + (where or "; default: 100"))
+    parser.add_argument("--flow-refine-steps", type=int, default=default(0), metavar="N",
+                        help="before the flow prior is fitted, refine each encoding by N "
+                             "gradient steps on log p(x|z) (closes the encoder's amortization "
+                             "gap, which rounds faint galaxies; 8 is enough)"
+                             + (where or "; default 0"))
+    parser.add_argument("--flow-orientations", type=int, default=None, metavar="N",
+                        help="encode each training stamp in the first N of its eight "
+                             "orientations for the flow prior's fit (1-8; default: 8 with "
+                             "--augment, else 1); fewer cost less encoding time, mostly with "
+                             "--flow-refine-steps")
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``train`` sub-command."""
     parser = subparsers.add_parser(
@@ -88,27 +117,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "carry the HST PSF")
     parser.add_argument("--no-flow-prior", action="store_true",
                         help="keep the N(0, I) prior (no flow fitted after training)")
-    parser.add_argument("--flow-units", type=_widths("--flow-units", "128,128"), default=(64, 64), metavar="N,N",
-                        help="hidden widths of each coupling network of the flow prior "
-                             "(default: 64,64)")
-    parser.add_argument("--flow-couplings", type=int, default=6, metavar="N",
-                        help="affine coupling layers of the flow prior (default: 6)")
-    parser.add_argument("--flow-epochs", type=int, default=100, metavar="N",
-                        help="most epochs of the flow prior's fit (early-stopped on the "
-                             "validation encodings; default: 100)")
-    parser.add_argument("--flow-refine-steps", type=int, default=0, metavar="N",
-                        help="before the flow prior is fitted, refine each encoding by N "
-                             "gradient steps on log p(x|z) (closes the encoder's amortization "
-                             "gap, which rounds faint galaxies; 8 is enough; default 0)")
+    add_flow_arguments(parser, defaults=True)
     parser.add_argument("--noise-correlation", action="store_true",
                         help="whiten each residual by the galaxy's noise power spectrum (the "
                              "drizzled HST noise is correlated; Lanusse et al. 2021's Fourier "
                              "likelihood); needs a data set prepared with its noise models")
-    parser.add_argument("--flow-orientations", type=int, default=None, metavar="N",
-                        help="encode each training stamp in the first N of its eight "
-                             "orientations for the flow prior's fit (1-8; default: 8 with "
-                             "--augment, else 1); fewer cost less encoding time, mostly with "
-                             "--flow-refine-steps")
     parser.add_argument("--seed", type=int, default=None, help="seed (reproducible runs)")
     parser.add_argument("--checkpoint-dir", default=None,
                         help="checkpoints and logs (default: BUNDLE.checkpoints)")

@@ -155,6 +155,7 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
         "seed": settings["seed"],
         "max_steps_per_epoch": settings["max_steps_per_epoch"],
         "monitor": settings["monitor"], "augment": settings["augment"],
+        "noise_correlation": bool(settings.get("noise_correlation", False)),
         "mixed_precision": settings["mixed_precision"],
         "xla": settings["xla"],
         "replicas": int(strategy.num_replicas_in_sync),

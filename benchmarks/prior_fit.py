@@ -1,0 +1,121 @@
+"""Which flow fit reproduces the aggregate posterior's morphology.
+
+A flow prior is fitted to the encodings of the training split and early-stopped on its
+likelihood of the validation split's.  A lower held-out NLL need not mean samples whose
+decoded galaxies have the right |g| and size distributions, which is what a user relies on.
+This script fits flows with several settings to the same (cached) encodings of a bundle's
+training split, draws from each at the conditions of the validation encodings, decodes the
+draws and the validation encodings themselves (PSF-free, noiseless) and compares their
+HSM |g| and size: mean ratio and two-sample KS statistic, and the worst of the median-size
+ratios in five quantile bins of the first condition (the redshift of a cvae2).  The bundle's own flow is the
+first row.  The decoded validation encodings are what a perfect prior would give.
+
+Usage::
+
+    python benchmarks/prior_fit.py trained/cvae2_cosmos_sim runs/sim20k_128 \\
+        --cache-dir runs/refit_cache --config 8:128,128 --config 12:256,256 --n 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from learned_prior import _decode  # noqa: E402  (benchmarks/ is the script's folder)
+
+
+def _config(text: str) -> tuple[int, tuple[int, ...]]:
+    couplings, units = text.split(":")
+    return int(couplings), tuple(int(u) for u in units.split(","))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle")
+    parser.add_argument("dataset")
+    parser.add_argument("--cache-dir", default=None, help="encodings cache (as refit-prior's)")
+    parser.add_argument("--config", action="append", type=_config, default=[],
+                        metavar="COUPLINGS:UNITS", help="a flow to fit, e.g. 8:128,128")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--n", type=int, default=8000, help="validation encodings compared")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from scipy.stats import ks_2samp
+
+    from galsim_vae.bundle import load_bundle, resolve_bundle
+    from galsim_vae.data import Dataset
+    from galsim_vae.evaluation import measure_morphology
+    from galsim_vae.models.prior import fit_flow_prior
+    from galsim_vae.training.encodings import cached_encodings
+
+    model, spec = load_bundle(resolve_bundle(args.bundle))
+    data = Dataset(args.dataset)
+    names = [c.name for c in spec.conditions]
+    training = spec.training
+    own = training.get("flow_prior") or {}
+    seed = int(training.get("seed") or 0)
+    settings = dict(orientations=int(own.get("orientations", 1)), refine_steps=0,
+                    prior_weight=float(training["final"]["beta"]), cache_dir=args.cache_dir)
+    train_z, train_c = cached_encodings(model, data, "train", names, spec.psf_free, 64,
+                                        seed=seed, **settings)
+    val_z, val_c = cached_encodings(model, data, "validation", names, spec.psf_free, 64,
+                                    seed=seed + 1, **settings)
+    rng = np.random.default_rng(args.seed)
+    rows = rng.choice(len(val_z), min(args.n, len(val_z)), replace=False)
+    cond = None if val_c is None else val_c[rows]
+    eps = rng.standard_normal((len(rows), model.latent_size)).astype(np.float32)
+
+    bins = np.zeros(len(rows), int)
+    if cond is not None:
+        edges = np.quantile(cond[:, 0], [0.2, 0.4, 0.6, 0.8])
+        bins = np.searchsorted(edges, cond[:, 0])
+
+    def measure(z, label):
+        profiles = _decode(model, z, cond) * spec.flux.scale
+        stats = measure_morphology(profiles, pixel_scale=spec.pixel_scale,
+                                   noise_sigma=1e-6, nonparametric=False, desc=label)
+        ok = np.asarray(stats["flag"]) == 0
+        return np.asarray(stats["g"]), np.asarray(stats["sigma_arcsec"]), ok
+
+    def worst_bin(size, ok):
+        ratios = [np.median(size[ok & (bins == b)]) / np.median(ref_size[ref_ok & (bins == b)])
+                  for b in np.unique(bins)]
+        return float(np.max(np.abs(np.asarray(ratios) - 1)))
+
+    ref_g, ref_size, ref_ok = measure(val_z[rows], "validation encodings")
+    print(f"{args.bundle}: {len(train_z)} training and {len(val_z)} validation encodings; "
+          f"{len(rows)} compared; decoded validation encodings: mean |g| "
+          f"{ref_g[ref_ok].mean():.4f}, mean sigma {ref_size[ref_ok].mean():.4f} arcsec")
+    header = ("flow", "val NLL", "epoch", "fit s", "|g| ratio", "KS |g|", "size ratio",
+              "KS size", "worst bin size", "std ratio")
+    print(" | ".join(header))
+    flows = [("bundle's", model.flow_prior, float("nan"))]
+    for couplings, units in args.config:
+        started = time.time()
+        flow = fit_flow_prior(train_z, train_c, epochs=args.epochs, batch_size=256,
+                              seed=seed, validation=(val_z, val_c), hidden_units=units,
+                              n_couplings=couplings, patience=args.patience)
+        flows.append((f"{couplings}:{','.join(map(str, units))}", flow, time.time() - started))
+    for label, flow, seconds in flows:
+        nll = float(-np.mean(flow(val_z, val_c).numpy()))
+        epoch = getattr(flow, "best_epoch", 0)
+        z = flow.transform(eps, cond).numpy()
+        g, size, ok = measure(z, label)
+        std_ratio = float(np.mean(z.std(axis=0) / val_z[rows].std(axis=0)))
+        g_ratio = g[ok].mean() / ref_g[ref_ok].mean()
+        size_ratio = size[ok].mean() / ref_size[ref_ok].mean()
+        print(f"{label} | {nll:.3f} | {epoch} | {seconds:.0f} | {g_ratio:.4f} | "
+              f"{ks_2samp(g[ok], ref_g[ref_ok]).statistic:.4f} | {size_ratio:.4f} | "
+              f"{ks_2samp(size[ok], ref_size[ref_ok]).statistic:.4f} | "
+              f"{worst_bin(size, ok):.4f} | {std_ratio:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Refitting a trained bundle's flow prior without retraining its networks.
+
+The flow prior of a VAE is fitted after the networks, to the aggregate posterior of the
+training split (Lanusse et al. 2021, MNRAS 504, 5543, sect. 3.3).  Its fit has settings
+of its own (couplings, widths, epochs, the encodings it is fitted to), and a bundle whose
+training checkpoints are gone can still have its prior refitted: :func:`refit_prior`
+encodes a data set with the bundle's encoder, fits a new flow and writes a copy of the
+bundle with the same networks and the new prior.
+
+The data set must be the one the networks were trained on, or one prepared the same way:
+the same stamp size, pixel scale and flux scale, and the same standardisation of every
+condition (a network sees ``(value - mean) / std`` with the training split's mean and std).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import BundleError, InputDataError
+
+#: Relative tolerance of the data set's condition standardisation against the bundle's.
+STANDARDISATION_RTOL = 1e-5
+
+
+def check_dataset_matches(spec, dataset) -> None:
+    """Refuse a data set whose stamps or condition standardisation differ from the
+    bundle's: the encodings of other stamps would not be those of the training set.
+
+    Raises:
+        InputDataError: naming the data set, the quantity, its value and the bundle's.
+    """
+    where = f"data set {str(dataset.path)!r}"
+    pairs = [("stamp size (pixels)", dataset.stamp_size, spec.stamp_size),
+             ("pixel scale (arcsec)", dataset.pixel_scale, spec.pixel_scale),
+             ("flux scale", dataset.flux_scale, spec.flux.scale)]
+    for condition in spec.conditions:
+        if condition.name not in dataset.catalog.colnames:
+            raise InputDataError(f"{where} has no column {condition.name!r}, a condition of "
+                                 f"the bundle")
+        own = dataset.condition(condition.name)
+        pairs += [(f"mean of {condition.name!r}", own.mean, condition.mean),
+                  (f"std of {condition.name!r}", own.std, condition.std)]
+    for what, got, want in pairs:
+        if not math.isclose(float(got), float(want), rel_tol=STANDARDISATION_RTOL,
+                            abs_tol=1e-12):
+            raise InputDataError(f"{where}: {what} is {got}, the bundle's is {want}; refit the "
+                                 "prior on the data set the bundle was trained on")
+
+
+def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
+                out: str | os.PathLike, *, hidden_units: Sequence[int] | None = None,
+                n_couplings: int | None = None, epochs: int | None = None,
+                orientations: int | None = None, refine_steps: int | None = None,
+                noise_correlation: bool | None = None,
+                seed: int | None = None, batch_size: int = 64,
+                cache_dir: str | os.PathLike | None = None,
+                overwrite: bool = False) -> Path:
+    """Write a copy of bundle ``source`` at ``out`` with a flow prior fitted anew to the
+    encodings of the training split of ``dataset_path``, early-stopped on the validation
+    split's (:func:`galsim_vae.training.record.fit_flow_prior_to_encodings`).
+
+    Parameters:
+        source:       Bundle folder or shipped bundle name.
+        dataset_path: The data set the bundle was trained on (same standardisation).
+        out:          Bundle folder to write (the source is never changed).
+        hidden_units, n_couplings, epochs: The flow's coupling widths, couplings, most epochs
+                      (default: those of the bundle's own flow, else 128-128, 8, 100).
+        orientations: Orientations of each stamp encoded (1-8; default: the bundle's, else
+                      8 for a bundle trained with ``augment``, else 1).
+        refine_steps: Semi-amortized refinement steps of each encoding (default: the
+                      bundle's, else 0).
+        noise_correlation: Refine with the correlated-noise likelihood (default: as the
+                      bundle was trained, ``training.noise_correlation``).
+        seed:         Seed of the encodings' samples and the flow (default: the training's).
+        batch_size:   Stamps per encoder call.
+        cache_dir:    Folder keeping the encodings (a second refit reads them back).
+        overwrite:    Replace ``out`` if it exists.
+
+    Returns:
+        The written bundle's folder.  Its training record gains ``prior_refit`` (the settings,
+        the source and the flow's training and validation NLL in nats per latent).
+    """
+    from ..bundle import resolve_bundle
+    from ..bundle.edit import save_copy
+    from ..bundle.reader import load_bundle
+    from ..data import Dataset
+    from .record import fit_flow_prior_to_encodings
+
+    path = resolve_bundle(source)
+    if Path(out).resolve() == path.resolve():
+        raise BundleError(f"--out {str(out)!r} is the source bundle; write the refitted "
+                          "bundle to another folder")
+    if Path(out).exists() and not overwrite:
+        raise BundleError(f"{str(out)!r} exists; pass overwrite=True (--overwrite) to replace it")
+    network, spec = load_bundle(path)
+    dataset = Dataset(dataset_path)
+    check_dataset_matches(spec, dataset)
+    training = dict(spec.training)
+    own = dict(training.get("flow_prior") or {})
+    hidden_units = hidden_units or own.get("units") or (128, 128)
+    n_couplings = n_couplings or own.get("couplings") or 8
+    epochs = epochs or own.get("max_epochs") or 100
+    refine_steps = own.get("refine_steps", 0) if refine_steps is None else refine_steps
+    if orientations is None:
+        orientations = own.get("orientations") or (8 if training.get("augment") else 1)
+    if not 1 <= int(orientations) <= 8:
+        raise InputDataError(f"orientations must be 1 to 8, got {orientations}")
+    if int(n_couplings) < 1 or int(epochs) < 1 or int(refine_steps) < 0:
+        raise InputDataError(f"the flow needs couplings >= 1 and epochs >= 1, and refine "
+                             f"steps >= 0; got {n_couplings}, {epochs}, {refine_steps}")
+    if seed is None:
+        seed = int(training.get("seed") or 0)
+    with_psf = bool(spec.psf_free)      # a PSF-free model's likelihood convolves the PSF
+    if noise_correlation is None:
+        noise_correlation = bool(training.get("noise_correlation", False))
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    final_beta = float((training.get("final") or {}).get("beta", 0.0))
+    prior = fit_flow_prior_to_encodings(
+        network, dataset, [c.name for c in spec.conditions], with_psf, int(batch_size),
+        epochs=int(epochs), seed=int(seed), orientations=int(orientations),
+        hidden_units=tuple(int(u) for u in hidden_units), n_couplings=int(n_couplings),
+        refine_steps=int(refine_steps), prior_weight=final_beta, cache_dir=cache_dir,
+        noise_correlation=bool(noise_correlation))
+    network.attach_prior(prior)
+    record = {"from": str(path), "data": str(Path(dataset.path).resolve()),
+              "orientations": int(orientations), "refine_steps": int(refine_steps),
+              "units": [int(u) for u in hidden_units], "couplings": int(n_couplings),
+              "max_epochs": int(epochs), "seed": int(seed), "best_epoch": int(prior.best_epoch),
+              "nll": float(prior.training_losses[prior.best_epoch - 1])}
+    if getattr(prior, "validation_losses", None):
+        record["val_nll"] = float(prior.validation_losses[prior.best_epoch - 1])
+    training["prior_refit"] = record
+    return save_copy(network, spec, path, out, training=training, prior=prior,
+                     overwrite=overwrite)

@@ -1,0 +1,90 @@
+"""``galsim-vae refit-prior``: a bundle's flow prior fitted anew, the networks unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import galsim_vae
+from galsim_vae.bundle import load_bundle, read_bundle
+from galsim_vae.cli import main
+from galsim_vae.data import Dataset
+
+from conftest import write_tiny_dataset
+
+@pytest.fixture
+def untrained_bundle(tiny_dataset, tmp_path):
+    """An untrained zphot-conditioned cvae2 bundle (32x32, latent 4, N(0, I) prior)
+    described like the tiny data set (its flux scale and zphot standardisation)."""
+    from galsim_vae.bundle import save_bundle
+    from galsim_vae.models import build_model
+
+    data = Dataset(tiny_dataset)
+    model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8],
+                        n_conditions=1)
+    return save_bundle(model, tmp_path / "plain", name="plain", flux_scale=data.flux_scale,
+                       flux_units="counts/s", pixel_scale=data.pixel_scale,
+                       conditions=[data.condition("zphot")], psf_free=True)
+
+
+FLOW = ["--flow-couplings", "2", "--flow-units", "8,8", "--flow-epochs", "3"]
+
+
+def test_refit_prior_fits_a_flow_to_the_training_encodings(untrained_bundle, tiny_dataset,
+                                                           tmp_path, capsys):
+    """The copy decodes any latent as the source does, carries a flow standardised on the
+    training split's encodings (cached for a second refit), and records the fit."""
+    out, cache = tmp_path / "refit", tmp_path / "cache"
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(out), *FLOW, "--flow-orientations", "2", "--seed", "5", "--cache-dir",
+                 str(cache)]) == 0
+    printed = capsys.readouterr().out
+    assert "flow prior of 2 couplings (8,8) fitted to 2 orientation(s)" in printed
+    source, refit = galsim_vae.load_model(untrained_bundle), galsim_vae.load_model(out)
+    assert read_bundle(untrained_bundle).prior.kind != "flow"
+    assert read_bundle(out).prior.kind == "flow"
+    latents = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    zphot = np.full((5, 1), source.conditions[0].mean)
+    np.testing.assert_allclose(refit.decode_batch(latents, zphot, from_noise=False),
+                               source.decode_batch(latents, zphot, from_noise=False),
+                               rtol=1e-6, atol=1e-8)
+    record = read_bundle(out).training["prior_refit"]
+    assert (record["couplings"], record["units"], record["orientations"], record["seed"]) == (
+        2, [8, 8], 2, 5)
+    assert np.isfinite(record["nll"]) and 1 <= record["best_epoch"] <= 3
+    train_file = [p for p in cache.iterdir() if p.name.startswith("encodings_train_")]
+    assert len(train_file) == 1
+    with np.load(train_file[0]) as saved:
+        encoded = saved["latents"]
+    n_train = Dataset(tiny_dataset).indices("train", require_finite=("zphot",)).size
+    assert encoded.shape == (2 * n_train, 4)
+    network, _ = load_bundle(out)
+    np.testing.assert_allclose(network.flow_prior.shift.numpy(), encoded.mean(axis=0),
+                               rtol=1e-5, atol=1e-6)
+    # a second refit with other flow settings reads the encodings back
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(out), "--flow-couplings", "3", "--flow-units", "8,8", "--flow-epochs",
+                 "2", "--flow-orientations", "2", "--seed", "5", "--cache-dir", str(cache),
+                 "--overwrite"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
+    assert read_bundle(out).training["prior_refit"]["couplings"] == 3
+
+
+def test_refit_prior_refuses_another_standardisation_and_its_own_folder(
+        untrained_bundle, tmp_path, capsys):
+    """Encodings of stamps scaled or standardised otherwise are not the training set's:
+    refused with the data set, the quantity and both values, exit 2, nothing written."""
+    other = write_tiny_dataset(tmp_path / "other", n=40, seed=9)
+    out = tmp_path / "refit"
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(other), "--out", str(out),
+                 *FLOW]) == 2
+    err = capsys.readouterr().err
+    assert f"data set {str(other)!r}: flux scale is" in err and "the bundle's is" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(other), "--out",
+                 str(untrained_bundle), *FLOW]) == 2
+    assert "is the source bundle" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["refit-prior", str(untrained_bundle), str(other)])       # --out is required
