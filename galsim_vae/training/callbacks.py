@@ -15,8 +15,8 @@ from .logs import TensorBoardLog
 
 
 def log(message: str) -> None:
-    """One progress line of ``galsim-vae train`` on stderr."""
-    print(f"galsim-vae train: {message}", file=sys.stderr, flush=True)
+    """One progress line of training or of a prior's refit on stderr."""
+    print(f"galsim-vae: {message}", file=sys.stderr, flush=True)
 
 
 def epoch_row(epoch: int, beta: float, lr: float, train_means: Mapping[str, float],
