@@ -69,6 +69,14 @@ def test_refit_prior_fits_a_flow_to_the_training_encodings(untrained_bundle, tin
                  "--overwrite"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
     assert read_bundle(out).training["prior_refit"]["couplings"] == 3
+    # the flow's epoch chosen by its decoded samples' morphology, scored every 5 epochs
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(out), "--flow-couplings", "2", "--flow-units", "8,8", "--flow-epochs",
+                 "6", "--flow-orientations", "2", "--seed", "5", "--cache-dir", str(cache),
+                 "--flow-select", "morphology", "--overwrite"]) == 0
+    record = read_bundle(out).training["prior_refit"]
+    assert record["select"] == "morphology" and [e for e, _ in record["scores"]] == [5, 6]
+    assert record["best_epoch"] in (5, 6) and all(np.isfinite(v) for _, v in record["scores"])
 
 
 def test_refit_prior_refuses_another_standardisation_and_its_own_folder(
@@ -88,3 +96,42 @@ def test_refit_prior_refuses_another_standardisation_and_its_own_folder(
     assert "is the source bundle" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["refit-prior", str(untrained_bundle), str(other)])       # --out is required
+
+
+def test_flow_fit_keeps_the_epoch_a_score_prefers():
+    """With ``score``, the fit keeps the weights of the best-scoring epoch, not the last
+    one nor the one of lowest held-out NLL."""
+    from galsim_vae.models.prior import fit_flow_prior
+
+    rng = np.random.default_rng(3)
+    latents = rng.normal(size=(256, 4)).astype(np.float32) * [1, 2, 0.5, 1]
+    values, snapshots = iter([3.0, 1.0, 2.0]), []
+
+    def score(flow):
+        snapshots.append([w.numpy().copy() for w in flow.trainable_variables])
+        return next(values)
+
+    flow = fit_flow_prior(latents, epochs=3, n_couplings=2, hidden_units=(8,), seed=1,
+                          validation=(latents[:64], None), score=score, score_every=1)
+    assert flow.best_epoch == 2 and [e for e, _ in flow.scores] == [1, 2, 3]
+    for kept, second in zip(flow.trainable_variables, snapshots[1]):
+        np.testing.assert_array_equal(kept.numpy(), second)
+
+
+def test_morphology_distance_sees_rounder_and_smaller_galaxies():
+    """Zero against itself; a population 10% rounder in one redshift bin shows in the mean
+    |g|, its KS statistic, and the per-bin size only when the sizes change."""
+    from galsim_vae.training.flow_selection import condition_bins, morphology_distance
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    g, size, ok = rng.uniform(0, 0.6, n), rng.lognormal(-1.5, 0.4, n), np.ones(n, bool)
+    bins = condition_bins(rng.normal(size=(n, 1)), n)
+    assert set(bins) == set(range(5))
+    same = morphology_distance(g, size, ok, g, size, ok, bins)
+    assert all(v == pytest.approx(0.0, abs=1e-12) for v in same.values())
+    smaller = np.where(bins == 4, 0.8 * size, size)
+    other = morphology_distance(0.9 * g, smaller, ok, g, size, ok, bins)
+    assert other["mean_g"] == pytest.approx(-0.1) and other["ks_g"] > 0.05
+    assert other["worst_bin_size"] == pytest.approx(0.2)
+    assert abs(other["mean_size"]) < 0.05

@@ -217,6 +217,19 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # encodings (stopped at epoch 95, best 85) left the report unchanged (memorization p 1e-9):
 #   cp -r flagship_cosmos_sim.checkpoints flagship_refit.checkpoints   # then resume:
 #   galsim-vae train sim20k_128 --out flagship_refit ... --epochs 30 $COMMON   (--resume)
+# 2026-12-04 (session 28): where the prior loses fidelity.  The report's KS columns put the
+# narrow |g| distribution in the flow prior: posterior samples KS |g| 0.032, size +0.9%;
+# prior samples KS |g| 0.070, size -1.2% (cvae2_cosmos_sim, simeval3k_128).  Any bundle's
+# flow can be refitted without its checkpoints (same networks):
+#   galsim-vae refit-prior cvae2_cosmos_sim sim20k_128 --out cvae2_refit --cache-dir refit_cache \
+#       --flow-couplings 12 --flow-units 256,256
+# and benchmarks/prior_fit.py compares flow fits by their decoded samples (row in
+# benchmarks/README.md): the validation NLL that early-stops the fit does not rank flows by
+# morphology (the shipped flow, NLL 26.74: KS |g| 0.071, worst redshift-quintile median
+# size 22%; 12 couplings of 256-256 stopped at epoch 28, NLL 27.16: KS |g| 0.052, worst
+# bin 4.7%, mean |g| -2.9%).  Next: choose the flow's epoch on the validation split's
+# decoded morphology (KS |g|, size, per-redshift size against its decoded encodings)
+# instead of its NLL, then refit cvae2/flagship and evaluate.
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets

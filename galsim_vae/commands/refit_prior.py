@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     out = refit_prior(args.bundle, args.dataset, args.out, hidden_units=args.flow_units,
                       n_couplings=args.flow_couplings, epochs=args.flow_epochs,
                       orientations=args.flow_orientations,
-                      refine_steps=args.flow_refine_steps,
+                      refine_steps=args.flow_refine_steps, select=args.flow_select or "nll",
                       noise_correlation=args.noise_correlation, seed=args.seed,
                       cache_dir=args.cache_dir, overwrite=args.overwrite)
     fit = read_bundle(out).training["prior_refit"]

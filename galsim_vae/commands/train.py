@@ -46,6 +46,11 @@ def add_flow_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> No
                              "gradient steps on log p(x|z) (closes the encoder's amortization "
                              "gap, which rounds faint galaxies; 8 is enough)"
                              + (where or "; default 0"))
+    parser.add_argument("--flow-select", choices=("nll", "morphology"), default=default("nll"),
+                        help="the flow epoch kept: nll, the lowest validation NLL; morphology, "
+                             "the one whose decoded samples' |g| and sizes are closest to the "
+                             "decoded validation encodings' (scored every 5 epochs)"
+                             + (where or "; default nll"))
     parser.add_argument("--flow-orientations", type=int, default=None, metavar="N",
                         help="encode each training stamp in the first N of its eight "
                              "orientations for the flow prior's fit (1-8; default: 8 with "
@@ -165,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                 flow_prior=not args.no_flow_prior, flow_prior_epochs=args.flow_epochs,
                 flow_refine_steps=args.flow_refine_steps,
-                flow_orientations=args.flow_orientations,
+                flow_orientations=args.flow_orientations, flow_select=args.flow_select,
                 flow_prior_units=args.flow_units, flow_prior_couplings=args.flow_couplings,
                 mixed_precision=args.mixed_precision,
                 xla=args.xla, max_steps_per_epoch=args.max_steps_per_epoch,

@@ -17,7 +17,7 @@ fixed random permutations between couplings, and a fixed affine standardisation
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -188,7 +188,9 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
                    batch_size: int = 256, learning_rate: float = 1e-3, seed: int = 0,
                    n_couplings: int = 6, hidden_units: Sequence[int] = (64, 64),
                    validation: tuple[Any, Any] | None = None,
-                   patience: int | None = 10) -> FlowPrior:
+                   patience: int | None = 10,
+                   score: Callable[["FlowPrior"], float] | None = None,
+                   score_every: int = 5) -> FlowPrior:
     """Fit a :class:`FlowPrior` to encoded latents by maximum likelihood.
 
     With ``validation`` (the encodings of galaxies the flow does not fit), the held-out
@@ -208,12 +210,18 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
         n_couplings:   Coupling layers of the flow.
         hidden_units:  Hidden widths of each coupling network.
         validation:    (latents (M, d), conditions (M, k) or None) held out, or None.
-        patience:      Epochs without a lower held-out NLL before stopping (None: never).
+        patience:      Epochs without a lower held-out NLL (or ``score``) before stopping
+                       (None: never).
+        score:         ``score(flow) -> float``, lower is better, measured every
+                       ``score_every`` epochs and at the last: the fit keeps the weights of
+                       the best-scoring epoch instead of the lowest held-out NLL (e.g.
+                       :func:`galsim_vae.training.flow_selection.morphology_score`).
 
     Returns:
         The fitted flow; ``flow.training_losses`` (and ``flow.validation_losses`` with
         ``validation``) hold the mean negative log-likelihood (nats per latent vector) of
-        each epoch, ``flow.best_epoch`` the epoch whose weights it has (1-based).
+        each epoch, ``flow.best_epoch`` the epoch whose weights it has (1-based), and with
+        ``score`` ``flow.scores`` the (epoch, score) pairs measured.
     """
     latents = _as_float_array(latents, "latents")
     n, d = latents.shape
@@ -260,7 +268,7 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
 
     if held_out is not None:        # constant tensors: one trace, not eager per epoch
         held_out = tuple(None if a is None else tf.constant(a) for a in held_out)
-    losses, val_losses, best = [], [], (np.inf, 0, None)
+    losses, val_losses, best, scores = [], [], (np.inf, 0, None), []
     for epoch in progress(range(1, int(epochs) + 1), desc="flow prior"):
         total, count = 0.0, 0
         for batch in data:
@@ -268,20 +276,31 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
             m = int(batch[0].shape[0])
             total, count = total + float(loss) * m, count + m
         losses.append(total / count)
-        if held_out is None:
+        if held_out is not None:
+            val_losses.append(float(held_out_nll(*held_out)))
+        if score is not None:
+            if epoch % max(int(score_every), 1) and epoch != int(epochs):
+                continue
+            scores.append((epoch, float(score(flow))))
+            criterion = scores[-1][1]
+        elif held_out is not None:
+            criterion = val_losses[-1]
+        else:
             continue
-        val_losses.append(float(held_out_nll(*held_out)))
-        if val_losses[-1] < best[0]:
-            best = (val_losses[-1], epoch, [w.numpy() for w in flow.trainable_variables])
+        if criterion < best[0]:
+            best = (criterion, epoch, [w.numpy() for w in flow.trainable_variables])
         elif patience is not None and epoch - best[1] >= patience:
             break
     flow.training_losses = losses
     flow.best_epoch = len(losses)
     if held_out is not None:
         flow.validation_losses = val_losses
+    if score is not None:
+        flow.scores = scores
+    if held_out is not None or score is not None:
         if best[2] is None:
-            raise InputDataError("the flow prior's held-out log-likelihood was never finite; "
-                                 "the encodings may be degenerate")
+            raise InputDataError("the flow prior's held-out log-likelihood (or score) was never "
+                                 "finite; the encodings may be degenerate")
         flow.best_epoch = best[1]
         for variable, value in zip(flow.trainable_variables, best[2]):
             variable.assign(value)

@@ -58,6 +58,7 @@ class TrainingOptions:
     flow_prior_couplings: int = 6
     flow_refine_steps: int = 0
     flow_orientations: int | None = None
+    flow_select: str = "nll"
     mixed_precision: bool = False
     xla: bool = False
     max_steps_per_epoch: int | None = None
@@ -148,6 +149,11 @@ class TrainingOptions:
             settings["flow_refine_steps"] = _positive_int(self.flow_refine_steps,
                                                           "flow_refine_steps")
         settings["flow_orientations"] = self._flow_orientations()
+        if self.flow_select not in ("nll", "morphology"):
+            raise TrainingConfigError(f"flow_select must be 'nll' or 'morphology', got "
+                                      f"{self.flow_select!r}")
+        if self.flow_select != "nll":    # only when set: earlier runs resume as they were
+            settings["flow_select"] = self.flow_select
         if self.noise_correlation:      # only when set: older runs resume as they were
             settings["noise_correlation"] = True
         if drawn:            # only when there are some: older runs' run.json resume as they were

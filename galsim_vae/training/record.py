@@ -83,7 +83,8 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
                                 epochs: int, seed: int, orientations: int = 1,
                                 hidden_units: Sequence[int] = (64, 64), n_couplings: int = 6,
                                 refine_steps: int = 0, prior_weight: float = 0.0,
-                                cache_dir=None, noise_correlation: bool = False):
+                                cache_dir=None, noise_correlation: bool = False,
+                                select: str = "nll"):
     """Fit the flow prior to the aggregate posterior of the training split, stopped early
     on that of the validation split (when the data set has one).
 
@@ -107,6 +108,10 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     24.7-25.3, the decoded posterior means are 6.8% rounder than the data (paired |g|
     slope 0.79) while the refined latents match it (+0.9%, slope 0.91; 25 nats better)
     -- ``benchmarks/amortization_gap.py``, 2026-12-03.
+
+    ``select`` "nll" keeps the epoch of the lowest validation NLL; "morphology" the epoch
+    whose decoded samples' |g| and sizes are closest to those of the decoded validation
+    encodings (:mod:`.flow_selection`, scored every 5 epochs; needs a validation split).
     """
     import keras
 
@@ -123,10 +128,21 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     validation = None
     if dataset.indices("validation", require_finite=conditions or ()).size:
         validation = encodings("validation", seed + 1)
+    selection = {}
+    if select == "morphology":
+        from .flow_selection import morphology_score
+
+        if validation is None:
+            raise InputDataError(f"data set {str(dataset.path)!r} has no validation split: "
+                                 "the flow's epoch cannot be chosen by its morphology")
+        selection = {"patience": None, "score": morphology_score(
+            model, *validation, pixel_scale=dataset.pixel_scale, n=3000, seed=seed)}
+    elif select != "nll":
+        raise InputDataError(f"flow selection {select!r} is not one of ['nll', 'morphology']")
     keras.utils.set_random_seed(seed)
     return fit_flow_prior(latents, conds, epochs=epochs, batch_size=256, learning_rate=1e-3,
                           seed=seed % (2**31), validation=validation,
-                          hidden_units=hidden_units, n_couplings=n_couplings)
+                          hidden_units=hidden_units, n_couplings=n_couplings, **selection)
 
 
 def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str, float]], *,
@@ -171,7 +187,8 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
                               "refine_steps": settings.get("flow_refine_steps", 0),
                               "units": settings["flow_prior_units"],
                               "couplings": settings["flow_prior_couplings"],
-                              "max_epochs": settings["flow_prior_epochs"]}
+                              "max_epochs": settings["flow_prior_epochs"],
+                              "select": settings.get("flow_select", "nll")}
     if prior is not None and getattr(prior, "training_losses", None):
         info["final"]["flow_prior_nll"] = float(prior.training_losses[prior.best_epoch - 1])
         info["final"]["flow_prior_epoch"] = int(prior.best_epoch)

@@ -54,7 +54,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                 out: str | os.PathLike, *, hidden_units: Sequence[int] | None = None,
                 n_couplings: int | None = None, epochs: int | None = None,
                 orientations: int | None = None, refine_steps: int | None = None,
-                noise_correlation: bool | None = None,
+                noise_correlation: bool | None = None, select: str = "nll",
                 seed: int | None = None, batch_size: int = 64,
                 cache_dir: str | os.PathLike | None = None,
                 overwrite: bool = False) -> Path:
@@ -74,6 +74,9 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                       bundle's, else 0).
         noise_correlation: Refine with the correlated-noise likelihood (default: as the
                       bundle was trained, ``training.noise_correlation``).
+        select:       "nll": keep the flow's epoch of lowest validation NLL; "morphology":
+                      the epoch whose decoded samples' |g| and sizes are closest to the
+                      decoded validation encodings' (:mod:`.flow_selection`).
         seed:         Seed of the encodings' samples and the flow (default: the training's).
         batch_size:   Stamps per encoder call.
         cache_dir:    Folder keeping the encodings (a second refit reads them back).
@@ -124,15 +127,18 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         epochs=int(epochs), seed=int(seed), orientations=int(orientations),
         hidden_units=tuple(int(u) for u in hidden_units), n_couplings=int(n_couplings),
         refine_steps=int(refine_steps), prior_weight=final_beta, cache_dir=cache_dir,
-        noise_correlation=bool(noise_correlation))
+        noise_correlation=bool(noise_correlation), select=select)
     network.attach_prior(prior)
     record = {"from": str(path), "data": str(Path(dataset.path).resolve()),
               "orientations": int(orientations), "refine_steps": int(refine_steps),
               "units": [int(u) for u in hidden_units], "couplings": int(n_couplings),
-              "max_epochs": int(epochs), "seed": int(seed), "best_epoch": int(prior.best_epoch),
+              "max_epochs": int(epochs), "seed": int(seed), "select": select,
+              "best_epoch": int(prior.best_epoch),
               "nll": float(prior.training_losses[prior.best_epoch - 1])}
     if getattr(prior, "validation_losses", None):
         record["val_nll"] = float(prior.validation_losses[prior.best_epoch - 1])
+    if getattr(prior, "scores", None):
+        record["scores"] = [[int(e), float(v)] for e, v in prior.scores]
     training["prior_refit"] = record
     return save_copy(network, spec, path, out, training=training, prior=prior,
                      overwrite=overwrite)

@@ -82,6 +82,8 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
                          ``flow_prior_couplings``, ``flow_refine_steps`` (semi-amortized
                          encodings), ``flow_orientations`` (orientations of each stamp
                          encoded for the flow: 1-8, default 8 with ``augment``),
+                         ``flow_select`` (the flow epoch kept: ``"nll"`` or
+                         ``"morphology"``, :mod:`.flow_selection`),
                          ``mixed_precision``, ``xla``, ``max_steps_per_epoch``, ``name``.
         on_epoch_end:  Called with each epoch's history row after its checkpoint is saved.
         strategy:      A ``tf.distribute`` strategy object, or the name of one of
@@ -330,7 +332,8 @@ class _Run:
                 refine_steps=int(options.flow_refine_steps or 0),
                 prior_weight=float(history[-1]["beta"]),
                 cache_dir=plan.checkpoint_dir,
-                noise_correlation=bool(options.noise_correlation))
+                noise_correlation=bool(options.noise_correlation),
+                select=plan.settings.get("flow_select", "nll"))
             self.model.attach_prior(prior)
         record = training_record(dataset, plan.settings, history, final_epoch=final_epoch,
                                  elapsed=elapsed, prior=prior, strategy=self.strategy,
