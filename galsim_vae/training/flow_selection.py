@@ -18,6 +18,8 @@ from typing import Callable
 
 import numpy as np
 
+from .callbacks import log
+
 #: Quantile bins of the first condition (the redshift of a cvae2) in the per-bin size term.
 N_CONDITION_BINS = 5
 
@@ -82,7 +84,9 @@ def morphology_score(model, latents: np.ndarray, conditions: np.ndarray | None, 
         drawn = decoded_morphology(model, flow.transform(eps, cond).numpy(), cond,
                                    pixel_scale=pixel_scale)
         distance = morphology_distance(*drawn, *reference, bins)
-        score.last = distance
-        return float(sum(abs(v) for v in distance.values()))
+        total = float(sum(abs(v) for v in distance.values()))
+        log(f"flow morphology score {total:.4f}: " + ", ".join(
+            f"{name} {value:+.4f}" for name, value in distance.items()))
+        return total
 
     return score
