@@ -227,9 +227,19 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # benchmarks/README.md): the validation NLL that early-stops the fit does not rank flows by
 # morphology (the shipped flow, NLL 26.74: KS |g| 0.071, worst redshift-quintile median
 # size 22%; 12 couplings of 256-256 stopped at epoch 28, NLL 27.16: KS |g| 0.052, worst
-# bin 4.7%, mean |g| -2.9%).  Next: choose the flow's epoch on the validation split's
-# decoded morphology (KS |g|, size, per-redshift size against its decoded encodings)
-# instead of its NLL, then refit cvae2/flagship and evaluate.
+# bin 4.7%, mean |g| -2.9%).  Tried the same session: the flow's epoch chosen by that
+# decoded morphology (--flow-select morphology, scored every 5 epochs on 3,000 validation
+# encodings; run script runs/refit_cvae2_morph.sh, log runs/refit_cvae2_morph.log):
+#   galsim-vae refit-prior cvae2_cosmos_sim sim20k_128 --out cvae2_refit_morph \
+#       --cache-dir refit_cache --flow-couplings 8 --flow-units 128,128 --flow-epochs 60 \
+#       --flow-select morphology
+# It kept epoch 10 (score 0.27 against 0.33-0.44 at the other epochs, the shipped flow's
+# 0.33), and was worse on the evaluation survey: 3/8 targets, mean |g| -3.3%, size -2.8%,
+# KS |g| 0.093, worst redshift-bin size 10.9% (shipped: 4/8, -1.8%, -1.2%, 0.070, 8.5%).
+# Not shipped.  The score's scatter between neighbouring epochs (0.27 to 0.41) is larger
+# than the differences it should rank, and noiseless PSF-free profiles are not what the
+# report compares: next, score on more encodings observed like the data, or give the flow
+# more expressive couplings (rational-quadratic splines).
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
