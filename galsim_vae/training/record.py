@@ -118,6 +118,9 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     from ..models.prior import fit_flow_prior
     from .encodings import cached_encodings
 
+    if select not in ("nll", "morphology"):     # before the encodings, which take minutes
+        raise InputDataError(f"flow selection {select!r} is not one of ['nll', 'morphology']")
+
     def encodings(split: str, split_seed: int):
         return cached_encodings(model, dataset, split, conditions, with_psf, batch_size,
                                 orientations=orientations, seed=split_seed,
@@ -137,8 +140,6 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
                                  "the flow's epoch cannot be chosen by its morphology")
         selection = {"patience": None, "score": morphology_score(
             model, *validation, pixel_scale=dataset.pixel_scale, n=3000, seed=seed)}
-    elif select != "nll":
-        raise InputDataError(f"flow selection {select!r} is not one of ['nll', 'morphology']")
     keras.utils.set_random_seed(seed)
     return fit_flow_prior(latents, conds, epochs=epochs, batch_size=256, learning_rate=1e-3,
                           seed=seed % (2**31), validation=validation,

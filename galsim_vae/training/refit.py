@@ -67,7 +67,8 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         dataset_path: The data set the bundle was trained on (same standardisation).
         out:          Bundle folder to write (the source is never changed).
         hidden_units, n_couplings, epochs: The flow's coupling widths, couplings, most epochs
-                      (default: those of the bundle's own flow, else 128-128, 8, 100).
+                      (default: those of the bundle's own flow, the latest refit's
+                      if it was refitted, else 128-128, 8, 100).
         orientations: Orientations of each stamp encoded (1-8; default: the bundle's, else
                       8 for a bundle trained with ``augment``, else 1).
         refine_steps: Semi-amortized refinement steps of each encoding (default: the
@@ -102,7 +103,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
     dataset = Dataset(dataset_path)
     check_dataset_matches(spec, dataset)
     training = dict(spec.training)
-    own = dict(training.get("flow_prior") or {})
+    own = dict(training.get("prior_refit") or training.get("flow_prior") or {})  # the latest fit
     hidden_units = hidden_units or own.get("units") or (128, 128)
     n_couplings = n_couplings or own.get("couplings") or 8
     epochs = epochs or own.get("max_epochs") or 100
