@@ -14,6 +14,9 @@ Usage::
 
     python benchmarks/prior_fit.py trained/cvae2_cosmos_sim runs/sim20k_128 \\
         --cache-dir runs/refit_cache --config 8:128,128 --config 12:256,256 --n 8000
+
+A third field gives rational-quadratic spline couplings of that many bins
+(``--config 8:128,128:8``; ``FlowPrior(spline_bins=8)``).
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _config(text: str) -> tuple[int, tuple[int, ...]]:
-    couplings, units = text.split(":")
-    return int(couplings), tuple(int(u) for u in units.split(","))
+def _config(text: str) -> tuple[int, tuple[int, ...], int]:
+    couplings, units, *bins = text.split(":")
+    return int(couplings), tuple(int(u) for u in units.split(",")), int(bins[0]) if bins else 0
 
 
 def main(argv=None) -> None:
@@ -38,7 +41,8 @@ def main(argv=None) -> None:
     parser.add_argument("dataset")
     parser.add_argument("--cache-dir", default=None, help="encodings cache (as refit-prior's)")
     parser.add_argument("--config", action="append", type=_config, default=[],
-                        metavar="COUPLINGS:UNITS", help="a flow to fit, e.g. 8:128,128")
+                        metavar="COUPLINGS:UNITS[:BINS]",
+                        help="a flow to fit, e.g. 8:128,128 (affine) or 8:128,128:8 (splines)")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--n", type=int, default=8000, help="validation encodings compared")
@@ -78,12 +82,13 @@ def main(argv=None) -> None:
     print("flow | val NLL | epoch | fit s | mean |g| | KS |g| | mean size | KS size | "
           "worst bin size | std ratio", flush=True)
     flows = [("bundle's", model.flow_prior, float("nan"))]
-    for couplings, units in args.config:
+    for couplings, units, bins in args.config:
         started = time.time()
         flow = fit_flow_prior(train_z, train_c, epochs=args.epochs, batch_size=256,
                               seed=seed, validation=(val_z, val_c), hidden_units=units,
-                              n_couplings=couplings, patience=args.patience)
-        flows.append((f"{couplings}:{','.join(map(str, units))}", flow, time.time() - started))
+                              n_couplings=couplings, patience=args.patience, spline_bins=bins)
+        label = f"{couplings}:{','.join(map(str, units))}" + (f":{bins}" if bins else "")
+        flows.append((label, flow, time.time() - started))
     for label, flow, seconds in flows:
         nll = float(-np.mean(flow(val_z, val_c).numpy()))
         z = flow.transform(eps, cond).numpy()

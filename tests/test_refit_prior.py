@@ -39,7 +39,7 @@ def test_refit_prior_fits_a_flow_to_the_training_encodings(untrained_bundle, tin
                  str(out), *FLOW, "--flow-orientations", "2", "--seed", "5", "--cache-dir",
                  str(cache)]) == 0
     printed = capsys.readouterr().out
-    assert "flow prior of 2 couplings (8,8) fitted to 2 orientation(s)" in printed
+    assert "flow prior of 2 affine couplings (8,8) fitted to 2 orientation(s)" in printed
     source, refit = galsim_vae.load_model(untrained_bundle), galsim_vae.load_model(out)
     assert read_bundle(untrained_bundle).prior.kind != "flow"
     assert read_bundle(out).prior.kind == "flow"
@@ -69,6 +69,20 @@ def test_refit_prior_fits_a_flow_to_the_training_encodings(untrained_bundle, tin
                  "--overwrite"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
     assert read_bundle(out).training["prior_refit"]["couplings"] == 3
+    # spline couplings: recorded, rebuilt from the bundle, and the default of a next refit
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(out), *FLOW, "--flow-spline-bins", "4", "--flow-orientations", "2",
+                 "--seed", "5", "--cache-dir", str(cache), "--overwrite"]) == 0
+    assert "2 spline (4 bins) couplings" in capsys.readouterr().out
+    assert read_bundle(out).training["prior_refit"]["spline_bins"] == 4
+    assert load_bundle(out)[0].flow_prior.spline_bins == 4
+    again = tmp_path / "again"
+    assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
+                 "--flow-epochs", "1", "--cache-dir", str(cache)]) == 0
+    assert load_bundle(again)[0].flow_prior.spline_bins == 4
+    assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
+                 "--flow-spline-bins", "1", "--overwrite"]) == 2
+    assert "spline bins must be 0 (affine couplings) or >= 2, got 1" in capsys.readouterr().err
     # the flow's epoch chosen by its decoded samples' morphology, scored every 5 epochs
     assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
                  str(out), "--flow-couplings", "2", "--flow-units", "8,8", "--flow-epochs",

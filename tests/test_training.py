@@ -475,7 +475,7 @@ def test_a_flow_refit_on_the_same_weights_reads_the_cached_encodings(tiny_datase
     other weights or another refinement give another cache key."""
     import galsim_vae.training.encodings as enc
     from galsim_vae.bundle import load_bundle
-    from galsim_vae.training import train
+    from galsim_vae.training import TrainingConfigError, train
 
     kwargs = dict(architecture="cvae2", conditions=("zphot",), latent_size=4,
                   channels=[4, 8], epochs=1, batch_size=16, seed=3, flow_prior_epochs=3,
@@ -492,6 +492,15 @@ def test_a_flow_refit_on_the_same_weights_reads_the_cached_encodings(tiny_datase
                   resume=True, overwrite=True)
     _, spec = load_bundle(refit)
     assert spec.prior.hyperparameters["n_couplings"] == 2
+    # spline couplings are a resumable change too, recorded with the fit
+    refit = train(tiny_dataset, tmp_path / "a", **{**kwargs, "flow_prior_spline_bins": 4},
+                  resume=True, overwrite=True)
+    network, spec = load_bundle(refit)
+    assert spec.prior.hyperparameters["spline_bins"] == 4 == network.flow_prior.spline_bins
+    assert spec.training["flow_prior"]["spline_bins"] == 4
+    with pytest.raises(TrainingConfigError, match="flow_prior_spline_bins must be 0 .* got 1"):
+        train(tiny_dataset, tmp_path / "b", **{**kwargs, "flow_prior_spline_bins": 1})
+    assert not (tmp_path / "b").exists()
     monkeypatch.undo()
     # the key follows the weights and the refinement
     model = load_bundle(first)[0]

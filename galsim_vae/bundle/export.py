@@ -141,6 +141,28 @@ def _delegable_group_norm(network):
 
 
 @contextlib.contextmanager
+def _builtin_searchsorted():
+    """Trace the spline couplings' bin search (``tf.searchsorted``, the ``UpperBound``
+    operator, which LiteRT has only as a TensorFlow kernel) as a count of the knots below
+    each value: the same integer for a sorted sequence, in builtin operators."""
+    import tensorflow as tf
+    from tensorflow_probability.python.bijectors import rational_quadratic_spline as spline
+
+    original = spline.tf.searchsorted
+
+    def counted(sorted_sequence, values, side="left", out_type=tf.int32, name=None):
+        below = tf.less_equal if side == "right" else tf.less
+        hits = below(sorted_sequence[..., tf.newaxis, :], values[..., :, tf.newaxis])
+        return tf.cast(tf.reduce_sum(tf.cast(hits, tf.int32), axis=-1), out_type)
+
+    spline.tf.searchsorted = counted
+    try:
+        yield
+    finally:
+        spline.tf.searchsorted = original
+
+
+@contextlib.contextmanager
 def export_tracing(network):
     """Trace ``network`` (or one of its Keras stacks) as the export does: overflow-free
     softplus, GroupNormalization in 4-D operators, a conv decoder's last stage at half
@@ -173,8 +195,9 @@ def write_generator(network, folder: str | os.PathLike, *,
                 (folder / DECODER_TFLITE.format(batch=b)).write_bytes(
                     convert_to_litert(decode, signature))
             if has_flow:
-                (folder / PRIOR_TFLITE.format(batch=b)).write_bytes(
-                    convert_to_litert(prior, signature))
+                with _builtin_searchsorted():
+                    (folder / PRIOR_TFLITE.format(batch=b)).write_bytes(
+                        convert_to_litert(prior, signature))
     except Exception as err:  # noqa: BLE001 - the converter raises many kinds
         # a tracing error's first line is "in user code:", its last line the cause
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]

@@ -8,11 +8,16 @@ conditioned on the normalised redshift (and any other model conditions):
 
     z = flow(eps; y),  eps ~ N(0, I)
 
-The flow is a stack of RealNVP affine couplings (Dinh, Sohl-Dickstein & Bengio 2017,
+The flow is a stack of RealNVP couplings (Dinh, Sohl-Dickstein & Bengio 2017,
 arXiv:1605.08803) built from :class:`tfp.bijectors.RealNVP` with our own Keras 3 networks
 (``bijector_fn``; no ``tfb.AutoregressiveNetwork``/``tfp.layers``, which are Keras 2 only),
 fixed random permutations between couplings, and a fixed affine standardisation
-(mean and std of the fitted latents, stored as non-trainable weights).
+(mean and std of the fitted latents, stored as non-trainable weights).  Each coupling
+is affine (shift and scale) or, with ``spline_bins`` K > 0, a monotonic
+rational-quadratic spline of K bins on [-SPLINE_BOUND, SPLINE_BOUND] standard deviations,
+the identity outside (:class:`tfp.bijectors.RationalQuadraticSpline`; neural spline
+flows, Durkan et al. 2019, NeurIPS, arXiv:1906.04032): a spline coupling can move mass
+into narrow, many-peaked shapes that an affine one only smooths over.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ tfb = tfp.bijectors
 
 #: Soft bound of each coupling's log-scale: ``c * tanh(raw / c)`` (keeps early steps stable).
 LOG_SCALE_BOUND = 3.0
+#: Half-width of a spline coupling's interval, in standard deviations of the fitted latents
+#: (the couplings act on standardised latents); the identity beyond it.
+SPLINE_BOUND = 5.0
+#: Smallest bin width/height and knot slope of a spline (Durkan et al. 2019 use 1e-3).
+SPLINE_MIN = 1e-3
+#: Softplus offset that makes a zero network output a slope of 1 (identity at start).
+_UNIT_SLOPE = float(np.log(np.expm1(1.0 - SPLINE_MIN)))
 
 
 def check_conditions(conditions: Any, n_conditions: int, what: str) -> tf.Tensor | None:
@@ -92,29 +104,41 @@ class FlowPrior(HyperparameterMixin, keras.Model):
     Parameters:
         latent_size:  Dimension of z (>= 2).
         n_conditions: Conditions the flow depends on (0: unconditional).
-        n_couplings:  Number of affine coupling layers.
+        n_couplings:  Number of coupling layers.
         hidden_units: Hidden layer widths of each coupling's network.
         seed:         Seed of the permutations and of the initial weights.
+        spline_bins:  0: affine couplings; K > 0: rational-quadratic spline couplings of
+                      K bins (each network then gives 3K - 1 numbers per transformed
+                      coordinate instead of 2).
 
     The constructor's keyword arguments are :meth:`get_config_dict`; the weights (the
     coupling networks and the standardisation) save with ``save_weights``.
     """
 
     def __init__(self, latent_size: int, n_conditions: int = 0, n_couplings: int = 6,
-                 hidden_units: Sequence[int] = (64, 64), seed: int = 0, **kwargs):
+                 hidden_units: Sequence[int] = (64, 64), seed: int = 0, spline_bins: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         if int(latent_size) < 2:
             raise ConditionError(f"FlowPrior needs latent_size >= 2, got {latent_size}")
+        if int(spline_bins) < 0 or int(spline_bins) == 1:
+            raise ConditionError(f"FlowPrior needs spline_bins 0 (affine couplings) or >= 2, "
+                                 f"got {spline_bins}")
         self._config = {"latent_size": int(latent_size), "n_conditions": int(n_conditions),
                         "n_couplings": int(n_couplings),
                         "hidden_units": [int(u) for u in hidden_units], "seed": int(seed)}
+        if int(spline_bins):        # only when set: affine flows keep their stored config
+            self._config["spline_bins"] = int(spline_bins)
         d, k = self._config["latent_size"], self._config["n_conditions"]
+        bins = int(spline_bins)
+        per_coordinate = 3 * bins - 1 if bins else 2
         self._n_masked = d // 2
         rng = np.random.RandomState(self._config["seed"])
         self._permutations = [rng.permutation(d).astype(np.int32)
                               for _ in range(max(self._config["n_couplings"] - 1, 0))]
         self.coupling_networks = [
-            build_mlp(self._n_masked + k, self._config["hidden_units"], 2 * (d - self._n_masked),
+            build_mlp(self._n_masked + k, self._config["hidden_units"],
+                      per_coordinate * (d - self._n_masked),
                       name=f"coupling{i}", zero_init_output=True,
                       seed=self._config["seed"] + 97 * i)
             for i in range(self._config["n_couplings"])]
@@ -127,7 +151,14 @@ class FlowPrior(HyperparameterMixin, keras.Model):
     latent_size = config_property("latent_size", "Dimension of z.")
     n_conditions = config_property("n_conditions", "Conditions the flow depends on.")
 
+    @property
+    def spline_bins(self) -> int:
+        """Bins of each spline coupling (0: affine couplings)."""
+        return int(self._config.get("spline_bins", 0))
+
     def _coupling_fn(self, network: keras.Model, conditions: tf.Tensor | None):
+        bins = self.spline_bins
+
         def bijector_fn(x0, output_units, **_):
             lead = tf.shape(x0)[:-1]
             inputs = x0
@@ -135,6 +166,10 @@ class FlowPrior(HyperparameterMixin, keras.Model):
                 cond = tf.broadcast_to(conditions, tf.concat([lead, [self.n_conditions]], 0))
                 inputs = tf.concat([x0, cond], axis=-1)
             flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
+            if bins:
+                out = tf.reshape(network(flat),
+                                 tf.concat([lead, [output_units, 3 * bins - 1]], 0))
+                return spline_coupling(out, bins)
             out = tf.reshape(network(flat), tf.concat([lead, [2 * output_units]], 0))
             shift, raw_log_scale = tf.split(out, 2, axis=-1)
             log_scale = LOG_SCALE_BOUND * tf.tanh(raw_log_scale / LOG_SCALE_BOUND)
@@ -173,6 +208,24 @@ class FlowPrior(HyperparameterMixin, keras.Model):
         return self.bijector(conditions).forward(tf.ensure_shape(eps, (None, self.latent_size)))
 
 
+def spline_coupling(raw: tf.Tensor, bins: int) -> tfb.Bijector:
+    """The rational-quadratic spline of one coupling from its network's output ``raw``
+    (..., units, 3 bins - 1): bin widths and heights (softmax, each at least
+    :data:`SPLINE_MIN`, summing to the interval 2 :data:`SPLINE_BOUND`) and inner knot
+    slopes (softplus, at least :data:`SPLINE_MIN`; 1 for a zero output, so that a
+    zero-initialised network starts as the identity).  The identity outside the interval
+    (linear tails, Durkan et al. 2019)."""
+    raw_widths, raw_heights, raw_slopes = tf.split(raw, [bins, bins, bins - 1], axis=-1)
+    span = 2.0 * SPLINE_BOUND - bins * SPLINE_MIN
+
+    def sizes(logits):
+        return SPLINE_MIN + span * tf.nn.softmax(logits, axis=-1)
+
+    slopes = SPLINE_MIN + tf.nn.softplus(raw_slopes + _UNIT_SLOPE)
+    return tfb.RationalQuadraticSpline(sizes(raw_widths), sizes(raw_heights), slopes,
+                                       range_min=-SPLINE_BOUND)
+
+
 def _as_float_array(values: Any, name: str, width: int | None = None) -> np.ndarray:
     array = np.asarray(values, dtype=np.float32)
     if array.ndim != 2 or (width is not None and array.shape[1] != width):
@@ -190,7 +243,7 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
                    validation: tuple[Any, Any] | None = None,
                    patience: int | None = 10,
                    score: Callable[["FlowPrior"], float] | None = None,
-                   score_every: int = 5) -> FlowPrior:
+                   score_every: int = 5, spline_bins: int = 0) -> FlowPrior:
     """Fit a :class:`FlowPrior` to encoded latents by maximum likelihood.
 
     With ``validation`` (the encodings of galaxies the flow does not fit), the held-out
@@ -212,6 +265,7 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
         validation:    (latents (M, d), conditions (M, k) or None) held out, or None.
         patience:      Epochs without a lower held-out NLL (or ``score``) before stopping
                        (None: never).
+        spline_bins:   0: affine couplings; K >= 2: rational-quadratic spline couplings.
         score:         ``score(flow) -> float``, lower is better, measured every
                        ``score_every`` epochs and at the last: the fit keeps the weights of
                        the best-scoring epoch instead of the lowest held-out NLL (e.g.
@@ -241,7 +295,7 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
                                  "training conditions are")
         held_out = (val_latents, val_conditions)
     flow = FlowPrior(d, n_conditions=k, n_couplings=n_couplings, hidden_units=hidden_units,
-                     seed=seed)
+                     seed=seed, spline_bins=spline_bins)
     flow.shift.assign(latents.mean(axis=0))
     flow.scale.assign(np.maximum(latents.std(axis=0), 1e-6))
 

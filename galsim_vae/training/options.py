@@ -56,6 +56,7 @@ class TrainingOptions:
     flow_prior_epochs: int = 100
     flow_prior_units: Sequence[int] = (64, 64)
     flow_prior_couplings: int = 6
+    flow_prior_spline_bins: int = 0
     flow_refine_steps: int = 0
     flow_orientations: int | None = None
     flow_select: str = "nll"
@@ -154,6 +155,12 @@ class TrainingOptions:
                                       f"{self.flow_select!r}")
         if self.flow_select != "nll":    # only when set: earlier runs resume as they were
             settings["flow_select"] = self.flow_select
+        if self.flow_prior_spline_bins:  # only when set: earlier runs resume as they were
+            bins = _positive_int(self.flow_prior_spline_bins, "flow_prior_spline_bins")
+            if bins < 2:
+                raise TrainingConfigError(f"flow_prior_spline_bins must be 0 (affine couplings) "
+                                          f"or >= 2 (spline bins), got {bins}")
+            settings["flow_prior_spline_bins"] = bins
         if self.noise_correlation:      # only when set: older runs resume as they were
             settings["noise_correlation"] = True
         if drawn:            # only when there are some: older runs' run.json resume as they were

@@ -84,7 +84,7 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
                                 hidden_units: Sequence[int] = (64, 64), n_couplings: int = 6,
                                 refine_steps: int = 0, prior_weight: float = 0.0,
                                 cache_dir=None, noise_correlation: bool = False,
-                                select: str = "nll"):
+                                select: str = "nll", spline_bins: int = 0):
     """Fit the flow prior to the aggregate posterior of the training split, stopped early
     on that of the validation split (when the data set has one).
 
@@ -108,6 +108,9 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     24.7-25.3, the decoded posterior means are 6.8% rounder than the data (paired |g|
     slope 0.79) while the refined latents match it (+0.9%, slope 0.91; 25 nats better)
     -- ``benchmarks/amortization_gap.py``, 2026-12-03.
+
+    ``spline_bins`` K >= 2 makes each coupling a rational-quadratic spline of K bins
+    (:class:`galsim_vae.models.prior.FlowPrior`), 0 affine.
 
     ``select`` "nll" keeps the epoch of the lowest validation NLL; "morphology" the epoch
     whose decoded samples' |g| and sizes are closest to those of the decoded validation
@@ -143,7 +146,8 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     keras.utils.set_random_seed(seed)
     return fit_flow_prior(latents, conds, epochs=epochs, batch_size=256, learning_rate=1e-3,
                           seed=seed % (2**31), validation=validation,
-                          hidden_units=hidden_units, n_couplings=n_couplings, **selection)
+                          hidden_units=hidden_units, n_couplings=n_couplings,
+                          spline_bins=spline_bins, **selection)
 
 
 def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str, float]], *,
@@ -189,7 +193,8 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
                               "units": settings["flow_prior_units"],
                               "couplings": settings["flow_prior_couplings"],
                               "max_epochs": settings["flow_prior_epochs"],
-                              "select": settings.get("flow_select", "nll")}
+                              "select": settings.get("flow_select", "nll"),
+                              "spline_bins": settings.get("flow_prior_spline_bins", 0)}
     if prior is not None and getattr(prior, "training_losses", None):
         info["final"]["flow_prior_nll"] = float(prior.training_losses[prior.best_epoch - 1])
         info["final"]["flow_prior_epoch"] = int(prior.best_epoch)

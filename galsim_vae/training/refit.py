@@ -55,6 +55,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                 n_couplings: int | None = None, epochs: int | None = None,
                 orientations: int | None = None, refine_steps: int | None = None,
                 noise_correlation: bool | None = None, select: str = "nll",
+                spline_bins: int | None = None,
                 seed: int | None = None, batch_size: int = 64,
                 cache_dir: str | os.PathLike | None = None,
                 overwrite: bool = False) -> Path:
@@ -71,6 +72,8 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                       if it was refitted, else 128-128, 8, 100).
         orientations: Orientations of each stamp encoded (1-8; default: the bundle's, else
                       8 for a bundle trained with ``augment``, else 1).
+        spline_bins:  0: affine couplings; K >= 2: rational-quadratic spline couplings of K
+                      bins (default: the bundle's own flow's kind).
         refine_steps: Semi-amortized refinement steps of each encoding (default: the
                       bundle's, else 0).
         noise_correlation: Refine with the correlated-noise likelihood (default: as the
@@ -108,6 +111,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
     n_couplings = n_couplings or own.get("couplings") or 8
     epochs = epochs or own.get("max_epochs") or 100
     refine_steps = own.get("refine_steps", 0) if refine_steps is None else refine_steps
+    spline_bins = own.get("spline_bins", 0) if spline_bins is None else spline_bins
     if orientations is None:
         orientations = own.get("orientations") or (8 if training.get("augment") else 1)
     if not 1 <= int(orientations) <= 8:
@@ -115,6 +119,9 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
     if int(n_couplings) < 1 or int(epochs) < 1 or int(refine_steps) < 0:
         raise InputDataError(f"the flow needs couplings >= 1 and epochs >= 1, and refine "
                              f"steps >= 0; got {n_couplings}, {epochs}, {refine_steps}")
+    if int(spline_bins) < 0 or int(spline_bins) == 1:
+        raise InputDataError(f"spline bins must be 0 (affine couplings) or >= 2, got "
+                             f"{spline_bins}")
     if seed is None:
         seed = int(training.get("seed") or 0)
     with_psf = bool(spec.psf_free)      # a PSF-free model's likelihood convolves the PSF
@@ -128,12 +135,14 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         epochs=int(epochs), seed=int(seed), orientations=int(orientations),
         hidden_units=tuple(int(u) for u in hidden_units), n_couplings=int(n_couplings),
         refine_steps=int(refine_steps), prior_weight=final_beta, cache_dir=cache_dir,
-        noise_correlation=bool(noise_correlation), select=select)
+        noise_correlation=bool(noise_correlation), select=select,
+        spline_bins=int(spline_bins))
     network.attach_prior(prior)
     record = {"from": str(path), "data": str(Path(dataset.path).resolve()),
               "orientations": int(orientations), "refine_steps": int(refine_steps),
               "units": [int(u) for u in hidden_units], "couplings": int(n_couplings),
               "max_epochs": int(epochs), "seed": int(seed), "select": select,
+              "spline_bins": int(spline_bins),
               "best_epoch": int(prior.best_epoch),
               "nll": float(prior.training_losses[prior.best_epoch - 1])}
     if getattr(prior, "validation_losses", None):

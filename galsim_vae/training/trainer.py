@@ -79,7 +79,9 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
                        - ``seed`` (reproducible; enables op determinism), ``checkpoint_dir``
                          (default ``<out_bundle>.checkpoints``), ``resume``, ``overwrite``,
                          ``flow_prior``, ``flow_prior_epochs``, ``flow_prior_units``,
-                         ``flow_prior_couplings``, ``flow_refine_steps`` (semi-amortized
+                         ``flow_prior_couplings``, ``flow_prior_spline_bins`` (0: affine
+                         couplings, K >= 2: spline couplings of K bins),
+                         ``flow_refine_steps`` (semi-amortized
                          encodings), ``flow_orientations`` (orientations of each stamp
                          encoded for the flow: 1-8, default 8 with ``augment``),
                          ``flow_select`` (the flow epoch kept: ``"nll"`` or
@@ -329,6 +331,7 @@ class _Run:
                 orientations=plan.settings["flow_orientations"],
                 hidden_units=plan.settings["flow_prior_units"],
                 n_couplings=plan.settings["flow_prior_couplings"],
+                spline_bins=plan.settings.get("flow_prior_spline_bins", 0),
                 refine_steps=int(options.flow_refine_steps or 0),
                 prior_weight=float(history[-1]["beta"]),
                 cache_dir=plan.checkpoint_dir,
