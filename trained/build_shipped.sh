@@ -240,6 +240,21 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # than the differences it should rank, and noiseless PSF-free profiles are not what the
 # report compares: next, score on more encodings observed like the data, or give the flow
 # more expressive couplings (rational-quadratic splines).
+# 2026-12-04 (session 29): the flow with rational-quadratic spline couplings (--flow-spline-bins,
+# Durkan et al. 2019), refitted on the same networks and the cached encodings (raw posterior
+# samples, 8 orientations; run scripts runs/refit_cvae2_spline.sh, runs/refit_flagship_spline.sh,
+# logs beside them; each also writes its report on simeval3k_128):
+#   galsim-vae refit-prior cvae2_cosmos_sim sim20k_128 --out cvae2_spline --flow-spline-bins 8 \
+#       --flow-couplings 8 --flow-units 128,128 --flow-epochs 40 --cache-dir refit_cache
+# (with the default 100 epochs the cosine-decayed fit still improved at epoch 41 after 43
+# minutes; stopped and restarted with 40 so that the rate anneals within the session)
+#   galsim-vae refit-prior flagship_cosmos_sim sim20k_128 --out flagship_spline --flow-spline-bins 8 \
+#       --flow-couplings 8 --flow-units 128,128 --flow-refine-steps 0 --flow-epochs 40 \
+#       --cache-dir refit_cache_flagship
+# (~40-60 s per epoch of 126k encodings against ~11 s for affine couplings.)  A larger
+# evaluation survey, seed 7411 (9,848 galaxies; runs/make_eval10k.sh):
+#   galsim-vae simulate --n 10000 --out simeval10k --seed 7411 --processes 2
+#   galsim-vae prepare cosmos --dir simeval10k --sample 25.2 --stamp-size 128 --out simeval10k_128
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
