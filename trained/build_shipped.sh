@@ -251,7 +251,18 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #   galsim-vae refit-prior flagship_cosmos_sim sim20k_128 --out flagship_spline --flow-spline-bins 8 \
 #       --flow-couplings 8 --flow-units 128,128 --flow-refine-steps 0 --flow-epochs 40 \
 #       --cache-dir refit_cache_flagship
-# (~40-60 s per epoch of 126k encodings against ~11 s for affine couplings.)  A larger
+# (~40-60 s per epoch of 126k encodings against ~11 s for affine couplings.)
+# Outcome (simeval3k_128, 2,952 galaxies; runs/report_cvae2_spline, runs/report_flagship_spline):
+# worse, neither shipped.  cvae2_spline (best epoch 39 of 40, validation NLL 26.95 against
+# the affine flow's 26.74): 3/8 targets (shipped 4/8), mean |g| -3.2% (-1.8%), size -2.1%
+# (-1.2%), KS |g| 0.073 (0.070), worst z-bin size 7.0% (8.5%), memorization p 0.65, angle
+# KS p 0.06.  flagship_spline (raw posterior samples; best epoch 38 of 40, validation NLL
+# 22.43): 4/8 (shipped 5/8), mean |g| -3.1% (+1.5%), size -2.1% (-2.5%), KS |g| 0.067
+# (0.077), worst z-bin size 3.4% (4.6%), z-bin flux 9.5% (8.0%), memorization paired p
+# 0.0007.  The posterior samples of the same reports have KS |g| 0.032: with either kind of
+# coupling the flow's samples keep ~0.07, and both spline fits were still improving at
+# their last epoch.  Next: a longer spline fit (100 epochs, ~70 min alone) or a larger
+# affine flow (12 x 256-256 gave KS |g| 0.052 PSF-free in benchmarks/prior_fit.py).  A larger
 # evaluation survey, seed 7411 (9,848 galaxies; runs/make_eval10k.sh):
 #   galsim-vae simulate --n 10000 --out simeval10k --seed 7411 --processes 2
 #   galsim-vae prepare cosmos --dir simeval10k --sample 25.2 --stamp-size 128 --out simeval10k_128
