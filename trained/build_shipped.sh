@@ -266,6 +266,11 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # evaluation survey, seed 7411 (9,848 galaxies; runs/make_eval10k.sh):
 #   galsim-vae simulate --n 10000 --out simeval10k --seed 7411 --processes 2
 #   galsim-vae prepare cosmos --dir simeval10k --sample 25.2 --stamp-size 128 --out simeval10k_128
+# and the shipped bundles evaluated on it (~30 min each; runs/eval10k_*.sh), cvae2's report
+# shipped as trained/cvae2_cosmos_sim/report_10k (6/8 targets there, 4/8 on simeval3k_128):
+#   galsim-vae evaluate cvae2_drawn --data simeval10k_128 --split all --n-generated 9848 --out report10k_cvae2_drawn
+#   galsim-vae evaluate flagship_cosmos_sim --data simeval10k_128 --split all --n-generated 9848 --out report10k_flagship_cosmos_sim
+#   galsim-vae evaluate vae_drawn --data simeval10k_128 --split all --n-generated 9848 --out report10k_vae_drawn
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
