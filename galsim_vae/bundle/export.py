@@ -144,22 +144,30 @@ def _delegable_group_norm(network):
 def _builtin_searchsorted():
     """Trace the spline couplings' bin search (``tf.searchsorted``, the ``UpperBound``
     operator, which LiteRT has only as a TensorFlow kernel) as a count of the knots below
-    each value: the same integer for a sorted sequence, in builtin operators."""
+    each value: the same integer for a sorted sequence, in builtin operators.  Only the
+    spline module's own reference to TensorFlow is swapped (for a view of it with this
+    one function replaced); TensorFlow itself is left as it is."""
     import tensorflow as tf
     from tensorflow_probability.python.bijectors import rational_quadratic_spline as spline
-
-    original = spline.tf.searchsorted
 
     def counted(sorted_sequence, values, side="left", out_type=tf.int32, name=None):
         below = tf.less_equal if side == "right" else tf.less
         hits = below(sorted_sequence[..., tf.newaxis, :], values[..., :, tf.newaxis])
         return tf.cast(tf.reduce_sum(tf.cast(hits, tf.int32), axis=-1), out_type)
 
-    spline.tf.searchsorted = counted
+    class _WithCountedSearch:
+        def __init__(self, module):
+            self._module = module
+
+        def __getattr__(self, name):
+            return counted if name == "searchsorted" else getattr(self._module, name)
+
+    original = spline.tf
+    spline.tf = _WithCountedSearch(original)
     try:
         yield
     finally:
-        spline.tf.searchsorted = original
+        spline.tf = original
 
 
 @contextlib.contextmanager

@@ -119,26 +119,26 @@ class FlowPrior(HyperparameterMixin, keras.Model):
                  hidden_units: Sequence[int] = (64, 64), seed: int = 0, spline_bins: int = 0,
                  **kwargs):
         super().__init__(**kwargs)
+        bins = int(spline_bins)
         if int(latent_size) < 2:
             raise ConditionError(f"FlowPrior needs latent_size >= 2, got {latent_size}")
-        if int(spline_bins) < 0 or int(spline_bins) == 1:
+        if bins < 0 or bins == 1:
             raise ConditionError(f"FlowPrior needs spline_bins 0 (affine couplings) or >= 2, "
                                  f"got {spline_bins}")
         self._config = {"latent_size": int(latent_size), "n_conditions": int(n_conditions),
                         "n_couplings": int(n_couplings),
                         "hidden_units": [int(u) for u in hidden_units], "seed": int(seed)}
-        if int(spline_bins):        # only when set: affine flows keep their stored config
-            self._config["spline_bins"] = int(spline_bins)
+        if bins:                    # only when set: affine flows keep their stored config
+            self._config["spline_bins"] = bins
         d, k = self._config["latent_size"], self._config["n_conditions"]
-        bins = int(spline_bins)
-        per_coordinate = 3 * bins - 1 if bins else 2
+        self._per_coordinate = 3 * bins - 1 if bins else 2
         self._n_masked = d // 2
         rng = np.random.RandomState(self._config["seed"])
         self._permutations = [rng.permutation(d).astype(np.int32)
                               for _ in range(max(self._config["n_couplings"] - 1, 0))]
         self.coupling_networks = [
             build_mlp(self._n_masked + k, self._config["hidden_units"],
-                      per_coordinate * (d - self._n_masked),
+                      self._per_coordinate * (d - self._n_masked),
                       name=f"coupling{i}", zero_init_output=True,
                       seed=self._config["seed"] + 97 * i)
             for i in range(self._config["n_couplings"])]
@@ -168,7 +168,7 @@ class FlowPrior(HyperparameterMixin, keras.Model):
             flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
             if bins:
                 out = tf.reshape(network(flat),
-                                 tf.concat([lead, [output_units, 3 * bins - 1]], 0))
+                                 tf.concat([lead, [output_units, self._per_coordinate]], 0))
                 return spline_coupling(out, bins)
             out = tf.reshape(network(flat), tf.concat([lead, [2 * output_units]], 0))
             shift, raw_log_scale = tf.split(out, 2, axis=-1)
