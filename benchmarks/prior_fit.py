@@ -17,6 +17,12 @@ Usage::
 
 A third field gives rational-quadratic spline couplings of that many bins
 (``--config 8:128,128:8``; ``FlowPrior(spline_bins=8)``).
+
+``--trajectory N`` fits each flow for all ``--epochs`` without early stopping and prints
+the comparison every N epochs (how the morphology moves as the flow fits the training
+encodings more closely than the validation NLL would stop it); ``--temperature T`` adds
+rows for the bundle's flow with its base noise scaled by T (sampling at a reduced
+temperature, Kingma & Dhariwal 2018, arXiv:1807.03039).
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ def main(argv=None) -> None:
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--n", type=int, default=8000, help="validation encodings compared")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trajectory", type=int, default=0, metavar="N",
+                        help="no early stopping: compare every N epochs of each fit")
+    parser.add_argument("--temperature", type=float, action="append", default=[],
+                        metavar="T", help="the bundle's flow with its base noise scaled by T")
     args = parser.parse_args(argv)
 
     from galsim_vae.bundle import load_bundle, resolve_bundle
@@ -81,23 +91,37 @@ def main(argv=None) -> None:
           f"{ref_g[ref_ok].mean():.4f}, mean sigma {ref_size[ref_ok].mean():.4f} arcsec")
     print("flow | val NLL | epoch | fit s | mean |g| | KS |g| | mean size | KS size | "
           "worst bin size | std ratio", flush=True)
-    flows = [("bundle's", model.flow_prior, float("nan"))]
-    for couplings, units, bins in args.config:
-        started = time.time()
-        flow = fit_flow_prior(train_z, train_c, epochs=args.epochs, batch_size=256,
-                              seed=seed, validation=(val_z, val_c), hidden_units=units,
-                              n_couplings=couplings, patience=args.patience, spline_bins=bins)
-        label = f"{couplings}:{','.join(map(str, units))}" + (f":{bins}" if bins else "")
-        flows.append((label, flow, time.time() - started))
-    for label, flow, seconds in flows:
+
+    def compare(label, flow, epoch, seconds, temperature=1.0) -> float:
         nll = float(-np.mean(flow(val_z, val_c).numpy()))
-        z = flow.transform(eps, cond).numpy()
+        z = flow.transform(eps * np.float32(temperature), cond).numpy()
         drawn = decoded_morphology(model, z, cond, pixel_scale=spec.pixel_scale, desc=label)
         d = morphology_distance(*drawn, *reference, bins)
         std_ratio = float(np.mean(z.std(axis=0) / val_z[rows].std(axis=0)))
-        print(f"{label} | {nll:.3f} | {getattr(flow, 'best_epoch', 0)} | {seconds:.0f} | "
+        print(f"{label} | {nll:.3f} | {epoch} | {seconds:.0f} | "
               f"{d['mean_g']:+.4f} | {d['ks_g']:.4f} | {d['mean_size']:+.4f} | "
               f"{d['ks_size']:.4f} | {d['worst_bin_size']:.4f} | {std_ratio:.4f}", flush=True)
+        return d["ks_g"]
+
+    compare("bundle's", model.flow_prior, 0, float("nan"))
+    for temperature in args.temperature:
+        compare(f"bundle's, T={temperature:g}", model.flow_prior, 0, float("nan"), temperature)
+    for couplings, units, bins in args.config:
+        label = f"{couplings}:{','.join(map(str, units))}" + (f":{bins}" if bins else "")
+        started = time.time()
+        scored = [0]          # fit_flow_prior scores every N epochs and at the last
+
+        def score(flow, label=label, started=started, scored=scored) -> float:
+            scored[0] = min(scored[0] + args.trajectory, args.epochs)
+            return compare(f"{label} (no early stop)", flow, scored[0], time.time() - started)
+
+        trajectory = ({"patience": None, "score": score, "score_every": args.trajectory}
+                      if args.trajectory else {"patience": args.patience})
+        flow = fit_flow_prior(train_z, train_c, epochs=args.epochs, batch_size=256,
+                              seed=seed, validation=(val_z, val_c), hidden_units=units,
+                              n_couplings=couplings, spline_bins=bins, **trajectory)
+        if not args.trajectory:
+            compare(label, flow, flow.best_epoch, time.time() - started)
 
 
 if __name__ == "__main__":
