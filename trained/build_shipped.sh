@@ -307,7 +307,7 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # 0.061; the posterior samples of the same report 0.045, the decoder's own share), mean |g|
 # -0.4% (-1.1%), size -1.19% (-1.07%), KS size 0.018, KS flux 0.014, chi2 1.172; isotropy
 # max |mean g| 0.0052 +- 0.0021 (not met).  The report's isotropy measurement repeated with
-# seeds 1, 2, 3 (runs/iso_seeds.py, 10,000 PSF-free galaxies each): vae_morph mean g1
+# seeds 1, 2, 3 (benchmarks/isotropy_seeds.py BUNDLE --seeds 1 2 3; 10,000 PSF-free galaxies each): vae_morph mean g1
 # -0.0066 / +0.0005 / -0.0013 (mean g2 -0.0034 / +0.0020 / +0.0004), the shipped vae
 # -0.0009 / +0.0030 / -0.0011 (+0.0025 / +0.0019 / -0.0020): each passes on 2 of 3 seeds.
 # Seeds 4, 5, 6: vae_morph mean g1 -0.0013 / -0.0007 / +0.0001, g2 -0.0028 / -0.0014 /
