@@ -315,6 +315,13 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # 0.0008, although each galaxy gets a uniform element of O(2): a 2.6-sigma draw or a small
 # fault in the orientation path (per group element and residual-angle bin nothing stands
 # out; runs/iso_codes.py) -- to look for.
+# The same kind of flow on cvae2_cosmos_sim, 30 epochs (runs/refit_cvae2_morph.sh):
+#   galsim-vae refit-prior cvae2_cosmos_sim sim20k_128 --out cvae2_morph --flow-couplings 12 \
+#       --flow-units 256,256 --flow-epochs 30 --flow-select morphology --cache-dir cache_cvae2_cosmos_sim
+# kept epoch 25 (validation NLL 26.44; shipped 26.74) and on simeval10k_128 met 6/8 as the
+# shipped one: mean |g| +0.4% (-0.1%), size -0.1% (-0.2%), KS size 0.028, KS flux 0.017,
+# z-bin size 4.4% (2.9%), chi2 1.147, isotropy met (0.0021, p 0.72); not met KS |g| 0.070
+# (0.072) and z-bin flux 9.8% (9.5%).  No gain on the cvae2 at 30 epochs: not shipped.
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
