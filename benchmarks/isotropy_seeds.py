@@ -5,8 +5,8 @@ angles of 10,000 PSF-free generated galaxies with one seed.  A bundle that sampl
 orientation with equal probability has mean g1 = mean g2 = 0 exactly in expectation, with a
 standard error of ~0.0021 over 10,000 galaxies, so the issue's |mean g| < 0.003 passes on
 both components only ~70% of the time even for an exactly isotropic model.  This script
-repeats the measurement with other seeds (the report's generation path:
-``generate_profiles`` with the bundle's drawn conditions) and prints each draw.
+repeats the measurement with other seeds (the report's own
+``section_fidelity.generated_isotropy``, the bundle's conditions drawn) and prints each draw.
 
 Usage::
 
@@ -30,9 +30,7 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=10000, help="galaxies per draw")
     args = parser.parse_args(argv)
 
-    from galsim_vae.evaluation import fidelity
-    from galsim_vae.evaluation.morphology import measure_morphology
-    from galsim_vae.evaluation.report.generate import generate_profiles, generation_conditions
+    from galsim_vae.evaluation.report.section_fidelity import generated_isotropy
     from galsim_vae.generator import load_model
 
     model = load_model(args.bundle)
@@ -41,14 +39,10 @@ def main(argv=None) -> None:
                      "bundles whose conditions are all drawn (or that have none)")
     print("seed | n | mean g1 | mean g2 | standard error | angle KS p", flush=True)
     for seed in args.seeds:
-        rng = np.random.default_rng(seed)
-        eps = rng.standard_normal((args.n, int(model.noise_size)))
-        raw = (generation_conditions(model, np.full((args.n, len(model.conditions)), np.nan), rng)
-               if model.conditions else None)
-        profiles = generate_profiles(model, eps, raw)
-        table = measure_morphology(profiles, pixel_scale=model.pixel_scale, noise_sigma=0.0,
-                                   nonparametric=False, desc=f"seed {seed}")
-        result = fidelity.isotropy(np.asarray(table["g1"], float), np.asarray(table["g2"], float))
+        unknown = (np.full((args.n, len(model.conditions)), np.nan)   # all drawn
+                   if model.conditions else None)
+        result = generated_isotropy(model, unknown, np.random.default_rng(seed), args.n,
+                                    pixel_scale=model.pixel_scale)
         print(f"{seed} | {int(result['n'])} | {result['mean_g1']:+.4f} | "
               f"{result['mean_g2']:+.4f} | {result['sem_g1']:.4f} | {result['angle_ks_p']:.3f}",
               flush=True)

@@ -138,27 +138,39 @@ def _isotropy(ctx: Context, reference, rng: np.random.Generator,
     """Mean g1, g2 and position angles of ``n_isotropy`` generated PSF-free galaxies (noise
     free, HSM) at conditions drawn from the held-out galaxies, against the data's."""
     from .. import fidelity as fd
-    from ..morphology import measure_morphology
-    from .generate import generate_profiles, generation_conditions
 
     heldout = ctx.heldout
     partners = rng.choice(len(heldout), size=n_isotropy, replace=True)
-    eps = rng.standard_normal((n_isotropy, int(ctx.model.noise_size)))
-    raw = (generation_conditions(ctx.model, heldout.raw_conditions[partners], rng)
-           if ctx.conditional else None)
-    g1, g2 = [], []
-    for start in range(0, n_isotropy, 1000):
-        stop = min(start + 1000, n_isotropy)
-        batch = generate_profiles(ctx.model, eps[start:stop],
-                                  None if raw is None else raw[start:stop],
-                                  batch_size=ctx.batch_size, desc="isotropy sample")
-        table = measure_morphology(batch, pixel_scale=ctx.dataset.pixel_scale,
-                                   noise_sigma=0.0, nonparametric=False, desc="isotropy HSM")
-        g1.append(np.asarray(table["g1"], float))
-        g2.append(np.asarray(table["g2"], float))
-    return {"generated": fd.isotropy(np.concatenate(g1), np.concatenate(g2)),
+    return {"generated": generated_isotropy(
+                ctx.model, heldout.raw_conditions[partners] if ctx.conditional else None,
+                rng, n_isotropy, pixel_scale=ctx.dataset.pixel_scale,
+                batch_size=ctx.batch_size),
             "data": fd.isotropy(reference["g1"], reference["g2"]),
             "generated_note": "PSF-free, noise-free profiles (HSM); data: observed stamps"}
+
+
+def generated_isotropy(model, raw_conditions: np.ndarray | None, rng: np.random.Generator,
+                       n: int, *, pixel_scale: float, batch_size: int = 64) -> dict[str, float]:
+    """Mean g1, g2 (with standard errors) and the position-angle KS test of ``n`` PSF-free,
+    noise-free generated galaxies (HSM), at the physical ``raw_conditions`` (n, k) (drawn
+    conditions drawn anew; None for an unconditional model); ``pixel_scale`` in arcsec."""
+    from .. import fidelity as fd
+    from ..morphology import measure_morphology
+    from .generate import generate_profiles, generation_conditions
+
+    eps = rng.standard_normal((n, int(model.noise_size)))
+    raw = None if raw_conditions is None else generation_conditions(model, raw_conditions, rng)
+    g1, g2 = [], []
+    for start in range(0, n, 1000):
+        stop = min(start + 1000, n)
+        batch = generate_profiles(model, eps[start:stop],
+                                  None if raw is None else raw[start:stop],
+                                  batch_size=batch_size, desc="isotropy sample")
+        table = measure_morphology(batch, pixel_scale=pixel_scale, noise_sigma=0.0,
+                                   nonparametric=False, desc="isotropy HSM")
+        g1.append(np.asarray(table["g1"], float))
+        g2.append(np.asarray(table["g2"], float))
+    return fd.isotropy(np.concatenate(g1), np.concatenate(g2))
 
 
 def _training_dataset(ctx: Context):
