@@ -343,6 +343,14 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # the kept epoch are +0.3% in mean size against the decoded validation encodings (KS |g|
 # 0.052).  Next: score the flow on samples observed like the data (PSF, noise, HSM failures
 # counted), as the report measures them.
+# The vae's 12x256 flow for 80 epochs by morphology (runs/refit_vae_morph80.sh):
+#   galsim-vae refit-prior vae_cosmos_sim sim20k_128 --out vae_morph80 --flow-couplings 12 \
+#       --flow-units 256,256 --flow-epochs 80 --flow-select morphology --cache-dir cache_vae_cosmos_sim
+# kept epoch 40 (score 0.280; the PSF-free KS |g| of its scored epochs fell to 0.038-0.040
+# at epochs 60-80, but the score's worst mag_auto-quintile median size, 0.18-0.27, is the
+# largest and noisiest of its terms and decides).  On simeval10k_128, not shipped: 4/8 as
+# the shipped vae, mean |g| +0.1%, size -1.6% (vae_morph -1.19%), KS |g| 0.051, isotropy
+# 0.0050 (not met), 135 HSM-flagged generated galaxies (none of the held-out).
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
