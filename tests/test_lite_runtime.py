@@ -80,9 +80,10 @@ def test_exported_generator_equals_tensorflow(flow_dihedral_bundle):
 
 
 def test_exported_spline_flow_equals_tensorflow(tiny_dataset, tmp_path):
-    """A flow of spline couplings (whose bin search LiteRT has no builtin for) exports,
-    with random coupling weights (non-trivial splines) and latents across and beyond the
-    splines' interval: the exported prior gives TensorFlow's latents."""
+    """A flow of spline couplings (whose bin search LiteRT has no builtin for) and a
+    condition-dependent shift exports, with random coupling and shift weights (non-trivial
+    splines) and latents across and beyond the splines' interval: the exported prior gives
+    TensorFlow's latents."""
     import tensorflow as tf
 
     from galsim_vae.bundle import save_bundle
@@ -94,11 +95,12 @@ def test_exported_spline_flow_equals_tensorflow(tiny_dataset, tmp_path):
     data = Dataset(tiny_dataset)
     model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8], n_conditions=1)
     flow = FlowPrior(latent_size=4, n_conditions=1, n_couplings=3, hidden_units=[8], seed=2,
-                     spline_bins=6)
+                     spline_bins=6, condition_shift=True)
     rng = np.random.default_rng(6)
     for network in flow.coupling_networks:
         network.set_weights([rng.normal(0, 0.5, w.shape) for w in network.get_weights()])
     flow.scale.assign([0.5, 1.0, 2.0, 1.5])
+    flow.condition_weights.assign(rng.normal(0, 2.0, (1, 4)))
     model.attach_prior(flow)
     bundle = save_bundle(model, tmp_path / "spline", name="spline",
                          conditions=[data.condition("zphot").to_dict()], psf_free=True,

@@ -91,6 +91,22 @@ def test_refit_prior_fits_a_flow_to_the_training_encodings(untrained_bundle, tin
     record = read_bundle(out).training["prior_refit"]
     assert record["select"] == "morphology" and [e for e, _ in record["scores"]] == [5, 6]
     assert record["best_epoch"] in (5, 6) and all(np.isfinite(v) for _, v in record["scores"])
+    # a condition-shifted flow: started at the encodings' regression on the conditions,
+    # recorded, and the default of a next refit
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(out), *FLOW, "--flow-orientations", "2", "--seed", "5", "--cache-dir",
+                 str(cache), "--flow-condition-shift", "--overwrite"]) == 0
+    assert "2 affine couplings (8,8) and a shift linear in the conditions fitted" in capsys.readouterr().out
+    assert read_bundle(out).training["prior_refit"]["condition_shift"] is True
+    flow = load_bundle(out)[0].flow_prior
+    with np.load(train_file[0]) as saved:
+        design = np.c_[saved["conditions"], np.ones(len(saved["conditions"]))]
+        regression = np.linalg.lstsq(design, saved["latents"], rcond=None)[0]
+    assert flow.condition_shift
+    np.testing.assert_allclose(flow.condition_weights.numpy(), regression[:1], atol=0.05)
+    assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
+                 "--flow-epochs", "1", "--cache-dir", str(cache), "--overwrite"]) == 0
+    assert load_bundle(again)[0].flow_prior.condition_shift
 
 
 def test_refit_prior_refuses_another_standardisation_and_its_own_folder(

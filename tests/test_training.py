@@ -498,6 +498,13 @@ def test_a_flow_refit_on_the_same_weights_reads_the_cached_encodings(tiny_datase
     network, spec = load_bundle(refit)
     assert spec.prior.hyperparameters["spline_bins"] == 4 == network.flow_prior.spline_bins
     assert spec.training["flow_prior"]["spline_bins"] == 4
+    # and so is the condition-dependent shift
+    refit = train(tiny_dataset, tmp_path / "a", **{**kwargs, "flow_condition_shift": True},
+                  resume=True, overwrite=True)
+    network, spec = load_bundle(refit)
+    assert network.flow_prior.condition_shift
+    assert spec.prior.hyperparameters["condition_shift"] is True
+    assert spec.training["flow_prior"]["condition_shift"] is True
     with pytest.raises(TrainingConfigError, match="flow_prior_spline_bins must be 0 .* got 1"):
         train(tiny_dataset, tmp_path / "b", **{**kwargs, "flow_prior_spline_bins": 1})
     assert not (tmp_path / "b").exists()

@@ -55,6 +55,12 @@ def add_flow_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> No
                              "the one whose decoded samples' |g| and sizes are closest to the "
                              "decoded validation encodings' (scored every 5 epochs)"
                              + (where or "; default nll"))
+    parser.add_argument("--flow-condition-shift", action=argparse.BooleanOptionalAction,
+                        default=default(False),
+                        help="shift the flow's latents by a trainable linear function of "
+                             "the conditions, started at the encodings' least-squares "
+                             "regression on them (the galaxies then follow flux_radius and "
+                             "mag_auto to first order)" + (where or "; default off"))
     parser.add_argument("--flow-orientations", type=int, default=None, metavar="N",
                         help="encode each training stamp in the first N of its eight "
                              "orientations for the flow prior's fit (1-8; default: 8 with "
@@ -177,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
                 flow_orientations=args.flow_orientations, flow_select=args.flow_select,
                 flow_prior_units=args.flow_units, flow_prior_couplings=args.flow_couplings,
                 flow_prior_spline_bins=args.flow_spline_bins,
+                flow_condition_shift=args.flow_condition_shift,
                 mixed_precision=args.mixed_precision,
                 xla=args.xla, max_steps_per_epoch=args.max_steps_per_epoch,
                 overwrite=args.overwrite, model_options=model_options or None,

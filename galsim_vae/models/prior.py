@@ -12,7 +12,15 @@ The flow is a stack of RealNVP couplings (Dinh, Sohl-Dickstein & Bengio 2017,
 arXiv:1605.08803) built from :class:`tfp.bijectors.RealNVP` with our own Keras 3 networks
 (``bijector_fn``; no ``tfb.AutoregressiveNetwork``/``tfp.layers``, which are Keras 2 only),
 fixed random permutations between couplings, and a fixed affine standardisation
-(mean and std of the fitted latents, stored as non-trainable weights).  Each coupling
+(mean and std of the fitted latents, stored as non-trainable weights).  With
+``condition_shift`` the standardisation's shift depends on the conditions,
+``shift + W y``, ``W`` a trainable (k, d) matrix started at the least-squares regression
+of the latents on the conditions (and the scale at the residuals' std): the latents' mean
+follows the conditions exactly to first order, and the couplings model what is left.  A
+flow without it reproduces only ~95-97% of the encodings' linear dependence on
+``mag_auto`` and ``flux_radius`` (flagship of 2026-12-04), and its galaxies' sizes
+regress towards the mean (+2% at the smallest ``flux_radius`` decile, -4% at the
+largest; benchmarks/README.md).  Each coupling
 is affine (shift and scale) or, with ``spline_bins`` K > 0, a monotonic
 rational-quadratic spline of K bins on [-SPLINE_BOUND, SPLINE_BOUND] standard deviations,
 the identity outside (:class:`tfp.bijectors.RationalQuadraticSpline`; neural spline
@@ -110,6 +118,8 @@ class FlowPrior(HyperparameterMixin, keras.Model):
         spline_bins:  0: affine couplings; K > 0: rational-quadratic spline couplings of
                       K bins (each network then gives 3K - 1 numbers per transformed
                       coordinate instead of 2).
+        condition_shift: Shift the latents by a trainable linear function of the
+                      conditions (``W y``, W of shape (k, d)); needs ``n_conditions`` >= 1.
 
     The constructor's keyword arguments are :meth:`get_config_dict`; the weights (the
     coupling networks and the standardisation) save with ``save_weights``.
@@ -117,7 +127,7 @@ class FlowPrior(HyperparameterMixin, keras.Model):
 
     def __init__(self, latent_size: int, n_conditions: int = 0, n_couplings: int = 6,
                  hidden_units: Sequence[int] = (64, 64), seed: int = 0, spline_bins: int = 0,
-                 **kwargs):
+                 condition_shift: bool = False, **kwargs):
         super().__init__(**kwargs)
         bins = int(spline_bins)
         if int(latent_size) < 2:
@@ -130,6 +140,10 @@ class FlowPrior(HyperparameterMixin, keras.Model):
                         "hidden_units": [int(u) for u in hidden_units], "seed": int(seed)}
         if bins:                    # only when set: affine flows keep their stored config
             self._config["spline_bins"] = bins
+        if condition_shift:         # only when set: earlier flows keep their stored config
+            if int(n_conditions) < 1:
+                raise ConditionError("FlowPrior's condition_shift needs n_conditions >= 1")
+            self._config["condition_shift"] = True
         d, k = self._config["latent_size"], self._config["n_conditions"]
         self._per_coordinate = 3 * bins - 1 if bins else 2
         self._n_masked = d // 2
@@ -146,6 +160,9 @@ class FlowPrior(HyperparameterMixin, keras.Model):
                                      name="standardisation_shift")
         self.scale = self.add_weight(shape=(d,), initializer="ones", trainable=False,
                                      name="standardisation_scale")
+        self.condition_weights = (
+            self.add_weight(shape=(k, d), initializer="zeros", name="condition_shift")
+            if self.condition_shift else None)
         self.built = True          # every weight exists: save_weights/load_weights work now
 
     latent_size = config_property("latent_size", "Dimension of z.")
@@ -155,6 +172,11 @@ class FlowPrior(HyperparameterMixin, keras.Model):
     def spline_bins(self) -> int:
         """Bins of each spline coupling (0: affine couplings)."""
         return int(self._config.get("spline_bins", 0))
+
+    @property
+    def condition_shift(self) -> bool:
+        """Whether the latents' shift is a linear function of the conditions."""
+        return bool(self._config.get("condition_shift", False))
 
     def _coupling_fn(self, network: keras.Model, conditions: tf.Tensor | None):
         bins = self.spline_bins
@@ -185,8 +207,10 @@ class FlowPrior(HyperparameterMixin, keras.Model):
                 steps.append(tfb.Permute(self._permutations[i - 1]))
             steps.append(tfb.RealNVP(num_masked=self._n_masked,
                                      bijector_fn=self._coupling_fn(network, conditions)))
-        steps += [tfb.Scale(tf.convert_to_tensor(self.scale)),
-                  tfb.Shift(tf.convert_to_tensor(self.shift))]
+        shift = tf.convert_to_tensor(self.shift)
+        if self.condition_weights is not None:      # (B, d): each galaxy's own mean
+            shift = shift + tf.matmul(conditions, self.condition_weights)
+        steps += [tfb.Scale(tf.convert_to_tensor(self.scale)), tfb.Shift(shift)]
         return tfb.Chain(steps[::-1], name="flow_prior")
 
     def distribution(self, conditions: Any = None) -> tfd.Distribution:
@@ -243,7 +267,8 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
                    validation: tuple[Any, Any] | None = None,
                    patience: int | None = 10,
                    score: Callable[["FlowPrior"], float] | None = None,
-                   score_every: int = 5, spline_bins: int = 0) -> FlowPrior:
+                   score_every: int = 5, spline_bins: int = 0,
+                   condition_shift: bool = False) -> FlowPrior:
     """Fit a :class:`FlowPrior` to encoded latents by maximum likelihood.
 
     With ``validation`` (the encodings of galaxies the flow does not fit), the held-out
@@ -266,6 +291,8 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
         patience:      Epochs without a lower held-out NLL (or ``score``) before stopping
                        (None: never).
         spline_bins:   0: affine couplings; K >= 2: rational-quadratic spline couplings.
+        condition_shift: Shift the latents by a trainable linear function of the
+                       conditions, started at their least-squares regression on them.
         score:         ``score(flow) -> float``, lower is better, measured every
                        ``score_every`` epochs and at the last: the fit keeps the weights of
                        the best-scoring epoch instead of the lowest held-out NLL (e.g.
@@ -295,9 +322,17 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
                                  "training conditions are")
         held_out = (val_latents, val_conditions)
     flow = FlowPrior(d, n_conditions=k, n_couplings=n_couplings, hidden_units=hidden_units,
-                     seed=seed, spline_bins=spline_bins)
-    flow.shift.assign(latents.mean(axis=0))
-    flow.scale.assign(np.maximum(latents.std(axis=0), 1e-6))
+                     seed=seed, spline_bins=spline_bins,
+                     condition_shift=bool(condition_shift) and k > 0)
+    residuals = latents
+    if flow.condition_weights is not None:      # least squares: latents ~ shift + y W
+        design = np.concatenate([cond_array, np.ones((n, 1), np.float32)], axis=1)
+        coefficients = np.linalg.lstsq(design.astype(np.float64), latents.astype(np.float64),
+                                       rcond=None)[0].astype(np.float32)
+        flow.condition_weights.assign(coefficients[:k])
+        residuals = latents - cond_array @ coefficients[:k]
+    flow.shift.assign(residuals.mean(axis=0))
+    flow.scale.assign(np.maximum(residuals.std(axis=0), 1e-6))
 
     batch_size = int(min(batch_size, n))
     steps_per_epoch = int(np.ceil(n / batch_size))

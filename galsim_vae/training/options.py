@@ -57,6 +57,7 @@ class TrainingOptions:
     flow_prior_units: Sequence[int] = (64, 64)
     flow_prior_couplings: int = 6
     flow_prior_spline_bins: int = 0
+    flow_condition_shift: bool = False
     flow_refine_steps: int = 0
     flow_orientations: int | None = None
     flow_select: str = "nll"
@@ -161,6 +162,8 @@ class TrainingOptions:
                 raise TrainingConfigError(f"flow_prior_spline_bins must be 0 (affine couplings) "
                                           f"or >= 2 (spline bins), got {bins}")
             settings["flow_prior_spline_bins"] = bins
+        if self.flow_condition_shift:   # only when set: earlier runs resume as they were
+            settings["flow_condition_shift"] = True
         if self.noise_correlation:      # only when set: older runs resume as they were
             settings["noise_correlation"] = True
         if drawn:            # only when there are some: older runs' run.json resume as they were

@@ -84,7 +84,8 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
                                 hidden_units: Sequence[int] = (64, 64), n_couplings: int = 6,
                                 refine_steps: int = 0, prior_weight: float = 0.0,
                                 cache_dir=None, noise_correlation: bool = False,
-                                select: str = "nll", spline_bins: int = 0):
+                                select: str = "nll", spline_bins: int = 0,
+                                condition_shift: bool = False):
     """Fit the flow prior to the aggregate posterior of the training split, stopped early
     on that of the validation split (when the data set has one).
 
@@ -110,7 +111,8 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     -- ``benchmarks/amortization_gap.py``, 2026-12-03.
 
     ``spline_bins`` K >= 2 makes each coupling a rational-quadratic spline of K bins
-    (:class:`galsim_vae.models.prior.FlowPrior`), 0 affine.
+    (:class:`galsim_vae.models.prior.FlowPrior`), 0 affine; ``condition_shift`` shifts the
+    latents by a linear function of the conditions.
 
     ``select`` "nll" keeps the epoch of the lowest validation NLL; "morphology" the epoch
     whose decoded samples' |g| and sizes are closest to those of the decoded validation
@@ -147,7 +149,8 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     return fit_flow_prior(latents, conds, epochs=epochs, batch_size=256, learning_rate=1e-3,
                           seed=seed % (2**31), validation=validation,
                           hidden_units=hidden_units, n_couplings=n_couplings,
-                          spline_bins=spline_bins, **selection)
+                          spline_bins=spline_bins, condition_shift=condition_shift,
+                          **selection)
 
 
 def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str, float]], *,
@@ -194,7 +197,8 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
                               "couplings": settings["flow_prior_couplings"],
                               "max_epochs": settings["flow_prior_epochs"],
                               "select": settings.get("flow_select", "nll"),
-                              "spline_bins": settings.get("flow_prior_spline_bins", 0)}
+                              "spline_bins": settings.get("flow_prior_spline_bins", 0),
+                              "condition_shift": settings.get("flow_condition_shift", False)}
     if prior is not None and getattr(prior, "training_losses", None):
         info["final"]["flow_prior_nll"] = float(prior.training_losses[prior.best_epoch - 1])
         info["final"]["flow_prior_epoch"] = int(prior.best_epoch)

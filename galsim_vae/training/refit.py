@@ -55,7 +55,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                 n_couplings: int | None = None, epochs: int | None = None,
                 orientations: int | None = None, refine_steps: int | None = None,
                 noise_correlation: bool | None = None, select: str = "nll",
-                spline_bins: int | None = None,
+                spline_bins: int | None = None, condition_shift: bool | None = None,
                 seed: int | None = None, batch_size: int = 64,
                 cache_dir: str | os.PathLike | None = None,
                 overwrite: bool = False) -> Path:
@@ -74,6 +74,9 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                       8 for a bundle trained with ``augment``, else 1).
         spline_bins:  0: affine couplings; K >= 2: rational-quadratic spline couplings of K
                       bins (default: the bundle's own flow's kind).
+        condition_shift: Shift the latents by a linear function of the conditions
+                      (:class:`galsim_vae.models.prior.FlowPrior`; default: as the bundle's
+                      own flow).
         refine_steps: Semi-amortized refinement steps of each encoding (default: the
                       bundle's, else 0).
         noise_correlation: Refine with the correlated-noise likelihood (default: as the
@@ -112,6 +115,8 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
     epochs = epochs or own.get("max_epochs") or 100
     refine_steps = own.get("refine_steps", 0) if refine_steps is None else refine_steps
     spline_bins = own.get("spline_bins", 0) if spline_bins is None else spline_bins
+    if condition_shift is None:
+        condition_shift = bool(own.get("condition_shift", False))
     if orientations is None:
         orientations = own.get("orientations") or (8 if training.get("augment") else 1)
     if not 1 <= int(orientations) <= 8:
@@ -136,13 +141,13 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         hidden_units=tuple(int(u) for u in hidden_units), n_couplings=int(n_couplings),
         refine_steps=int(refine_steps), prior_weight=final_beta, cache_dir=cache_dir,
         noise_correlation=bool(noise_correlation), select=select,
-        spline_bins=int(spline_bins))
+        spline_bins=int(spline_bins), condition_shift=bool(condition_shift))
     network.attach_prior(prior)
     record = {"from": str(path), "data": str(Path(dataset.path).resolve()),
               "orientations": int(orientations), "refine_steps": int(refine_steps),
               "units": [int(u) for u in hidden_units], "couplings": int(n_couplings),
               "max_epochs": int(epochs), "seed": int(seed), "select": select,
-              "spline_bins": int(spline_bins),
+              "spline_bins": int(spline_bins), "condition_shift": bool(condition_shift),
               "best_epoch": int(prior.best_epoch),
               "nll": float(prior.training_losses[prior.best_epoch - 1])}
     if getattr(prior, "validation_losses", None):
