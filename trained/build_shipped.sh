@@ -351,6 +351,43 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # largest and noisiest of its terms and decides).  On simeval10k_128, not shipped: 4/8 as
 # the shipped vae, mean |g| +0.1%, size -1.6% (vae_morph -1.19%), KS |g| 0.051, isotropy
 # 0.0050 (not met), 135 HSM-flagged generated galaxies (none of the held-out).
+# 2026-12-05 (session 32): where flagship_v2's size deficit sits (runs/diag_bins.py: the
+# report's pipeline on 4,000 galaxies of simeval10k_128, each generated galaxy paired with
+# the held-out one whose conditions it was drawn at; mean generated / held-out HSM size per
+# condition decile): by flux_radius decile 1.020 1.013 1.016 1.015 1.005 0.988 0.965 0.971
+# 0.976 0.960 (smallest to largest), by zphot 0.959 (lowest) to 0.991, by mag_auto 0.98
+# (brightest) to 0.98: the sizes regress towards the mean, as the flux_radius slope 0.93
+# says.  The flow follows 97.5% of the encodings' linear dependence on flux_radius and
+# 95% of that on mag_auto (runs/cond_slope.py: least-squares regression of 8,000 validation
+# encodings and of flow samples at the same conditions).  Hence a flow whose shift is
+# linear in the conditions, started at the encodings' regression (--flow-condition-shift,
+# galsim_vae/models/prior.py; runs/refit_flagship_cshift.sh on the cached encodings):
+#   galsim-vae refit-prior flagship_v2 sim20k_128 --out flagship_cshift --flow-couplings 12 \
+#       --flow-units 256,256 --flow-epochs 40 --flow-select morphology --flow-condition-shift \
+#       --cache-dir flagship_v2.checkpoints
+#   galsim-vae evaluate flagship_cshift --data simeval10k_128 --split all --n-generated 9848 --out report10k_flagship_cshift
+# Outcome, not shipped: no gain.  Morphology score kept epoch 10 (validation NLL 18.69 against
+# flagship_v2's 18.09); the same per-decile pattern (flux_radius deciles 1.028 ... 0.964);
+# on simeval10k_128 6/8 as flagship_v2: mean |g| +0.6%, size -2.6% (not met), KS |g| 0.074
+# (not met), KS size 0.017, KS flux 0.015, z-bin size 2.3%, z-bin flux 3.8%, chi2 1.145,
+# isotropy 0.0038 (not met), angle p 0.026; memorization p 0.96 / 1, magnitude 0.15 mag,
+# flux_radius slope 0.93.  So the prior's lost size is not its linear conditional mean: with
+# the latents' mean exactly on the regression the large galaxies still come out 4% small.
+# The decoded posterior samples of the same galaxies keep size (session 31), and a cooler
+# prior (session 30, T = 0.85) restores it at a 10% loss in |g|: the flow spreads mass
+# between the tight posterior clusters of large, bright galaxies, where the decoder makes
+# smaller ones.  The same flow on the shipped vae (runs/refit_vae_cshift.sh; mag_auto, its
+# one condition, is drawn):
+#   galsim-vae refit-prior vae_cosmos_sim sim20k_128 --out vae_cshift --flow-couplings 12 \
+#       --flow-units 256,256 --flow-epochs 40 --flow-select morphology --flow-condition-shift \
+#       --cache-dir cache_vae_cosmos_sim
+# kept epoch 15 (validation NLL 14.63); on simeval10k_128 4/8 as the shipped vae, not shipped:
+# mean |g| -0.4%, size -2.0% (shipped -1.07%), KS |g| 0.062 (0.061), KS size 0.022, KS flux
+# 0.013, chi2 1.172, isotropy 0.0051 (not met; the vae's refits keep drawing |mean g1| near
+# 0.005), posterior predictive 5.8%.  Still to try: fitting the flow to fresh posterior samples every epoch (the
+# aggregate posterior as a density, not 8 points per galaxy, so that a longer fit does not
+# learn points), and a flow score measured as the report measures (observed with PSF and
+# noise, the size tail), the PSF-free worst-bin term being the noisiest of the score.
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets

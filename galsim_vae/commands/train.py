@@ -59,8 +59,8 @@ def add_flow_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> No
                         default=default(False),
                         help="shift the flow's latents by a trainable linear function of "
                              "the conditions, started at the encodings' least-squares "
-                             "regression on them (the galaxies then follow flux_radius and "
-                             "mag_auto to first order)" + (where or "; default off"))
+                             "regression on them (the latents' mean then follows the "
+                             "conditions to first order)" + (where or "; default off"))
     parser.add_argument("--flow-orientations", type=int, default=None, metavar="N",
                         help="encode each training stamp in the first N of its eight "
                              "orientations for the flow prior's fit (1-8; default: 8 with "

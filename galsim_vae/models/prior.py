@@ -20,7 +20,8 @@ follows the conditions exactly to first order, and the couplings model what is l
 flow without it reproduces only ~95-97% of the encodings' linear dependence on
 ``mag_auto`` and ``flux_radius`` (flagship of 2026-12-04), and its galaxies' sizes
 regress towards the mean (+2% at the smallest ``flux_radius`` decile, -4% at the
-largest; benchmarks/README.md).  Each coupling
+largest); with the shift they still do (benchmarks/README.md, 2026-12-05): that loss is
+not the conditional mean's.  Each coupling
 is affine (shift and scale) or, with ``spline_bins`` K > 0, a monotonic
 rational-quadratic spline of K bins on [-SPLINE_BOUND, SPLINE_BOUND] standard deviations,
 the identity outside (:class:`tfp.bijectors.RationalQuadraticSpline`; neural spline
