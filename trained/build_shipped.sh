@@ -384,7 +384,20 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # kept epoch 15 (validation NLL 14.63); on simeval10k_128 4/8 as the shipped vae, not shipped:
 # mean |g| -0.4%, size -2.0% (shipped -1.07%), KS |g| 0.062 (0.061), KS size 0.022, KS flux
 # 0.013, chi2 1.172, isotropy 0.0051 (not met; the vae's refits keep drawing |mean g1| near
-# 0.005), posterior predictive 5.8%.  Still to try: fitting the flow to fresh posterior samples every epoch (the
+# 0.005), posterior predictive 5.8%.
+# A prototype of the first idea below (runs/fresh_flow.py, runs/run_fresh.sh; not yet in the
+# package): flagship_v2's networks, the flow fitted to a fresh posterior sample of every
+# training galaxy and orientation each epoch (posterior means and widths encoded once, 2.5
+# min), the same 12 x 256-256 flow, 40 epochs, epoch by morphology:
+#   python fresh_flow.py flagship_v2 sim20k_128 flagship_fresh 40
+# Its validation NLL still fell at epoch 40 (17.95; no turn-up as with fixed samples, whose
+# fit turns up after ~20 epochs) and the last epoch was kept.  On the same 4,000 paired
+# galaxies of simeval10k_128 (runs/diag_bins.py): mean size -1.64% (flagship_v2 -2.21%,
+# flagship_cshift -2.34%), mean |g| -0.6%, 39 HSM-flagged generated galaxies (50); per
+# flux_radius decile 1.025 ... 0.959: smaller regression, not gone.  Next session: put the
+# fresh samples in the package (the encodings cache keeps posterior means and widths;
+# fit_flow_prior draws each epoch) and fit for 80-100 epochs.
+# Still to try: fitting the flow to fresh posterior samples every epoch (the
 # aggregate posterior as a density, not 8 points per galaxy, so that a longer fit does not
 # learn points), and a flow score measured as the report measures (observed with PSF and
 # noise, the size tail), the PSF-free worst-bin term being the noisiest of the score.
