@@ -394,7 +394,13 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # fit turns up after ~20 epochs) and the last epoch was kept.  On the same 4,000 paired
 # galaxies of simeval10k_128 (runs/diag_bins.py): mean size -1.64% (flagship_v2 -2.21%,
 # flagship_cshift -2.34%), mean |g| -0.6%, 39 HSM-flagged generated galaxies (50); per
-# flux_radius decile 1.025 ... 0.959: smaller regression, not gone.  Next session: put the
+# flux_radius decile 1.025 ... 0.959: smaller regression, not gone.  Its 10k report
+# (runs/report10k_flagship_fresh): 6/8, mean |g| -0.2%, size -1.95% (not met; flagship_v2
+# -2.1%, shipped -2.7%), KS |g| 0.059 (not met; 0.062, 0.073), KS size 0.016, KS flux 0.013,
+# z-bin size 1.5%, z-bin flux 3.4%, chi2 1.145, isotropy 0.0034 (not met), angle p 0.59,
+# posterior predictive 4.2%, memorization p 0.996 / 1, magnitude 0.15 mag, flux_radius slope
+# 0.935.  Better than the shipped flagship on every figure, not shipped: made by a script
+# outside the package, and the targets are not met.  Next session: put the
 # fresh samples in the package (the encodings cache keeps posterior means and widths;
 # fit_flow_prior draws each epoch) and fit for 80-100 epochs.
 # Still to try: fitting the flow to fresh posterior samples every epoch (the
