@@ -437,7 +437,6 @@ def test_spline_flow_fits_narrow_peaks_an_affine_flow_smooths_over(tmp_path):
         FlowPrior(2, spline_bins=1)
 
 
-
 def test_condition_shifted_flow_follows_a_strong_linear_dependence(tmp_path):
     """Latents whose mean moves by several widths with the conditions (sizes with
     flux_radius): after a short fit the condition-shifted flow's samples have the

@@ -293,7 +293,8 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
                        (None: never).
         spline_bins:   0: affine couplings; K >= 2: rational-quadratic spline couplings.
         condition_shift: Shift the latents by a trainable linear function of the
-                       conditions, started at their least-squares regression on them.
+                       conditions, started at their least-squares regression on them
+                       (ignored without conditions).
         score:         ``score(flow) -> float``, lower is better, measured every
                        ``score_every`` epochs and at the last: the fit keeps the weights of
                        the best-scoring epoch instead of the lowest held-out NLL (e.g.

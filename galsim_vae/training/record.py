@@ -198,7 +198,7 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
                               "max_epochs": settings["flow_prior_epochs"],
                               "select": settings.get("flow_select", "nll"),
                               "spline_bins": settings.get("flow_prior_spline_bins", 0),
-                              "condition_shift": settings.get("flow_condition_shift", False)}
+                              "condition_shift": prior.condition_shift}
     if prior is not None and getattr(prior, "training_losses", None):
         info["final"]["flow_prior_nll"] = float(prior.training_losses[prior.best_epoch - 1])
         info["final"]["flow_prior_epoch"] = int(prior.best_epoch)

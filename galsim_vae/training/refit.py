@@ -147,7 +147,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
               "orientations": int(orientations), "refine_steps": int(refine_steps),
               "units": [int(u) for u in hidden_units], "couplings": int(n_couplings),
               "max_epochs": int(epochs), "seed": int(seed), "select": select,
-              "spline_bins": int(spline_bins), "condition_shift": bool(condition_shift),
+              "spline_bins": int(spline_bins), "condition_shift": prior.condition_shift,
               "best_epoch": int(prior.best_epoch),
               "nll": float(prior.training_losses[prior.best_epoch - 1])}
     if getattr(prior, "validation_losses", None):
