@@ -74,10 +74,12 @@ def main(argv=None) -> None:
     seed = int(training.get("seed") or 0)
     settings = dict(orientations=int(own.get("orientations", 1)), refine_steps=0,
                     prior_weight=float(training["final"]["beta"]), cache_dir=args.cache_dir)
-    train_z, train_c = cached_encodings(model, data, "train", names, spec.psf_free, 64,
-                                        seed=seed, **settings)
-    val_z, val_c = cached_encodings(model, data, "validation", names, spec.psf_free, 64,
-                                    seed=seed + 1, **settings)
+    train = cached_encodings(model, data, "train", names, spec.psf_free, 64, seed=seed,
+                             **settings)
+    held_out = cached_encodings(model, data, "validation", names, spec.psf_free, 64,
+                                seed=seed + 1, **settings)
+    train_z, train_c, val_z, val_c = (train.latents, train.conditions, held_out.latents,
+                                      held_out.conditions)
     rng = np.random.default_rng(args.seed)
     rows = rng.choice(len(val_z), min(args.n, len(val_z)), replace=False)
     cond = None if val_c is None else val_c[rows]

@@ -107,6 +107,22 @@ def test_refit_prior_fits_a_flow_to_the_training_encodings(untrained_bundle, tin
     assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
                  "--flow-epochs", "1", "--cache-dir", str(cache), "--overwrite"]) == 0
     assert load_bundle(again)[0].flow_prior.condition_shift
+    # fresh posterior samples each epoch, drawn from the cached centres and widths:
+    # recorded and the default of a next refit; a cache written before the widths were
+    # kept (latents only) is encoded anew
+    with np.load(train_file[0]) as saved:
+        np.savez(train_file[0], latents=saved["latents"], conditions=saved["conditions"])
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(out), *FLOW, "--flow-orientations", "2", "--seed", "5", "--cache-dir",
+                 str(cache), "--flow-fresh-samples", "--overwrite"]) == 0
+    assert "fitted to fresh posterior samples of 2 orientation(s)" in capsys.readouterr().out
+    with np.load(train_file[0]) as saved:
+        assert saved["centres"].shape == saved["scales"].shape == (2 * n_train, 4)
+        assert np.all(saved["scales"] > 0)
+    assert read_bundle(out).training["prior_refit"]["fresh_samples"] is True
+    assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
+                 "--flow-epochs", "1", "--cache-dir", str(cache), "--overwrite"]) == 0
+    assert read_bundle(again).training["prior_refit"]["fresh_samples"] is True
 
 
 def test_refit_prior_refuses_another_standardisation_and_its_own_folder(

@@ -416,12 +416,14 @@ def test_flow_prior_encodings_are_posterior_samples_in_every_orientation(tiny_da
                         n_conditions=1, psf_size=15)
     data = Dataset(tiny_dataset)
     n = data.indices("train", require_finite=("zphot",)).size
-    once, conds_once = _encodings(model, data, "train", ("zphot",), True, 16, seed=5)
-    eight, conds = _encodings(model, data, "train", ("zphot",), True, 16, orientations=8,
-                              seed=5)
+    first = _encodings(model, data, "train", ("zphot",), True, 16, seed=5)
+    once, conds_once = first.latents, first.conditions
+    encoded = _encodings(model, data, "train", ("zphot",), True, 16, orientations=8, seed=5)
+    eight, conds = encoded.latents, encoded.conditions
     assert once.shape == (n, 4) and eight.shape == (8 * n, 4) and conds.shape == (8 * n, 1)
-    again, _ = _encodings(model, data, "train", ("zphot",), True, 16, orientations=8, seed=5)
-    np.testing.assert_array_equal(eight, again)               # seeded
+    assert encoded.centres.shape == encoded.scales.shape == (8 * n, 4)
+    again = _encodings(model, data, "train", ("zphot",), True, 16, orientations=8, seed=5)
+    np.testing.assert_array_equal(eight, again.latents)       # seeded
     # rows of the first batch: orientation 0 first, then 1 (a quarter turn) ...
     batch = min(n, 256)
     stamps = np.asarray(data.images[data.indices("train", require_finite=("zphot",))[:batch]],
@@ -431,6 +433,12 @@ def test_flow_prior_encodings_are_posterior_samples_in_every_orientation(tiny_da
     spread = eight[batch:2 * batch] - posterior.mean().numpy()
     scale = posterior.stddev().numpy()
     assert np.all(np.abs(spread) < 6 * scale) and np.std(spread / scale) > 0.5   # samples
+    # the kept centres and widths are the posterior's, and the sample is drawn from them
+    np.testing.assert_allclose(encoded.centres[batch:2 * batch], posterior.mean().numpy(),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(encoded.scales[batch:2 * batch], scale, rtol=1e-4)
+    eps = (eight - encoded.centres) / encoded.scales
+    assert abs(np.mean(eps)) < 0.1 and 0.9 < np.std(eps) < 1.1
     np.testing.assert_array_equal(conds[batch:2 * batch], conds_once[:batch])
 
 
@@ -463,9 +471,11 @@ def test_refined_encodings_fit_their_galaxies_better(tiny_dataset):
     assert np.mean(gain) > 0 and np.mean(gain > 0) > 0.8
     assert _latent_refiner(model, 0, 0.01) is None
     data = Dataset(tiny_dataset)
-    plain, _ = _encodings(model, data, "train", ("zphot",), True, 16, seed=5)
-    moved, _ = _encodings(model, data, "train", ("zphot",), True, 16, seed=5, refine_steps=5)
-    assert moved.shape == plain.shape and not np.allclose(moved, plain)
+    plain = _encodings(model, data, "train", ("zphot",), True, 16, seed=5)
+    moved = _encodings(model, data, "train", ("zphot",), True, 16, seed=5, refine_steps=5)
+    assert moved.latents.shape == plain.latents.shape
+    assert not np.allclose(moved.centres, plain.centres)
+    np.testing.assert_allclose(moved.scales, plain.scales, rtol=1e-5)   # the encoder's width
 
 
 def test_a_flow_refit_on_the_same_weights_reads_the_cached_encodings(tiny_dataset, tmp_path,
@@ -505,6 +515,10 @@ def test_a_flow_refit_on_the_same_weights_reads_the_cached_encodings(tiny_datase
     assert network.flow_prior.condition_shift
     assert spec.prior.hyperparameters["condition_shift"] is True
     assert spec.training["flow_prior"]["condition_shift"] is True
+    # and fresh posterior samples each epoch, from the cached centres and widths
+    refit = train(tiny_dataset, tmp_path / "a", **{**kwargs, "flow_fresh_samples": True},
+                  resume=True, overwrite=True)
+    assert load_bundle(refit)[1].training["flow_prior"]["fresh_samples"] is True
     with pytest.raises(TrainingConfigError, match="flow_prior_spline_bins must be 0 .* got 1"):
         train(tiny_dataset, tmp_path / "b", **{**kwargs, "flow_prior_spline_bins": 1})
     assert not (tmp_path / "b").exists()

@@ -46,14 +46,16 @@ def run(args: argparse.Namespace) -> int:
                       refine_steps=args.flow_refine_steps, select=args.flow_select or "nll",
                       spline_bins=args.flow_spline_bins,
                       condition_shift=args.flow_condition_shift,
+                      fresh_samples=args.flow_fresh_samples,
                       noise_correlation=args.noise_correlation, seed=args.seed,
                       cache_dir=args.cache_dir, overwrite=args.overwrite)
     fit = read_bundle(out).training["prior_refit"]
     held_out = f", validation {fit['val_nll']:.3f}" if "val_nll" in fit else ""
     kind = f"spline ({fit['spline_bins']} bins)" if fit.get("spline_bins") else "affine"
     shifted = " and a shift linear in the conditions" if fit.get("condition_shift") else ""
+    fresh = "fresh posterior samples of " if fit.get("fresh_samples") else ""
     print(f"wrote model bundle {out}: flow prior of {fit['couplings']} {kind} couplings "
-          f"({','.join(map(str, fit['units']))}){shifted} fitted to {fit['orientations']} "
+          f"({','.join(map(str, fit['units']))}){shifted} fitted to {fresh}{fit['orientations']} "
           f"orientation(s), best epoch {fit['best_epoch']}, NLL {fit['nll']:.3f}{held_out} "
           "nats per latent")
     return 0

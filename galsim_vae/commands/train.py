@@ -61,6 +61,11 @@ def add_flow_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> No
                              "the conditions, started at the encodings' least-squares "
                              "regression on them (the latents' mean then follows the "
                              "conditions to first order)" + (where or "; default off"))
+    parser.add_argument("--flow-fresh-samples", action=argparse.BooleanOptionalAction,
+                        default=default(False),
+                        help="fit the flow to a fresh posterior sample of every encoding "
+                             "each epoch (the aggregate posterior as a density) instead of "
+                             "one fixed sample" + (where or "; default off"))
     parser.add_argument("--flow-orientations", type=int, default=None, metavar="N",
                         help="encode each training stamp in the first N of its eight "
                              "orientations for the flow prior's fit (1-8; default: 8 with "
@@ -184,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
                 flow_prior_units=args.flow_units, flow_prior_couplings=args.flow_couplings,
                 flow_prior_spline_bins=args.flow_spline_bins,
                 flow_condition_shift=args.flow_condition_shift,
+                flow_fresh_samples=args.flow_fresh_samples,
                 mixed_precision=args.mixed_precision,
                 xla=args.xla, max_steps_per_epoch=args.max_steps_per_epoch,
                 overwrite=args.overwrite, model_options=model_options or None,

@@ -1,6 +1,7 @@
 """The encodings a flow prior is fitted to: one posterior sample per galaxy and
-orientation, optionally refined (semi-amortized), and their cache in the run's
-checkpoint folder.
+orientation, with the posterior's centre (its mean, optionally refined: semi-amortized)
+and width, so that a flow can be fitted to fresh samples each epoch; and their cache in
+the run's checkpoint folder.
 
 Encoding a 16,000-galaxy split in its 8 orientations with 8 refinement steps takes ~25
 minutes on 2 CPU cores, the flow fit itself ~5: a run resumed to refit its flow with
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,30 @@ from .callbacks import log
 
 #: File name of a cached split's encodings in the checkpoint folder.
 CACHE_NAME = "encodings_{split}_{key}.npz"
+
+
+@dataclass(frozen=True)
+class Encodings:
+    """The encodings of one split, one row per galaxy and orientation (N * orientations).
+
+    Attributes:
+        latents:    (R, d) one posterior sample per row: ``centres + scales * eps``.
+        conditions: (R, k) normalised conditions of each row, or None.
+        centres:    (R, d) the posterior means (refined, with ``refine_steps`` > 0).
+        scales:     (R, d) the posterior standard deviations (the encoder's widths).
+    """
+
+    latents: np.ndarray
+    conditions: np.ndarray | None
+    centres: np.ndarray
+    scales: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays to save (``np.savez``), conditions left out when there are none."""
+        saved = {"latents": self.latents, "centres": self.centres, "scales": self.scales}
+        if self.conditions is not None:
+            saved["conditions"] = self.conditions
+        return saved
 
 
 def encodings_key(model, dataset, split: str, conditions, *, orientations: int, seed: int,
@@ -49,7 +75,9 @@ def cached_encodings(model, dataset, split: str, conditions, with_psf: bool, bat
                      *, orientations: int = 1, seed: int = 0, refine_steps: int = 0,
                      prior_weight: float = 0.0, cache_dir=None, noise_correlation: bool = False):
     """:func:`encodings`, read from ``cache_dir`` when it holds those of the same
-    weights, data and settings, else computed and written there (atomically)."""
+    weights, data and settings, else computed and written there (atomically).  A cache
+    written before the posterior centres and widths were kept (latents only) is encoded
+    anew."""
     settings = dict(orientations=orientations, seed=seed, refine_steps=refine_steps,
                     prior_weight=prior_weight, noise_correlation=noise_correlation)
     if cache_dir is None:
@@ -58,26 +86,25 @@ def cached_encodings(model, dataset, split: str, conditions, with_psf: bool, bat
     path = Path(cache_dir) / CACHE_NAME.format(split=split, key=key)
     if path.is_file():
         with np.load(path) as saved:
-            latents = saved["latents"]
-            conds = saved["conditions"] if "conditions" in saved.files else None
-        log(f"read the {split} split's encodings from {str(path)!r}")
-        return latents, conds
-    latents, conds = encodings(model, dataset, split, conditions, with_psf, batch_size,
-                               **settings)
-    arrays = {"latents": latents} if conds is None else {"latents": latents,
-                                                          "conditions": conds}
+            if {"centres", "scales"} <= set(saved.files):
+                log(f"read the {split} split's encodings from {str(path)!r}")
+                return Encodings(saved["latents"], saved["conditions"] if "conditions"
+                                 in saved.files else None, saved["centres"], saved["scales"])
+        log(f"{str(path)!r} predates the posterior widths in the cache: encoding anew")
+    encoded = encodings(model, dataset, split, conditions, with_psf, batch_size, **settings)
     with atomic_file(path, overwrite=True) as tmp:
-        np.savez(tmp, **arrays)
-    return latents, conds
+        np.savez(tmp, **encoded.arrays())
+    return encoded
 
 
 def encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size: int, *,
                orientations: int = 1, seed: int = 0, refine_steps: int = 0,
                prior_weight: float = 0.0, noise_correlation: bool = False):
-    """One posterior sample per galaxy of one split and per orientation (the first
-    ``orientations`` of the eight symmetries of the square), (N * orientations, d), with
-    the normalised conditions of each row (N * orientations, k) or None.  The refinement
-    uses the correlated-noise likelihood when ``noise_correlation``."""
+    """The :class:`Encodings` of one split: one posterior sample per galaxy and per
+    orientation (the first ``orientations`` of the eight symmetries of the square),
+    (N * orientations, d), with the posterior's centre and width and the normalised
+    conditions of each row (N * orientations, k) or None.  The refinement uses the
+    correlated-noise likelihood when ``noise_correlation``."""
     import tensorflow as tf
 
     from ..data import make_tf_dataset
@@ -88,7 +115,7 @@ def encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size
                            **({"noise_correlation": True} if noise_correlation else {}))
     generator = tf.random.Generator.from_seed(int(seed) % (2**31))
     refine = latent_refiner(model, int(refine_steps), float(prior_weight))
-    latents, conds = [], []
+    latents, centres, scales, conds = [], [], [], []
     for batch in progress(data, desc=f"encoding the {split} split"):
         cond = batch.get("conditions")
         images, psf = batch["image"], batch.get("psf")
@@ -104,10 +131,14 @@ def encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size
                          {"noise_rootps": turned_spectra(rootps, codes) if code else rootps})
                 centre = refine(centre, turned, turned_psf, batch["noise_std"], cond, **extra)
             eps = generator.normal(tf.shape(centre))
-            latents.append((centre + posterior.stddev() * eps).numpy())
+            width = posterior.stddev()
+            latents.append((centre + width * eps).numpy())
+            centres.append(centre.numpy())
+            scales.append(width.numpy())
             if cond is not None:
                 conds.append(cond.numpy())
-    return np.concatenate(latents), (np.concatenate(conds) if conds else None)
+    return Encodings(np.concatenate(latents), np.concatenate(conds) if conds else None,
+                     np.concatenate(centres), np.concatenate(scales))
 
 
 def latent_refiner(model, steps: int, prior_weight: float, learning_rate: float = 0.3):

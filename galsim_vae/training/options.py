@@ -58,6 +58,7 @@ class TrainingOptions:
     flow_prior_couplings: int = 6
     flow_prior_spline_bins: int = 0
     flow_condition_shift: bool = False
+    flow_fresh_samples: bool = False
     flow_refine_steps: int = 0
     flow_orientations: int | None = None
     flow_select: str = "nll"
@@ -164,6 +165,8 @@ class TrainingOptions:
             settings["flow_prior_spline_bins"] = bins
         if self.flow_condition_shift:   # only when set: earlier runs resume as they were
             settings["flow_condition_shift"] = True
+        if self.flow_fresh_samples:     # only when set: earlier runs resume as they were
+            settings["flow_fresh_samples"] = True
         if self.noise_correlation:      # only when set: older runs resume as they were
             settings["noise_correlation"] = True
         if drawn:            # only when there are some: older runs' run.json resume as they were

@@ -85,7 +85,7 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
                                 refine_steps: int = 0, prior_weight: float = 0.0,
                                 cache_dir=None, noise_correlation: bool = False,
                                 select: str = "nll", spline_bins: int = 0,
-                                condition_shift: bool = False):
+                                condition_shift: bool = False, fresh_samples: bool = False):
     """Fit the flow prior to the aggregate posterior of the training split, stopped early
     on that of the validation split (when the data set has one).
 
@@ -112,7 +112,11 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
 
     ``spline_bins`` K >= 2 makes each coupling a rational-quadratic spline of K bins
     (:class:`galsim_vae.models.prior.FlowPrior`), 0 affine; ``condition_shift`` shifts the
-    latents by a linear function of the conditions.
+    latents by a linear function of the conditions.  ``fresh_samples`` fits the flow to a
+    fresh posterior sample of every galaxy and orientation each epoch (the posterior
+    centres and widths, :func:`galsim_vae.models.prior.fit_flow_prior`'s
+    ``latent_scales``) instead of one fixed sample; the validation split keeps its fixed
+    sample, so that its NLL compares epochs.
 
     ``select`` "nll" keeps the epoch of the lowest validation NLL; "morphology" the epoch
     whose decoded samples' |g| and sizes are closest to those of the decoded validation
@@ -132,10 +136,11 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
                                 refine_steps=refine_steps, prior_weight=prior_weight,
                                 cache_dir=cache_dir, noise_correlation=noise_correlation)
 
-    latents, conds = encodings("train", seed)
+    train = encodings("train", seed)
     validation = None
     if dataset.indices("validation", require_finite=conditions or ()).size:
-        validation = encodings("validation", seed + 1)
+        held_out = encodings("validation", seed + 1)
+        validation = (held_out.latents, held_out.conditions)
     selection = {}
     if select == "morphology":
         from .flow_selection import morphology_score
@@ -146,11 +151,13 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
         selection = {"patience": None, "score": morphology_score(
             model, *validation, pixel_scale=dataset.pixel_scale, n=3000, seed=seed)}
     keras.utils.set_random_seed(seed)
-    return fit_flow_prior(latents, conds, epochs=epochs, batch_size=256, learning_rate=1e-3,
-                          seed=seed % (2**31), validation=validation,
+    fitted = ({"latents": train.centres, "latent_scales": train.scales} if fresh_samples
+              else {"latents": train.latents})
+    return fit_flow_prior(conditions=train.conditions, epochs=epochs, batch_size=256,
+                          learning_rate=1e-3, seed=seed % (2**31), validation=validation,
                           hidden_units=hidden_units, n_couplings=n_couplings,
                           spline_bins=spline_bins, condition_shift=condition_shift,
-                          **selection)
+                          **fitted, **selection)
 
 
 def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str, float]], *,
@@ -198,7 +205,9 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
                               "max_epochs": settings["flow_prior_epochs"],
                               "select": settings.get("flow_select", "nll"),
                               "spline_bins": settings.get("flow_prior_spline_bins", 0),
-                              "condition_shift": prior.condition_shift}
+                              "condition_shift": prior.condition_shift,
+                              "fresh_samples": bool(settings.get("flow_fresh_samples",
+                                                                 False))}
     if prior is not None and getattr(prior, "training_losses", None):
         info["final"]["flow_prior_nll"] = float(prior.training_losses[prior.best_epoch - 1])
         info["final"]["flow_prior_epoch"] = int(prior.best_epoch)

@@ -56,6 +56,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                 orientations: int | None = None, refine_steps: int | None = None,
                 noise_correlation: bool | None = None, select: str = "nll",
                 spline_bins: int | None = None, condition_shift: bool | None = None,
+                fresh_samples: bool | None = None,
                 seed: int | None = None, batch_size: int = 64,
                 cache_dir: str | os.PathLike | None = None,
                 overwrite: bool = False) -> Path:
@@ -77,6 +78,9 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         condition_shift: Shift the latents by a linear function of the conditions
                       (:class:`galsim_vae.models.prior.FlowPrior`; default: as the bundle's
                       own flow).
+        fresh_samples: Fit the flow to a fresh posterior sample of each encoding every
+                      epoch (:func:`galsim_vae.models.prior.fit_flow_prior`'s
+                      ``latent_scales``; default: as the bundle's own flow).
         refine_steps: Semi-amortized refinement steps of each encoding (default: the
                       bundle's, else 0).
         noise_correlation: Refine with the correlated-noise likelihood (default: as the
@@ -117,6 +121,8 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
     spline_bins = own.get("spline_bins", 0) if spline_bins is None else spline_bins
     if condition_shift is None:
         condition_shift = bool(own.get("condition_shift", False))
+    if fresh_samples is None:
+        fresh_samples = bool(own.get("fresh_samples", False))
     if orientations is None:
         orientations = own.get("orientations") or (8 if training.get("augment") else 1)
     if not 1 <= int(orientations) <= 8:
@@ -141,13 +147,15 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         hidden_units=tuple(int(u) for u in hidden_units), n_couplings=int(n_couplings),
         refine_steps=int(refine_steps), prior_weight=final_beta, cache_dir=cache_dir,
         noise_correlation=bool(noise_correlation), select=select,
-        spline_bins=int(spline_bins), condition_shift=bool(condition_shift))
+        spline_bins=int(spline_bins), condition_shift=bool(condition_shift),
+        fresh_samples=bool(fresh_samples))
     network.attach_prior(prior)
     record = {"from": str(path), "data": str(Path(dataset.path).resolve()),
               "orientations": int(orientations), "refine_steps": int(refine_steps),
               "units": [int(u) for u in hidden_units], "couplings": int(n_couplings),
               "max_epochs": int(epochs), "seed": int(seed), "select": select,
               "spline_bins": int(spline_bins), "condition_shift": prior.condition_shift,
+              "fresh_samples": bool(fresh_samples),
               "best_epoch": int(prior.best_epoch),
               "nll": float(prior.training_losses[prior.best_epoch - 1])}
     if getattr(prior, "validation_losses", None):

@@ -82,7 +82,8 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
                          ``flow_prior_couplings``, ``flow_prior_spline_bins`` (0: affine
                          couplings, K >= 2: spline couplings of K bins),
                          ``flow_condition_shift`` (the latents' shift linear in the
-                         conditions),
+                         conditions), ``flow_fresh_samples`` (a fresh posterior sample
+                         of each encoding every flow epoch),
                          ``flow_refine_steps`` (semi-amortized
                          encodings), ``flow_orientations`` (orientations of each stamp
                          encoded for the flow: 1-8, default 8 with ``augment``),
@@ -335,6 +336,7 @@ class _Run:
                 n_couplings=plan.settings["flow_prior_couplings"],
                 spline_bins=plan.settings.get("flow_prior_spline_bins", 0),
                 condition_shift=plan.settings.get("flow_condition_shift", False),
+                fresh_samples=plan.settings.get("flow_fresh_samples", False),
                 refine_steps=int(options.flow_refine_steps or 0),
                 prior_weight=float(history[-1]["beta"]),
                 cache_dir=plan.checkpoint_dir,
