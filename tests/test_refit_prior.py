@@ -91,6 +91,14 @@ def test_refit_prior_fits_a_flow_to_the_training_encodings(untrained_bundle, tin
     record = read_bundle(out).training["prior_refit"]
     assert record["select"] == "morphology" and [e for e, _ in record["scores"]] == [5, 6]
     assert record["best_epoch"] in (5, 6) and all(np.isfinite(v) for _, v in record["scores"])
+    # or by its samples observed like the validation galaxies (PSF, noise, conditions)
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(out), "--flow-couplings", "2", "--flow-units", "8,8", "--flow-epochs",
+                 "5", "--flow-orientations", "2", "--seed", "5", "--cache-dir", str(cache),
+                 "--flow-select", "observed", "--overwrite"]) == 0
+    record = read_bundle(out).training["prior_refit"]
+    assert record["select"] == "observed" and [e for e, _ in record["scores"]] == [5]
+    assert all(np.isfinite(v) and v >= 0 for _, v in record["scores"])
     # a condition-shifted flow: started at the encodings' regression on the conditions,
     # recorded, and the default of a next refit
     assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
@@ -181,3 +189,31 @@ def test_morphology_distance_sees_rounder_and_smaller_galaxies():
     assert other["mean_g"] == pytest.approx(-0.1) and other["ks_g"] > 0.05
     assert other["worst_bin_size"] == pytest.approx(0.2)
     assert abs(other["mean_size"]) < 0.05
+
+
+def test_observed_distance_counts_in_target_tolerances():
+    """Zero against itself; sizes 2% larger are 2 tolerances of the mean-size target, a
+    10% flux deficit in one bin 2 tolerances of the per-bin target, and 3% more failed
+    measurements 3 units; KS statistics are in units of the 0.05 limit."""
+    from scipy.stats import ks_2samp
+
+    from galsim_vae.training.flow_selection import condition_bins, observed_distance
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    data = {"g": rng.uniform(0, 0.6, n), "size": rng.lognormal(-1.5, 0.4, n),
+            "flux": rng.lognormal(1.5, 1.0, n), "ok": np.ones(n, bool)}
+    bins = condition_bins(rng.normal(size=(n, 1)), n)
+    same = observed_distance(data, data, bins)
+    assert all(v == pytest.approx(0.0, abs=1e-12) for v in same.values())
+    failed = np.zeros(n, bool)
+    failed[:120] = True
+    drawn = {"g": data["g"], "size": 1.02 * data["size"],
+             "flux": np.where(bins == 2, 0.9 * data["flux"], data["flux"]), "ok": ~failed}
+    other = observed_distance(drawn, data, bins)
+    assert other["mean_size"] == pytest.approx(2.0, abs=0.15)
+    assert other["worst_bin_flux"] == pytest.approx(2.0, abs=0.1)
+    assert other["failed"] == pytest.approx(3.0)
+    assert other["ks_size"] == pytest.approx(
+        ks_2samp(drawn["size"][~failed], data["size"]).statistic
+        / 0.05)

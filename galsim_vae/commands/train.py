@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..training.distributed import STRATEGIES, cluster_from_environment
+from ..training.flow_selection import SELECTIONS
 
 #: --likelihood choices -> psf_free.
 LIKELIHOODS = {"psf": True, "noise": False}
@@ -50,9 +51,12 @@ def add_flow_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> No
                              "gradient steps on log p(x|z) (closes the encoder's amortization "
                              "gap, which rounds faint galaxies; 8 is enough)"
                              + (where or "; default 0"))
-    parser.add_argument("--flow-select", choices=("nll", "morphology"), default=default("nll"),
-                        help="the flow epoch kept: nll, the lowest validation NLL; morphology, "
-                             "the one whose decoded samples' |g| and sizes are closest to the "
+    parser.add_argument("--flow-select", choices=SELECTIONS, default=default("nll"),
+                        help="the flow epoch kept: nll, the lowest validation NLL; observed, "
+                             "the one whose samples, observed like 2,000 validation galaxies "
+                             "(their PSF, noise, conditions), are closest to those galaxies "
+                             "by the evaluation report's targets; morphology, the one whose "
+                             "PSF-free decoded samples' |g| and sizes are closest to the "
                              "decoded validation encodings' (scored every 5 epochs)"
                              + (where or "; default nll"))
     parser.add_argument("--flow-condition-shift", action=argparse.BooleanOptionalAction,

@@ -22,6 +22,7 @@ from .._version import __version__
 from ..errors import OutputExistsError
 from ..io_utils import check_output_path
 from .errors import TrainingConfigError
+from .flow_selection import SELECTIONS
 from .schedules import BetaSchedule, LearningRateSchedule
 
 #: Default conditions of the conditional architectures.
@@ -152,8 +153,8 @@ class TrainingOptions:
             settings["flow_refine_steps"] = _positive_int(self.flow_refine_steps,
                                                           "flow_refine_steps")
         settings["flow_orientations"] = self._flow_orientations()
-        if self.flow_select not in ("nll", "morphology"):
-            raise TrainingConfigError(f"flow_select must be 'nll' or 'morphology', got "
+        if self.flow_select not in SELECTIONS:
+            raise TrainingConfigError(f"flow_select must be one of {list(SELECTIONS)}, got "
                                       f"{self.flow_select!r}")
         if self.flow_select != "nll":    # only when set: earlier runs resume as they were
             settings["flow_select"] = self.flow_select

@@ -118,7 +118,9 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     ``latent_scales``) instead of one fixed sample; the validation split keeps its fixed
     sample, so that its NLL compares epochs.
 
-    ``select`` "nll" keeps the epoch of the lowest validation NLL; "morphology" the epoch
+    ``select`` "nll" keeps the epoch of the lowest validation NLL; "observed" the epoch
+    whose samples, observed like 2,000 validation galaxies (PSF, noise), are closest to
+    those galaxies' stamps by the report's targets; "morphology" the epoch
     whose decoded samples' |g| and sizes are closest to those of the decoded validation
     encodings (:mod:`.flow_selection`, scored every 5 epochs; needs a validation split).
     """
@@ -127,8 +129,10 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     from ..models.prior import fit_flow_prior
     from .encodings import cached_encodings
 
-    if select not in ("nll", "morphology"):     # before the encodings, which take minutes
-        raise InputDataError(f"flow selection {select!r} is not one of ['nll', 'morphology']")
+    from .flow_selection import SELECTIONS
+
+    if select not in SELECTIONS:     # before the encodings, which take minutes
+        raise InputDataError(f"flow selection {select!r} is not one of {list(SELECTIONS)}")
 
     def encodings(split: str, split_seed: int):
         return cached_encodings(model, dataset, split, conditions, with_psf, batch_size,
@@ -142,14 +146,17 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
         held_out = encodings("validation", seed + 1)
         validation = (held_out.latents, held_out.conditions)
     selection = {}
-    if select == "morphology":
-        from .flow_selection import morphology_score
+    if select != "nll":
+        from .flow_selection import morphology_score, observed_morphology_score
 
         if validation is None:
             raise InputDataError(f"data set {str(dataset.path)!r} has no validation split: "
                                  "the flow's epoch cannot be chosen by its morphology")
-        selection = {"patience": None, "score": morphology_score(
-            model, *validation, pixel_scale=dataset.pixel_scale, n=3000, seed=seed)}
+        score = (morphology_score(model, *validation, pixel_scale=dataset.pixel_scale,
+                                  n=3000, seed=seed) if select == "morphology" else
+                 observed_morphology_score(model, dataset, conditions, psf_free=with_psf,
+                                           flux_scale=dataset.flux_scale, n=2000, seed=seed))
+        selection = {"patience": None, "score": score}
     keras.utils.set_random_seed(seed)
     fitted = ({"latents": train.centres, "latent_scales": train.scales} if fresh_samples
               else {"latents": train.latents})

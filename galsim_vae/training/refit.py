@@ -85,7 +85,9 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                       bundle's, else 0).
         noise_correlation: Refine with the correlated-noise likelihood (default: as the
                       bundle was trained, ``training.noise_correlation``).
-        select:       "nll": keep the flow's epoch of lowest validation NLL; "morphology":
+        select:       "nll": keep the flow's epoch of lowest validation NLL; "observed": the
+                      epoch whose samples, observed like validation galaxies, are closest
+                      to them by the report's targets; "morphology":
                       the epoch whose decoded samples' |g| and sizes are closest to the
                       decoded validation encodings' (:mod:`.flow_selection`).
         seed:         Seed of the encodings' samples and the flow (default: the training's).
