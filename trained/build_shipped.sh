@@ -403,6 +403,48 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # outside the package, and the targets are not met.  Next session: put the
 # fresh samples in the package (the encodings cache keeps posterior means and widths;
 # fit_flow_prior draws each epoch) and fit for 80-100 epochs.
+# 2026-12-05 (session 33): fresh posterior samples are in the package (--flow-fresh-samples:
+# the encodings cache keeps the posterior centres and widths; an older cache is encoded
+# anew), and a flow score measured as the report measures (--flow-select observed: flow
+# samples at 2,000 validation galaxies' conditions, observed with their PSF and noise,
+# against their stamps, in units of each target's tolerance).  Runs (runs/refit_fresh_pkg.sh,
+# refit_observed.sh, refit_nll.sh):
+#   galsim-vae refit-prior flagship_v2 sim20k_128 --out flagship_fresh100 --flow-couplings 12 \
+#       --flow-units 256,256 --flow-epochs 100 --flow-select morphology --flow-fresh-samples \
+#       --no-flow-condition-shift --cache-dir flagship_v2.checkpoints
+#   (the same with --flow-select observed --out flagship_obs100, --flow-select nll --out
+#   flagship_nll100; and vae_cosmos_sim, 80 epochs, --flow-select nll --out vae_nll80)
+# What they showed before any report:
+# - The encoder's posterior widths are tiny beside the spread of their centres (flagship_v2,
+#   training split: median width 0.012 against a spread of 1.41 per latent; 0.024 for the
+#   smallest flux_radius decile, 0.003 for the largest): the aggregate posterior is ~126,000
+#   narrow points, a fresh sample hardly differs from a fixed one, and the flow still
+#   over-fits (flagship_obs100 at epoch 55: NLL 16.35 training, 18.79 validation; the
+#   validation NLL is lowest near epoch 35).  The prototype's gain (size -1.64% against
+#   -2.21%) is within what its other settings (40 epochs, its own start) can explain.
+# - The PSF-free score's worst per-bin median size swung between 7% and 18% from one
+#   5-epoch check to the next and chose flagship_fresh100's epoch (35 of 100) while its
+#   |g| KS fell from 0.073 (epoch 5) to 0.042 (epoch 90).
+# - The observed score's mean terms carry about one tolerance of sampling noise: the
+#   1,909 validation galaxies of sim20k_128 have mean |g| 0.2343 +- 0.0036 against 0.2270
+#   +- 0.0029 for 3,000 of simeval10k_128 (train 0.2288); the same flow (flagship_fresh)
+#   scored on two 2,000-galaxy subsets of simeval10k_128 gives mean |g| +1.6% and +5.2%.
+# - Where the flagship's sizes regress (runs/diag_post_bins.py flagship_fresh simeval10k_128
+#   4000; observed with each galaxy's PSF and noise, mean size / data's per decile):
+#     flux_radius, posterior samples 1.017 1.028 1.023 1.016 1.020 0.997 0.994 0.974 0.964 0.981
+#     flux_radius, flow samples      1.060 1.045 1.032 1.017 1.020 0.982 0.993 0.956 0.953 0.933
+#     zphot lowest decile: posterior 0.970, flow 0.925; mag_auto brightest: 0.989, 0.934
+#   overall: posterior samples -1.04%, flow samples -2.19%; failed HSM measurements: 39
+#   posterior samples, 28 flow samples, 1 galaxy of the data.  Half the regression (and all
+#   the failed measurements: faint blotchy profiles) is the networks'; the flow doubles it
+#   at the large, bright, low-redshift end.  With these networks a perfect prior would be
+#   at the edge of the 1% size target.
+# - The isotropy draws repeat across refits of one network: the report draws the same
+#   noise (seed 0) and so the same orientation entries, and refits of one network with
+#   similar flows turn similar galaxies the same way (vae refits |mean g1| ~0.005, flagship
+#   refits ~0.0034).  The orientation path itself is exact: 595 generated vae profiles, each
+#   turned to 16 equally spaced angles (quarter turns x residual turns), average to mean g
+#   0.00000 (runs/iso_exact.py).
 # Still to try: fitting the flow to fresh posterior samples every epoch (the
 # aggregate posterior as a density, not 8 points per galaxy, so that a longer fit does not
 # learn points), and a flow score measured as the report measures (observed with PSF and
