@@ -61,7 +61,7 @@ def main(argv=None) -> None:
 
     from galsim_vae.bundle import load_bundle, resolve_bundle
     from galsim_vae.data import Dataset
-    from galsim_vae.models.prior import fit_flow_prior
+    from galsim_vae.models.prior_fit import fit_flow_prior
     from galsim_vae.training.encodings import cached_encodings
     from galsim_vae.training.flow_selection import (condition_bins, decoded_morphology,
                                                     morphology_distance)

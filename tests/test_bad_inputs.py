@@ -539,7 +539,7 @@ def test_h5_with_a_lambda_layer_config_is_refused_without_running_it(bundle_copy
 def test_flow_prior_file_replaced_by_a_pickle(tmp_path):
     from galsim_vae.bundle import save_bundle
     from galsim_vae.models import build_model
-    from galsim_vae.models.prior import fit_flow_prior
+    from galsim_vae.models.prior_fit import fit_flow_prior
 
     model = build_model("vae", stamp_size=16, latent_size=2, channels=[4])
     prior = fit_flow_prior(np.random.default_rng(0).normal(size=(32, 2)), epochs=1,

@@ -34,7 +34,7 @@ def _perturb(model, seed=0):
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """A cvae2 bundle with a flow prior, and the model it was saved from."""
-    from galsim_vae.models.prior import fit_flow_prior
+    from galsim_vae.models.prior_fit import fit_flow_prior
 
     model = _tiny_model()
     _perturb(model)

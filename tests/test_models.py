@@ -19,7 +19,8 @@ from galsim_vae.errors import ConditionError, InputDataError  # noqa: E402
 from galsim_vae.models import ARCHITECTURES, build_model  # noqa: E402
 from galsim_vae.models.likelihood import convolve_psf, pixel_likelihood  # noqa: E402
 from galsim_vae.models.networks import stage_channels, stage_sizes  # noqa: E402
-from galsim_vae.models.prior import FlowPrior, fit_flow_prior  # noqa: E402
+from galsim_vae.models.prior import FlowPrior  # noqa: E402
+from galsim_vae.models.prior_fit import fit_flow_prior  # noqa: E402
 
 TINY = {"channels": (8, 16), "latent_size": 4, "head_channels": 2}
 

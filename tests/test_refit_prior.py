@@ -131,6 +131,18 @@ def test_refit_prior_fits_a_flow_to_the_training_encodings(untrained_bundle, tin
     assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
                  "--flow-epochs", "1", "--cache-dir", str(cache), "--overwrite"]) == 0
     assert read_bundle(again).training["prior_refit"]["fresh_samples"] is True
+    # rows weighed by their conditions' inverse density: recorded, the default of a next
+    # refit; a power outside 0-1 is refused before any encoding
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(out), *FLOW, "--flow-orientations", "2", "--seed", "5", "--cache-dir",
+                 str(cache), "--flow-balance", "0.5", "--overwrite"]) == 0
+    assert read_bundle(out).training["prior_refit"]["balance"] == 0.5
+    assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
+                 "--flow-epochs", "1", "--cache-dir", str(cache), "--overwrite"]) == 0
+    assert read_bundle(again).training["prior_refit"]["balance"] == 0.5
+    assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
+                 "--flow-balance", "1.5", "--overwrite"]) == 2
+    assert "flow balance must be 0 (off) to 1, got 1.5" in capsys.readouterr().err
 
 
 def test_refit_prior_refuses_another_standardisation_and_its_own_folder(
@@ -155,7 +167,7 @@ def test_refit_prior_refuses_another_standardisation_and_its_own_folder(
 def test_flow_fit_keeps_the_epoch_a_score_prefers():
     """With ``score``, the fit keeps the weights of the best-scoring epoch, not the last
     one nor the one of lowest held-out NLL."""
-    from galsim_vae.models.prior import fit_flow_prior
+    from galsim_vae.models.prior_fit import fit_flow_prior
 
     rng = np.random.default_rng(3)
     latents = rng.normal(size=(256, 4)).astype(np.float32) * [1, 2, 0.5, 1]

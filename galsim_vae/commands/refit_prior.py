@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
                       refine_steps=args.flow_refine_steps, select=args.flow_select or "nll",
                       spline_bins=args.flow_spline_bins,
                       condition_shift=args.flow_condition_shift,
-                      fresh_samples=args.flow_fresh_samples,
+                      fresh_samples=args.flow_fresh_samples, balance=args.flow_balance,
                       noise_correlation=args.noise_correlation, seed=args.seed,
                       cache_dir=args.cache_dir, overwrite=args.overwrite)
     fit = read_bundle(out).training["prior_refit"]

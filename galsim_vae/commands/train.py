@@ -70,6 +70,11 @@ def add_flow_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> No
                         help="fit the flow to a fresh posterior sample of every encoding "
                              "each epoch (the aggregate posterior as a density) instead of "
                              "one fixed sample" + (where or "; default off"))
+    parser.add_argument("--flow-balance", type=float, default=default(0.0), metavar="POWER",
+                        help="weigh each encoding in the flow's fit by its conditions' "
+                             "inverse density to this power (0-1; 0.5 is a good start): "
+                             "the flow follows the sparse conditions (the largest, brightest "
+                             "galaxies) more closely" + (where or "; default 0, off"))
     parser.add_argument("--flow-orientations", type=int, default=None, metavar="N",
                         help="encode each training stamp in the first N of its eight "
                              "orientations for the flow prior's fit (1-8; default: 8 with "
@@ -193,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
                 flow_prior_units=args.flow_units, flow_prior_couplings=args.flow_couplings,
                 flow_prior_spline_bins=args.flow_spline_bins,
                 flow_condition_shift=args.flow_condition_shift,
-                flow_fresh_samples=args.flow_fresh_samples,
+                flow_fresh_samples=args.flow_fresh_samples, flow_balance=args.flow_balance,
                 mixed_precision=args.mixed_precision,
                 xla=args.xla, max_steps_per_epoch=args.max_steps_per_epoch,
                 overwrite=args.overwrite, model_options=model_options or None,

@@ -19,7 +19,7 @@ from .registry import ARCHITECTURES as _ARCHITECTURE_REGISTRY
 # public name -> module that defines it (imported on first access: TensorFlow is heavy)
 _LAZY = {"BetaVAE": "vae", "ConditionalVAE": "conditional", "ConditionalVAE2": "conditional",
          "FancyConditionalVAE": "conditional",
-         "FlowPrior": "prior", "fit_flow_prior": "prior", "standard_normal_prior": "prior",
+         "FlowPrior": "prior", "fit_flow_prior": "prior_fit", "standard_normal_prior": "prior",
          "convolve_psf": "likelihood", "pixel_likelihood": "likelihood",
          "stage_sizes": "networks", "stage_channels": "networks"}
 

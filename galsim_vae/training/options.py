@@ -60,6 +60,7 @@ class TrainingOptions:
     flow_prior_spline_bins: int = 0
     flow_condition_shift: bool = False
     flow_fresh_samples: bool = False
+    flow_balance: float = 0.0
     flow_refine_steps: int = 0
     flow_orientations: int | None = None
     flow_select: str = "nll"
@@ -168,6 +169,11 @@ class TrainingOptions:
             settings["flow_condition_shift"] = True
         if self.flow_fresh_samples:     # only when set: earlier runs resume as they were
             settings["flow_fresh_samples"] = True
+        if self.flow_balance:           # only when set: earlier runs resume as they were
+            if not (isinstance(self.flow_balance, (int, float)) and 0 < self.flow_balance <= 1):
+                raise TrainingConfigError(f"flow_balance must be 0 (off) to 1, got "
+                                          f"{self.flow_balance!r}")
+            settings["flow_balance"] = float(self.flow_balance)
         if self.noise_correlation:      # only when set: older runs resume as they were
             settings["noise_correlation"] = True
         if drawn:            # only when there are some: older runs' run.json resume as they were

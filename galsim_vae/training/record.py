@@ -85,7 +85,8 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
                                 refine_steps: int = 0, prior_weight: float = 0.0,
                                 cache_dir=None, noise_correlation: bool = False,
                                 select: str = "nll", spline_bins: int = 0,
-                                condition_shift: bool = False, fresh_samples: bool = False):
+                                condition_shift: bool = False, fresh_samples: bool = False,
+                                balance: float = 0.0):
     """Fit the flow prior to the aggregate posterior of the training split, stopped early
     on that of the validation split (when the data set has one).
 
@@ -116,7 +117,10 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     fresh posterior sample of every galaxy and orientation each epoch (the posterior
     centres and widths, :func:`galsim_vae.models.prior.fit_flow_prior`'s
     ``latent_scales``) instead of one fixed sample; the validation split keeps its fixed
-    sample, so that its NLL compares epochs.
+    sample, so that its NLL compares epochs.  ``balance`` > 0 weighs each row by its
+    conditions' inverse density to that power (:mod:`.condition_balance`; the validation
+    NLL is weighted alike): the flow's capacity moves to the sparse conditions without
+    changing the conditional density it converges to.
 
     ``select`` "nll" keeps the epoch of the lowest validation NLL; "observed" the epoch
     whose samples, observed like 2,000 validation galaxies (PSF, noise), are closest to
@@ -126,7 +130,7 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     """
     import keras
 
-    from ..models.prior import fit_flow_prior
+    from ..models.prior_fit import fit_flow_prior
     from .encodings import cached_encodings
 
     from .flow_selection import SELECTIONS
@@ -145,6 +149,16 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     if dataset.indices("validation", require_finite=conditions or ()).size:
         held_out = encodings("validation", seed + 1)
         validation = (held_out.latents, held_out.conditions)
+    weights = {}
+    if balance and train.conditions is not None:
+        from .condition_balance import condition_weights
+
+        balanced = condition_weights(train.conditions,
+                                     *([] if validation is None else [validation[1]]),
+                                     power=float(balance))
+        weights = {"sample_weights": balanced[0]}
+        if validation is not None:
+            validation = validation + (balanced[1],)
     selection = {}
     if select != "nll":
         from .flow_selection import morphology_score, observed_morphology_score
@@ -164,7 +178,7 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
                           learning_rate=1e-3, seed=seed % (2**31), validation=validation,
                           hidden_units=hidden_units, n_couplings=n_couplings,
                           spline_bins=spline_bins, condition_shift=condition_shift,
-                          **fitted, **selection)
+                          **fitted, **weights, **selection)
 
 
 def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str, float]], *,
@@ -214,7 +228,8 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
                               "spline_bins": settings.get("flow_prior_spline_bins", 0),
                               "condition_shift": prior.condition_shift,
                               "fresh_samples": bool(settings.get("flow_fresh_samples",
-                                                                 False))}
+                                                                 False)),
+                              "balance": float(settings.get("flow_balance", 0.0))}
     if prior is not None and getattr(prior, "training_losses", None):
         info["final"]["flow_prior_nll"] = float(prior.training_losses[prior.best_epoch - 1])
         info["final"]["flow_prior_epoch"] = int(prior.best_epoch)

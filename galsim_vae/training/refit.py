@@ -56,7 +56,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                 orientations: int | None = None, refine_steps: int | None = None,
                 noise_correlation: bool | None = None, select: str = "nll",
                 spline_bins: int | None = None, condition_shift: bool | None = None,
-                fresh_samples: bool | None = None,
+                fresh_samples: bool | None = None, balance: float | None = None,
                 seed: int | None = None, batch_size: int = 64,
                 cache_dir: str | os.PathLike | None = None,
                 overwrite: bool = False) -> Path:
@@ -81,6 +81,8 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         fresh_samples: Fit the flow to a fresh posterior sample of each encoding every
                       epoch (:func:`galsim_vae.models.prior.fit_flow_prior`'s
                       ``latent_scales``; default: as the bundle's own flow).
+        balance:      Weigh each encoding by its conditions' inverse density to this power
+                      (0: off; :mod:`.condition_balance`; default: as the bundle's own flow).
         refine_steps: Semi-amortized refinement steps of each encoding (default: the
                       bundle's, else 0).
         noise_correlation: Refine with the correlated-noise likelihood (default: as the
@@ -125,6 +127,9 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         condition_shift = bool(own.get("condition_shift", False))
     if fresh_samples is None:
         fresh_samples = bool(own.get("fresh_samples", False))
+    balance = float(own.get("balance", 0.0) if balance is None else balance)
+    if not 0.0 <= balance <= 1.0:
+        raise InputDataError(f"flow balance must be 0 (off) to 1, got {balance}")
     if orientations is None:
         orientations = own.get("orientations") or (8 if training.get("augment") else 1)
     if not 1 <= int(orientations) <= 8:
@@ -150,14 +155,14 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         refine_steps=int(refine_steps), prior_weight=final_beta, cache_dir=cache_dir,
         noise_correlation=bool(noise_correlation), select=select,
         spline_bins=int(spline_bins), condition_shift=bool(condition_shift),
-        fresh_samples=bool(fresh_samples))
+        fresh_samples=bool(fresh_samples), balance=balance)
     network.attach_prior(prior)
     record = {"from": str(path), "data": str(Path(dataset.path).resolve()),
               "orientations": int(orientations), "refine_steps": int(refine_steps),
               "units": [int(u) for u in hidden_units], "couplings": int(n_couplings),
               "max_epochs": int(epochs), "seed": int(seed), "select": select,
               "spline_bins": int(spline_bins), "condition_shift": prior.condition_shift,
-              "fresh_samples": bool(fresh_samples),
+              "fresh_samples": bool(fresh_samples), "balance": balance,
               "best_epoch": int(prior.best_epoch),
               "nll": float(prior.training_losses[prior.best_epoch - 1])}
     if getattr(prior, "validation_losses", None):

@@ -83,7 +83,8 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
                          couplings, K >= 2: spline couplings of K bins),
                          ``flow_condition_shift`` (the latents' shift linear in the
                          conditions), ``flow_fresh_samples`` (a fresh posterior sample
-                         of each encoding every flow epoch),
+                         of each encoding every flow epoch), ``flow_balance`` (rows
+                         weighed by their conditions' inverse density to this power),
                          ``flow_refine_steps`` (semi-amortized
                          encodings), ``flow_orientations`` (orientations of each stamp
                          encoded for the flow: 1-8, default 8 with ``augment``),
@@ -337,6 +338,7 @@ class _Run:
                 spline_bins=plan.settings.get("flow_prior_spline_bins", 0),
                 condition_shift=plan.settings.get("flow_condition_shift", False),
                 fresh_samples=plan.settings.get("flow_fresh_samples", False),
+                balance=plan.settings.get("flow_balance", 0.0),
                 refine_steps=int(options.flow_refine_steps or 0),
                 prior_weight=float(history[-1]["beta"]),
                 cache_dir=plan.checkpoint_dir,
