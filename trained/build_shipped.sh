@@ -457,6 +457,9 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #   The longer the flow is fitted, the sharper its |g| and the more its sizes regress:
 #   epoch 30 size -0.96% / KS |g| 0.067; 40 (prototype) -1.95% / 0.059; 55 -2.27% / 0.063.
 #   Every flagship_v2 flow draws mean g1 +0.0032 to +0.0036 in the report (see above).
+#   flagship_bal100 (--flow-balance 0.5, epoch 19 by the weighted validation NLL;
+#     runs/refit_balance.sh): 5/8, worse -- mean |g| +3.1%, size -2.1%, KS |g| 0.097; the
+#     weighted fit stops early and over-produces elongated galaxies.  Not the fix.
 # Still to try: fitting the flow to fresh posterior samples every epoch (the
 # aggregate posterior as a density, not 8 points per galaxy, so that a longer fit does not
 # learn points), and a flow score measured as the report measures (observed with PSF and
