@@ -131,12 +131,15 @@ def test_refit_prior_fits_a_flow_to_the_training_encodings(untrained_bundle, tin
     assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
                  "--flow-epochs", "1", "--cache-dir", str(cache), "--overwrite"]) == 0
     assert read_bundle(again).training["prior_refit"]["fresh_samples"] is True
-    # rows weighed by their conditions' inverse density: recorded, the default of a next
-    # refit; a power outside 0-1 is refused before any encoding
+    # rows weighed by their conditions' inverse density (with an epoch chosen by a score):
+    # recorded, the default of a next refit; a power outside 0-1 is refused before any
+    # encoding
     assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
                  str(out), *FLOW, "--flow-orientations", "2", "--seed", "5", "--cache-dir",
-                 str(cache), "--flow-balance", "0.5", "--overwrite"]) == 0
+                 str(cache), "--flow-balance", "0.5", "--flow-select", "morphology",
+                 "--overwrite"]) == 0
     assert read_bundle(out).training["prior_refit"]["balance"] == 0.5
+    assert read_bundle(out).training["prior_refit"]["scores"]       # weighted and scored
     assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
                  "--flow-epochs", "1", "--cache-dir", str(cache), "--overwrite"]) == 0
     assert read_bundle(again).training["prior_refit"]["balance"] == 0.5

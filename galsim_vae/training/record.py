@@ -115,7 +115,7 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     (:class:`galsim_vae.models.prior.FlowPrior`), 0 affine; ``condition_shift`` shifts the
     latents by a linear function of the conditions.  ``fresh_samples`` fits the flow to a
     fresh posterior sample of every galaxy and orientation each epoch (the posterior
-    centres and widths, :func:`galsim_vae.models.prior.fit_flow_prior`'s
+    centres and widths, :func:`galsim_vae.models.prior_fit.fit_flow_prior`'s
     ``latent_scales``) instead of one fixed sample; the validation split keeps its fixed
     sample, so that its NLL compares epochs.  ``balance`` > 0 weighs each row by its
     conditions' inverse density to that power (:mod:`.condition_balance`; the validation
@@ -132,7 +132,6 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
 
     from ..models.prior_fit import fit_flow_prior
     from .encodings import cached_encodings
-
     from .flow_selection import SELECTIONS
 
     if select not in SELECTIONS:     # before the encodings, which take minutes
@@ -166,7 +165,8 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
         if validation is None:
             raise InputDataError(f"data set {str(dataset.path)!r} has no validation split: "
                                  "the flow's epoch cannot be chosen by its morphology")
-        score = (morphology_score(model, *validation, pixel_scale=dataset.pixel_scale,
+        score = (morphology_score(model, validation[0], validation[1],
+                                  pixel_scale=dataset.pixel_scale,
                                   n=3000, seed=seed) if select == "morphology" else
                  observed_morphology_score(model, dataset, conditions, psf_free=with_psf,
                                            flux_scale=dataset.flux_scale, n=2000, seed=seed))

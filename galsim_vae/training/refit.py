@@ -79,7 +79,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                       (:class:`galsim_vae.models.prior.FlowPrior`; default: as the bundle's
                       own flow).
         fresh_samples: Fit the flow to a fresh posterior sample of each encoding every
-                      epoch (:func:`galsim_vae.models.prior.fit_flow_prior`'s
+                      epoch (:func:`galsim_vae.models.prior_fit.fit_flow_prior`'s
                       ``latent_scales``; default: as the bundle's own flow).
         balance:      Weigh each encoding by its conditions' inverse density to this power
                       (0: off; :mod:`.condition_balance`; default: as the bundle's own flow).
