@@ -18,7 +18,7 @@ from typing import Sequence
 from ._version import __version__
 from .commands import add_command_parsers
 from .errors import GalsimVAEError
-from .interruption import EXIT_STATUS, Terminated, handled
+from .interruption import EXIT_STATUS, Terminated, handled, received
 from .tf_runtime import VERBOSE_ENV
 
 #: Sub-commands, in the order ``--help`` lists them: name -> module in galsim_vae.commands.
@@ -78,6 +78,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """Run one sub-command; errors and signals become a line on stderr and a status."""
     try:
+        return _run_or_stop(args)
+    except Exception:
+        # a signal turned into another error on its way out (a C extension initialising)
+        if received() is None:
+            raise
+        return _stopped(args, received())
+
+
+def _stopped(args: argparse.Namespace, signum: int) -> int:
+    """The line and status of a command stopped by ``signum``."""
+    if signum == signal.SIGINT:
+        print(f"galsim-vae {args.command}: interrupted; no partial output was kept",
+              file=sys.stderr)
+    else:
+        print(f"galsim-vae {args.command}: terminated (SIGTERM); no partial output was kept"
+              + ("; training checkpoints are intact: continue with --resume"
+                 if args.command == "train" else ""), file=sys.stderr)
+    return EXIT_STATUS[signum]
+
+
+def _run_or_stop(args: argparse.Namespace) -> int:
+    """Run one sub-command; known errors and signals become a line and a status."""
+    try:
         if args.command in TENSORFLOW_COMMANDS:
             from .tf_runtime import import_tensorflow
 
@@ -98,14 +121,9 @@ def _run(args: argparse.Namespace) -> int:
               "run the command again", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(f"galsim-vae {args.command}: interrupted; no partial output was kept",
-              file=sys.stderr)
-        return EXIT_STATUS[signal.SIGINT]
+        return _stopped(args, signal.SIGINT)
     except Terminated:
-        print(f"galsim-vae {args.command}: terminated (SIGTERM); no partial output was kept"
-              + ("; training checkpoints are intact: continue with --resume"
-                 if args.command == "train" else ""), file=sys.stderr)
-        return EXIT_STATUS[signal.SIGTERM]
+        return _stopped(args, signal.SIGTERM)
 
 
 if __name__ == "__main__":  # pragma: no cover

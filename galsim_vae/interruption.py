@@ -42,6 +42,15 @@ def check() -> None:
         raise _exception_for(_received[-1])
 
 
+def received() -> int | None:
+    """The last signal that arrived since :func:`handled` started, or None.  A signal
+    that lands while a C extension initialises (e.g. LiteRT's interpreter, imported on
+    first use) reaches the caller as that extension's own error ("ImportError:
+    initialization failed"), with the signal's exception as its cause: the record says
+    the command was stopped all the same."""
+    return _received[-1] if _received else None
+
+
 @contextlib.contextmanager
 def handled() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` and SIGINT ``KeyboardInterrupt``,

@@ -173,3 +173,31 @@ def test_prepare_interrupted_leaves_nothing(survey, tmp_path, signum, status, wo
                    "256", "--out", tmp_path / "data"], tmp_path)
     assert _wait_for(lambda: any(tmp_path.iterdir()), 120), proc.communicate()[1]
     _signal_leaves_nothing(proc, signum, status, word, tmp_path, "prepare")  # mid-write
+
+
+def test_a_signal_turned_into_another_error_still_stops_the_command(capsys):
+    """Ctrl-C while a C extension initialises (LiteRT's interpreter, imported on first
+    use) reaches the command as "ImportError: initialization failed": the command still
+    exits 130 with its one line, no traceback; the same error without a signal is raised."""
+    import argparse
+
+    from galsim_vae import cli
+    from galsim_vae.interruption import handled
+
+    def extension_import(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt as interrupt:
+            raise ImportError("initialization failed") from interrupt
+
+    args = argparse.Namespace(command="sample", run=extension_import)
+    with handled():
+        assert cli._run(args) == 130
+    assert "galsim-vae sample: interrupted; no partial output was kept" in capsys.readouterr().err
+
+    def broken(args):
+        raise ImportError("initialization failed")
+
+    with handled(), pytest.raises(ImportError, match="initialization failed"):
+        cli._run(argparse.Namespace(command="sample", run=broken))
