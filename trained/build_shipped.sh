@@ -490,6 +490,9 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #       'flagship_cosmos_sim', open('card.md').read(), name='flagship_cosmos_sim', extra_folders= \
 #       {'report_10k': 'report10k_flagship_nll100', 'report_real': 'report_real_flagship_nll100'})"
 #   (card.md: trained/flagship_cosmos_sim/README.md)
+# Started at the end of session 33 (may have been stopped with the session; rerun if
+# runs/report10k_flagship_splfresh is missing): runs/refit_spline_fresh.sh -- 8 spline
+# couplings (8 bins) on fresh samples, epoch by validation NLL, aimed at KS |g|.
 # Still to try: fitting the flow to fresh posterior samples every epoch (the
 # aggregate posterior as a density, not 8 points per galaxy, so that a longer fit does not
 # learn points), and a flow score measured as the report measures (observed with PSF and
