@@ -81,9 +81,10 @@ def _run(args: argparse.Namespace) -> int:
         return _run_or_stop(args)
     except Exception:
         # a signal turned into another error on its way out (a C extension initialising)
-        if received() is None:
+        signum = received()
+        if signum is None:
             raise
-        return _stopped(args, received())
+        return _stopped(args, signum)
 
 
 def _stopped(args: argparse.Namespace, signum: int) -> int:

@@ -67,9 +67,11 @@ def fit_flow_prior(latents: Any, conditions: Any = None, *, epochs: int = 50,
     one fixed sample per galaxy over and over.  A fixed sample is a finite point set that
     the flow learns ever more closely (and its samples drift to where those points
     happen to lie); fresh samples keep the target the smooth mixture ``q(z) = E_x q(z|x)``
-    of Lanusse et al. 2021 (MNRAS 504, 5543, sect. 3.3).  On the flagship this kept the
-    validation NLL falling for 40 epochs and cut the generated sizes' deficit from 2.2% to
-    1.6% on the same 4,000 held-out galaxies (trained/build_shipped.sh, session 32).
+    of Lanusse et al. 2021 (MNRAS 504, 5543, sect. 3.3).  How much this changes depends
+    on the posterior widths: on the flagship (beta 0.001) they are ~1% of the spread of
+    the centres, fresh samples hardly differ from fixed ones and the flow still over-fits
+    after ~30 epochs (trained/build_shipped.sh, session 33); the shipped flagship's flow
+    was fitted this way and kept at its lowest validation NLL.
 
     Parameters:
         latents:       (N, d) latents of the training set (posterior samples or means;
