@@ -148,6 +148,47 @@ def test_refit_prior_fits_a_flow_to_the_training_encodings(untrained_bundle, tin
     assert "flow balance must be 0 (off) to 1, got 1.5" in capsys.readouterr().err
 
 
+def test_refit_prior_fits_each_galaxys_canonical_orientation(untrained_bundle, tiny_dataset,
+                                                              tmp_path, capsys):
+    """--flow-orientation canonical: the flow is fitted to the two of each training
+    galaxy's eight encodings whose stamp has g1, g2 >= 0 (its standardisation is their
+    mean), recorded, and the default of a next refit; fewer than 8 orientations refused."""
+    from galsim_vae.bundle.edit import with_generation_settings
+    from galsim_vae.training.canonical_orientation import canonical_encodings
+    from galsim_vae.training.encodings import Encodings
+
+    out, again, cache = tmp_path / "canon", tmp_path / "again", tmp_path / "cache"
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(out), "--flow-orientation", "canonical", *FLOW]) == 2
+    assert "samples galaxies upright (sample_symmetry 'none')" in capsys.readouterr().err
+    assert not out.exists()
+    turning = with_generation_settings(untrained_bundle, tmp_path / "turning",
+                                       sample_symmetry="isotropic")
+    assert main(["--quiet", "refit-prior", str(turning), str(tiny_dataset), "--out",
+                 str(out), *FLOW, "--flow-orientations", "8", "--seed", "5", "--cache-dir",
+                 str(cache), "--flow-orientation", "canonical"]) == 0
+    assert "fitted to the canonical pair of 8 orientations" in capsys.readouterr().out
+    assert read_bundle(out).training["prior_refit"]["orientation"] == "canonical"
+    (train_file,) = cache.glob("encodings_train_*.npz")
+    with np.load(train_file) as saved:
+        encoded = Encodings(saved["latents"], saved["conditions"], saved["centres"],
+                            saved["scales"])
+    data = Dataset(tiny_dataset)
+    kept = canonical_encodings(encoded, data, "train", ("zphot",), orientations=8,
+                               batch_size=64)
+    assert len(kept.latents) == 2 * data.indices("train", require_finite=("zphot",)).size
+    np.testing.assert_allclose(load_bundle(out)[0].flow_prior.shift.numpy(),
+                               kept.latents.mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
+                 "--flow-epochs", "1", "--cache-dir", str(cache)]) == 0
+    assert read_bundle(again).training["prior_refit"]["orientation"] == "canonical"
+    assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
+                 "--flow-orientations", "2", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "canonical flow orientation needs all 8 orientations of each stamp encoded, got 2" in err
+    assert "Traceback" not in err
+
+
 def test_refit_prior_refuses_another_standardisation_and_its_own_folder(
         untrained_bundle, tmp_path, capsys):
     """Encodings of stamps scaled or standardised otherwise are not the training set's:

@@ -561,3 +561,25 @@ def test_flow_orientations_sets_the_encoded_orientations(tiny_dataset, tmp_path)
     with pytest.raises(TrainingConfigError, match="augment"):
         train(tiny_dataset, tmp_path / "upright", flow_orientations=4, **kwargs)
     assert not (tmp_path / "upright").exists() and not (tmp_path / "bad9").exists()
+
+
+def test_flow_orientation_canonical_is_recorded_and_needs_eight_orientations(tiny_dataset,
+                                                                             tmp_path):
+    """An augment run's flow fitted to each galaxy's canonical pair of orientations says
+    so in the bundle; without the eight orientations, or with another value, the run is
+    refused before any training."""
+    from galsim_vae.bundle import load_bundle
+    from galsim_vae.training import TrainingConfigError, train
+
+    kwargs = dict(architecture="cvae2", conditions=("zphot",), latent_size=4,
+                  channels=[4, 8], epochs=1, batch_size=16, seed=3, flow_prior_epochs=2)
+    out = train(tiny_dataset, tmp_path / "canon", augment=True, flow_orientation="canonical",
+                **kwargs)
+    assert load_bundle(out)[1].training["flow_prior"]["orientation"] == "canonical"
+    for bad, options in (("augment", {"flow_orientation": "canonical"}),
+                         ("augment", {"flow_orientation": "canonical", "augment": True,
+                                      "flow_orientations": 2}),
+                         ("one of", {"flow_orientation": "upright", "augment": True})):
+        with pytest.raises(TrainingConfigError, match=bad):
+            train(tiny_dataset, tmp_path / "bad", **options, **kwargs)
+        assert not (tmp_path / "bad").exists()

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
                       spline_bins=args.flow_spline_bins,
                       condition_shift=args.flow_condition_shift,
                       fresh_samples=args.flow_fresh_samples, balance=args.flow_balance,
+                      orientation=args.flow_orientation,
                       noise_correlation=args.noise_correlation, seed=args.seed,
                       cache_dir=args.cache_dir, overwrite=args.overwrite)
     fit = read_bundle(out).training["prior_refit"]
@@ -54,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     kind = f"spline ({fit['spline_bins']} bins)" if fit.get("spline_bins") else "affine"
     shifted = " and a shift linear in the conditions" if fit.get("condition_shift") else ""
     fresh = "fresh posterior samples of " if fit.get("fresh_samples") else ""
+    turns = ("the canonical pair of 8 orientations" if fit.get("orientation") == "canonical"
+             else f"{fit['orientations']} orientation(s)")
     print(f"wrote model bundle {out}: flow prior of {fit['couplings']} {kind} couplings "
-          f"({','.join(map(str, fit['units']))}){shifted} fitted to {fresh}{fit['orientations']} "
-          f"orientation(s), best epoch {fit['best_epoch']}, NLL {fit['nll']:.3f}{held_out} "
+          f"({','.join(map(str, fit['units']))}){shifted} fitted to {fresh}{turns}, best epoch {fit['best_epoch']}, NLL {fit['nll']:.3f}{held_out} "
           "nats per latent")
     return 0

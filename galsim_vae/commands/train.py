@@ -75,6 +75,13 @@ def add_flow_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> No
                              "inverse density to this power (0-1; 0.5 is a good start): "
                              "the flow follows the sparse conditions (the largest, brightest "
                              "galaxies) more closely" + (where or "; default 0, off"))
+    parser.add_argument("--flow-orientation", choices=("all", "canonical"),
+                        default=default("all"),
+                        help="fit the flow to every encoded orientation of each stamp (all) "
+                             "or to the two whose shear has g1, g2 >= 0 (canonical; needs 8 "
+                             "orientations): generation turns each galaxy to a uniformly "
+                             "random angle either way, and the flow no longer puts mass "
+                             "between a galaxy's turned copies" + (where or "; default all"))
     parser.add_argument("--flow-orientations", type=int, default=None, metavar="N",
                         help="encode each training stamp in the first N of its eight "
                              "orientations for the flow prior's fit (1-8; default: 8 with "
@@ -199,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
                 flow_prior_spline_bins=args.flow_spline_bins,
                 flow_condition_shift=args.flow_condition_shift,
                 flow_fresh_samples=args.flow_fresh_samples, flow_balance=args.flow_balance,
+                flow_orientation=args.flow_orientation,
                 mixed_precision=args.mixed_precision,
                 xla=args.xla, max_steps_per_epoch=args.max_steps_per_epoch,
                 overwrite=args.overwrite, model_options=model_options or None,

@@ -32,7 +32,7 @@ STORAGE_MESSAGES = ("File too large", "No space left", "Disk quota exceeded")
 RESUMABLE_CHANGES = ("epochs", "early_stopping_patience", "restore_best", "flow_prior",
                      "flow_prior_epochs", "flow_prior_units", "flow_prior_couplings",
                      "flow_prior_spline_bins", "flow_condition_shift", "flow_fresh_samples",
-                     "flow_balance",
+                     "flow_balance", "flow_orientation",
                      "flow_refine_steps", "flow_orientations", "flow_select", "mixed_precision",
                      "xla", "name")
 

@@ -25,6 +25,9 @@ from .callbacks import log
 
 #: File name of a cached split's encodings in the checkpoint folder.
 CACHE_NAME = "encodings_{split}_{key}.npz"
+#: Fewest stamps per encoder call: the rows of each call are written orientation by
+#: orientation (:func:`row_layout`).
+MIN_ENCODING_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,11 @@ class Encodings:
     conditions: np.ndarray | None
     centres: np.ndarray
     scales: np.ndarray
+
+    def subset(self, rows: np.ndarray) -> "Encodings":
+        """The encodings of ``rows`` only (indices or a boolean mask)."""
+        return Encodings(self.latents[rows], None if self.conditions is None else
+                         self.conditions[rows], self.centres[rows], self.scales[rows])
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays to save (``np.savez``), conditions left out when there are none."""
@@ -110,7 +118,7 @@ def encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size
     from ..data import make_tf_dataset
     from ..models.orientation import orient
 
-    data = make_tf_dataset(dataset, split, batch_size=max(batch_size, 256), shuffle=False,
+    data = make_tf_dataset(dataset, split, batch_size=encoding_batch(batch_size), shuffle=False,
                            conditions=conditions, with_psf=with_psf,
                            **({"noise_correlation": True} if noise_correlation else {}))
     generator = tf.random.Generator.from_seed(int(seed) % (2**31))
@@ -139,6 +147,28 @@ def encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size
                 conds.append(cond.numpy())
     return Encodings(np.concatenate(latents), np.concatenate(conds) if conds else None,
                      np.concatenate(centres), np.concatenate(scales))
+
+
+def encoding_batch(batch_size: int) -> int:
+    """Stamps per encoder call of :func:`encodings` asked for ``batch_size``."""
+    return max(int(batch_size), MIN_ENCODING_BATCH)
+
+
+def row_layout(n_galaxies: int, orientations: int, batch_size: int) -> tuple[np.ndarray,
+                                                                           np.ndarray]:
+    """Which galaxy (index into the split's rows) and which group element each row of
+    :func:`encodings` holds, (R,) int each: per encoder call of ``encoding_batch(batch_size)``
+    galaxies, all of them in orientation 0, then all in orientation 1, and so on."""
+    step = encoding_batch(batch_size)
+    galaxy, code = [], []
+    for start in range(0, int(n_galaxies), step):
+        members = np.arange(start, min(start + step, int(n_galaxies)))
+        for turn in range(int(orientations)):
+            galaxy.append(members)
+            code.append(np.full(members.size, turn))
+    if not galaxy:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(galaxy).astype(np.int64), np.concatenate(code).astype(np.int64)
 
 
 def latent_refiner(model, steps: int, prior_weight: float, learning_rate: float = 0.3):

@@ -61,6 +61,7 @@ class TrainingOptions:
     flow_condition_shift: bool = False
     flow_fresh_samples: bool = False
     flow_balance: float = 0.0
+    flow_orientation: str = "all"
     flow_refine_steps: int = 0
     flow_orientations: int | None = None
     flow_select: str = "nll"
@@ -174,6 +175,8 @@ class TrainingOptions:
                 raise TrainingConfigError(f"flow_balance must be 0 (off) to 1, got "
                                           f"{self.flow_balance!r}")
             settings["flow_balance"] = float(self.flow_balance)
+        if self.flow_orientation != "all":  # only when set: earlier runs resume as they were
+            settings["flow_orientation"] = self._flow_orientation(settings["flow_orientations"])
         if self.noise_correlation:      # only when set: older runs resume as they were
             settings["noise_correlation"] = True
         if drawn:            # only when there are some: older runs' run.json resume as they were
@@ -200,6 +203,20 @@ class TrainingOptions:
                 "model trained on them understands: train with augment=True (--augment) or "
                 "use flow_orientations=1")
         return value
+
+    def _flow_orientation(self, orientations: int) -> str:
+        """``flow_orientation`` checked: "canonical" needs the eight orientations encoded
+        (:mod:`galsim_vae.training.canonical_orientation`)."""
+        from .canonical_orientation import FLOW_ORIENTATIONS
+
+        if self.flow_orientation not in FLOW_ORIENTATIONS:
+            raise TrainingConfigError(f"flow_orientation must be one of "
+                                      f"{list(FLOW_ORIENTATIONS)}, got {self.flow_orientation!r}")
+        if self.flow_orientation == "canonical" and orientations != 8:
+            raise TrainingConfigError(
+                "flow_orientation='canonical' keeps each galaxy's canonical pair of its eight "
+                "orientations: train with augment=True (--augment) and all 8 flow orientations")
+        return self.flow_orientation
 
     def _hyperparameters(self, dataset, conditions: tuple, latent_size: int,
                          psf_free: bool) -> dict[str, Any]:

@@ -86,7 +86,7 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
                                 cache_dir=None, noise_correlation: bool = False,
                                 select: str = "nll", spline_bins: int = 0,
                                 condition_shift: bool = False, fresh_samples: bool = False,
-                                balance: float = 0.0):
+                                balance: float = 0.0, orientation: str = "all"):
     """Fit the flow prior to the aggregate posterior of the training split, stopped early
     on that of the validation split (when the data set has one).
 
@@ -120,7 +120,10 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     sample, so that its NLL compares epochs.  ``balance`` > 0 weighs each row by its
     conditions' inverse density to that power (:mod:`.condition_balance`; the validation
     NLL is weighted alike): the flow's capacity moves to the sparse conditions without
-    changing the conditional density it converges to.
+    changing the conditional density it converges to.  ``orientation`` "canonical" keeps
+    the two of each galaxy's eight orientations whose shear has g1, g2 >= 0, for the
+    training and the validation split (:mod:`.canonical_orientation`); "all" keeps every
+    encoded orientation.
 
     ``select`` "nll" keeps the epoch of the lowest validation NLL; "observed" the epoch
     whose samples, observed like 2,000 validation galaxies (PSF, noise), are closest to
@@ -131,17 +134,28 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     import keras
 
     from ..models.prior_fit import fit_flow_prior
+    from .canonical_orientation import (FLOW_ORIENTATIONS, canonical_encodings,
+                                        check_orientations)
     from .encodings import cached_encodings
     from .flow_selection import SELECTIONS
 
     if select not in SELECTIONS:     # before the encodings, which take minutes
         raise InputDataError(f"flow selection {select!r} is not one of {list(SELECTIONS)}")
+    if orientation not in FLOW_ORIENTATIONS:
+        raise InputDataError(f"flow orientation {orientation!r} is not one of "
+                             f"{list(FLOW_ORIENTATIONS)}")
+    if orientation == "canonical":
+        check_orientations(orientations)
 
     def encodings(split: str, split_seed: int):
-        return cached_encodings(model, dataset, split, conditions, with_psf, batch_size,
-                                orientations=orientations, seed=split_seed,
-                                refine_steps=refine_steps, prior_weight=prior_weight,
-                                cache_dir=cache_dir, noise_correlation=noise_correlation)
+        encoded = cached_encodings(model, dataset, split, conditions, with_psf, batch_size,
+                                   orientations=orientations, seed=split_seed,
+                                   refine_steps=refine_steps, prior_weight=prior_weight,
+                                   cache_dir=cache_dir, noise_correlation=noise_correlation)
+        if orientation == "canonical":
+            encoded = canonical_encodings(encoded, dataset, split, conditions,
+                                          orientations=orientations, batch_size=batch_size)
+        return encoded
 
     train = encodings("train", seed)
     validation = None
@@ -229,7 +243,8 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
                               "condition_shift": prior.condition_shift,
                               "fresh_samples": bool(settings.get("flow_fresh_samples",
                                                                  False)),
-                              "balance": float(settings.get("flow_balance", 0.0))}
+                              "balance": float(settings.get("flow_balance", 0.0)),
+                              "orientation": settings.get("flow_orientation", "all")}
     if prior is not None and getattr(prior, "training_losses", None):
         info["final"]["flow_prior_nll"] = float(prior.training_losses[prior.best_epoch - 1])
         info["final"]["flow_prior_epoch"] = int(prior.best_epoch)

@@ -57,6 +57,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                 noise_correlation: bool | None = None, select: str = "nll",
                 spline_bins: int | None = None, condition_shift: bool | None = None,
                 fresh_samples: bool | None = None, balance: float | None = None,
+                orientation: str | None = None,
                 seed: int | None = None, batch_size: int = 64,
                 cache_dir: str | os.PathLike | None = None,
                 overwrite: bool = False) -> Path:
@@ -83,6 +84,9 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                       ``latent_scales``; default: as the bundle's own flow).
         balance:      Weigh each encoding by its conditions' inverse density to this power
                       (0: off; :mod:`.condition_balance`; default: as the bundle's own flow).
+        orientation:  "all": fit every encoded orientation; "canonical": the two of each
+                      galaxy's eight whose shear has g1, g2 >= 0
+                      (:mod:`.canonical_orientation`; default: as the bundle's own flow).
         refine_steps: Semi-amortized refinement steps of each encoding (default: the
                       bundle's, else 0).
         noise_correlation: Refine with the correlated-noise likelihood (default: as the
@@ -132,6 +136,13 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         raise InputDataError(f"flow balance must be 0 (off) to 1, got {balance}")
     if orientations is None:
         orientations = own.get("orientations") or (8 if training.get("augment") else 1)
+    orientation = orientation or own.get("orientation") or "all"
+    symmetry = spec.hyperparameters.get("sample_symmetry", "none")
+    if orientation == "canonical" and symmetry not in ("dihedral", "isotropic"):
+        raise InputDataError(f"bundle {str(path)!r} samples galaxies upright (sample_symmetry "
+                             f"{symmetry!r}): a flow of canonical orientations would draw "
+                             "every galaxy with g1, g2 >= 0; use --flow-orientation all, or a "
+                             "bundle trained with --augment")
     if not 1 <= int(orientations) <= 8:
         raise InputDataError(f"orientations must be 1 to 8, got {orientations}")
     if int(n_couplings) < 1 or int(epochs) < 1 or int(refine_steps) < 0:
@@ -155,7 +166,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         refine_steps=int(refine_steps), prior_weight=final_beta, cache_dir=cache_dir,
         noise_correlation=bool(noise_correlation), select=select,
         spline_bins=int(spline_bins), condition_shift=bool(condition_shift),
-        fresh_samples=bool(fresh_samples), balance=balance)
+        fresh_samples=bool(fresh_samples), balance=balance, orientation=orientation)
     network.attach_prior(prior)
     record = {"from": str(path), "data": str(Path(dataset.path).resolve()),
               "orientations": int(orientations), "refine_steps": int(refine_steps),
@@ -163,6 +174,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
               "max_epochs": int(epochs), "seed": int(seed), "select": select,
               "spline_bins": int(spline_bins), "condition_shift": prior.condition_shift,
               "fresh_samples": bool(fresh_samples), "balance": balance,
+              "orientation": orientation,
               "best_epoch": int(prior.best_epoch),
               "nll": float(prior.training_losses[prior.best_epoch - 1])}
     if getattr(prior, "validation_losses", None):

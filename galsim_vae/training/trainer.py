@@ -88,6 +88,8 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
                          ``flow_refine_steps`` (semi-amortized
                          encodings), ``flow_orientations`` (orientations of each stamp
                          encoded for the flow: 1-8, default 8 with ``augment``),
+                         ``flow_orientation`` (``"all"`` of them, or each galaxy's
+                         ``"canonical"`` pair: :mod:`.canonical_orientation`),
                          ``flow_select`` (the flow epoch kept: ``"nll"`` or
                          ``"morphology"``, :mod:`.flow_selection`),
                          ``mixed_precision``, ``xla``, ``max_steps_per_epoch``, ``name``.
@@ -339,6 +341,7 @@ class _Run:
                 condition_shift=plan.settings.get("flow_condition_shift", False),
                 fresh_samples=plan.settings.get("flow_fresh_samples", False),
                 balance=plan.settings.get("flow_balance", 0.0),
+                orientation=plan.settings.get("flow_orientation", "all"),
                 refine_steps=int(options.flow_refine_steps or 0),
                 prior_weight=float(history[-1]["beta"]),
                 cache_dir=plan.checkpoint_dir,
