@@ -490,13 +490,30 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #       'flagship_cosmos_sim', open('card.md').read(), name='flagship_cosmos_sim', extra_folders= \
 #       {'report_10k': 'report10k_flagship_nll100', 'report_real': 'report_real_flagship_nll100'})"
 #   (card.md: trained/flagship_cosmos_sim/README.md)
-# Started at the end of session 33 (may have been stopped with the session; rerun if
-# runs/report10k_flagship_splfresh is missing): runs/refit_spline_fresh.sh -- 8 spline
-# couplings (8 bins) on fresh samples, epoch by validation NLL, aimed at KS |g|.
-# Still to try: fitting the flow to fresh posterior samples every epoch (the
-# aggregate posterior as a density, not 8 points per galaxy, so that a longer fit does not
-# learn points), and a flow score measured as the report measures (observed with PSF and
-# noise, the size tail), the PSF-free worst-bin term being the noisiest of the score.
+# Session 34 (2026-12-05), 10k reports on simeval10k_128, none shipped:
+#   flagship_splfresh (runs/refit_spline_fresh.sh: 8 spline couplings of 8 bins, fresh
+#     samples, epoch 29 by NLL): 4/8 -- KS |g| 0.052 (the closest yet) but mean |g| -2.4%,
+#     size -2.1%, worst z-bin flux 5.8%.
+#   flagship_canon (runs/canon_flow.py, the prototype of --flow-orientation canonical: 12 x
+#     256-256, fresh samples, epoch 26 by NLL; fit 3.5 min instead of ~15): 6/8 -- KS |g|
+#     0.064 (shipped 0.067), size -1.24% (shipped -0.96%); isotropy 0.0006, p 0.96 (a
+#     different draw, not a property: see session 33).  Validation NLL 18.41 against the
+#     8-orientation flow's 18.50 (which pays log 4 / 32 = 0.04 nats per latent for the
+#     orientations the canonical pair leaves out).
+#   vae_canon (12 x 256-256, canonical, fresh, epoch 32): 5/8 -- KS |g| 0.039 (met), size
+#     -2.3%, isotropy draw 0.0038.
+#   The flow's |g| is under-dispersed, not offset (flagship_nll100, 4,000 held-out, observed):
+#     quantiles 5/10/50/90/95% generated 0.042/0.062/0.204/0.439/0.491, data
+#     0.030/0.052/0.184/0.480/0.525 -- too few round and too few elongated galaxies.  So is
+#     a 64-component Gaussian mixture fitted to the encodings jointly with the conditions
+#     (runs/exp_gmm.py, PSF-free against the decoded validation centres: KS |g| 0.041
+#     against the flow's 0.048, mean |g| -5%): the density estimate's smoothing, not the
+#     orientation copies, rounds the extremes.  The report's memorization distances say
+#     the same: generated galaxies lie 1.5x as far from their nearest training galaxy as
+#     held-out galaxies do.
+# Still to try: a prior that keeps the extremes of |g| and size -- more training galaxies
+# for the flow (the simulator can draw them: encode a second survey with the same
+# networks), or networks whose latent space is less curved (a larger KL weight).
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
