@@ -514,6 +514,9 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #     orientations the canonical pair leaves out).
 #   vae_canon (12 x 256-256, canonical, fresh, epoch 32): 5/8 -- KS |g| 0.039 (met), size
 #     -2.3%, isotropy draw 0.0038.
+#   vae_canon_small (8 x 128-128 as shipped, canonical, fresh, epoch 52;
+#     runs/vae_canon_small.sh): 4/8 -- size -1.27%, KS |g| 0.065, isotropy 0.0024.
+#   On the vae every flow so far trades KS |g| against size: none has both.
 #   The flow's |g| is under-dispersed, not offset (flagship_nll100, 4,000 held-out, observed):
 #     quantiles 5/10/50/90/95% generated 0.042/0.062/0.204/0.439/0.491, data
 #     0.030/0.052/0.184/0.480/0.525 -- too few round and too few elongated galaxies.  So is
