@@ -4,10 +4,12 @@ A model trained on the eight pixel-exact rotations and flips of each stamp (``au
 encodes one galaxy at up to four places of its latent space (the quarter-turn pairs
 (g1, g2) and (-g1, -g2), and their mirror images (-g1, g2), (g1, -g2)).  A flow fitted to
 all eight orientations models each galaxy as that ring of copies and puts mass between
-them, where the decoder draws the galaxy's blend with its own turned copy: a rounder
-galaxy.  On the flagship (``trained/build_shipped.sh``, session 34) the flow's |g|
-distribution was narrower than the data's at the same mean (median 0.207 against 0.186,
-KS 0.067) while the posterior samples' matched (KS 0.038).
+them, where the decoder may draw the galaxy's blend with its own turned copy: a rounder
+galaxy.  The flagship's flow draws a |g| distribution narrower than the data's at the
+same mean (median 0.207 against 0.186, KS 0.067) while its posterior samples match (KS
+0.038); fitted to the canonical pair instead, in a quarter of the time, it gave KS 0.064
+and mean size -1.2% against -1.0% (``trained/build_shipped.sh``, session 34): the
+orientation copies are not what narrows the flow's |g|.
 
 With ``flow_orientation="canonical"`` the flow is fitted to the two orientations of each
 galaxy (a half-turn pair, which leaves (g1, g2) unchanged) whose HSM shear lies in the

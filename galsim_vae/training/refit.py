@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import BundleError, InputDataError
+from ..isotropy import ORIENTED
 
 #: Relative tolerance of the data set's condition standardisation against the bundle's.
 STANDARDISATION_RTOL = 1e-5
@@ -138,7 +139,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         orientations = own.get("orientations") or (8 if training.get("augment") else 1)
     orientation = orientation or own.get("orientation") or "all"
     symmetry = spec.hyperparameters.get("sample_symmetry", "none")
-    if orientation == "canonical" and symmetry not in ("dihedral", "isotropic"):
+    if orientation == "canonical" and symmetry not in ORIENTED:
         raise InputDataError(f"bundle {str(path)!r} samples galaxies upright (sample_symmetry "
                              f"{symmetry!r}): a flow of canonical orientations would draw "
                              "every galaxy with g1, g2 >= 0; use --flow-orientation all, or a "
