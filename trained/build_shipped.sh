@@ -528,7 +528,12 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 #     held-out galaxies do.
 # Still to try: a prior that keeps the extremes of |g| and size -- more training galaxies
 # for the flow (the simulator can draw them: encode a second survey with the same
-# networks), or networks whose latent space is less curved (a larger KL weight).
+# networks), or networks whose latent space is less curved (a larger KL weight).  The
+# survey for it was started at the end of session 34 (seed 3030, no evaluation survey's):
+#   galsim-vae simulate --n 40000 --out sim40k_s3030 --seed 3030 --processes 2
+#   galsim-vae prepare cosmos --dir sim40k_s3030 --sample 25.2 --stamp-size 128 --out sim40k_s3030_128
+# refit-prior must first learn to encode a second data set in the bundle's flux scale and
+# condition standardisation (check_dataset_matches refuses it today).
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
