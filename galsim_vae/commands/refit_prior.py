@@ -58,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
     turns = ("the canonical pair of 8 orientations" if fit.get("orientation") == "canonical"
              else f"{fit['orientations']} orientation(s)")
     print(f"wrote model bundle {out}: flow prior of {fit['couplings']} {kind} couplings "
-          f"({','.join(map(str, fit['units']))}){shifted} fitted to {fresh}{turns}, best epoch {fit['best_epoch']}, NLL {fit['nll']:.3f}{held_out} "
-          "nats per latent")
+          f"({','.join(map(str, fit['units']))}){shifted} fitted to {fresh}{turns}, best "
+          f"epoch {fit['best_epoch']}, NLL {fit['nll']:.3f}{held_out} nats per latent")
     return 0

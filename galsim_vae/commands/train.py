@@ -79,9 +79,10 @@ def add_flow_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> No
                         default=default("all"),
                         help="fit the flow to every encoded orientation of each stamp (all) "
                              "or to the two whose shear has g1, g2 >= 0 (canonical; needs 8 "
-                             "orientations): generation turns each galaxy to a uniformly "
-                             "random angle either way, and the flow no longer puts mass "
-                             "between a galaxy's turned copies" + (where or "; default all"))
+                             "orientations; a quarter of the fit's time): the flow models "
+                             "each galaxy once instead of as a ring of turned copies, and "
+                             "generation turns each galaxy to a uniformly random angle "
+                             "either way" + (where or "; default all"))
     parser.add_argument("--flow-orientations", type=int, default=None, metavar="N",
                         help="encode each training stamp in the first N of its eight "
                              "orientations for the flow prior's fit (1-8; default: 8 with "
