@@ -67,8 +67,7 @@ def canonical_codes(shears: np.ndarray) -> np.ndarray:
     into the quadrant g1 >= 0, g2 >= 0 (a zero component counts as positive)."""
     quadrant = np.where(np.asarray(shears, dtype=np.float64) < 0, -1, 1)       # (N, 2)
     turned_positive = (quadrant[:, None, :] * SHEAR_SIGNS[None] > 0).all(-1)  # (N, 8)
-    codes = np.nonzero(turned_positive)[1].reshape(len(quadrant), 2)
-    return codes
+    return np.nonzero(turned_positive)[1].reshape(len(quadrant), 2)
 
 
 def canonical_rows(shears: np.ndarray, galaxy: np.ndarray, code: np.ndarray) -> np.ndarray:
