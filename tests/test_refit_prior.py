@@ -189,6 +189,56 @@ def test_refit_prior_fits_each_galaxys_canonical_orientation(untrained_bundle, t
     assert "Traceback" not in err
 
 
+def test_refit_prior_adds_another_data_sets_galaxies_in_the_bundles_normalisation(
+        untrained_bundle, tiny_dataset, tmp_path, capsys):
+    """--extra-data: a data set with its own flux scale and zphot statistics is encoded
+    as the bundle's networks saw their training set (pixels over the bundle's flux scale,
+    zphot standardised with the bundle's mean and std); the flow is fitted to both data
+    sets' training encodings; other stamps or the refit's own data set are refused."""
+    from galsim_vae.data import make_tf_dataset
+
+    other = write_tiny_dataset(tmp_path / "other", n=40, seed=9)
+    assert Dataset(other).flux_scale != Dataset(tiny_dataset).flux_scale
+    out, cache = tmp_path / "refit", tmp_path / "cache"
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(out), "--extra-data", str(other), *FLOW, "--flow-orientations", "1",
+                 "--seed", "5", "--cache-dir", str(cache)]) == 0
+    assert "fitted to 1 orientation(s) of 2 data sets" in capsys.readouterr().out
+    assert read_bundle(out).training["prior_refit"]["extra_data"] == [str(other.resolve())]
+    spec = read_bundle(untrained_bundle)
+    (zphot,) = spec.conditions
+    view = Dataset(other).normalised_as(spec.flux.scale, spec.conditions)
+    batch = next(iter(make_tf_dataset(view, "train", shuffle=False, conditions=("zphot",),
+                                      batch_size=1000, with_psf=False)))
+    rows = batch["index"].numpy()
+    np.testing.assert_allclose(batch["image"].numpy()[..., 0],
+                               Dataset(other).images[rows] / spec.flux.scale, rtol=1e-6)
+    raw_z = np.asarray(Dataset(other).catalog["zphot"])[rows]
+    np.testing.assert_allclose(batch["conditions"].numpy()[:, 0],
+                               (raw_z - zphot.mean) / zphot.std, rtol=1e-5)
+    train_files = sorted(cache.glob("encodings_train_*.npz"))
+    assert len(train_files) == 2
+    latents = []
+    for path in train_files:
+        with np.load(path) as saved:
+            latents.append(saved["latents"])
+    assert sorted(map(len, latents)) == sorted(
+        [Dataset(d).indices("train", require_finite=("zphot",)).size
+         for d in (tiny_dataset, other)])
+    np.testing.assert_allclose(load_bundle(out)[0].flow_prior.shift.numpy(),
+                               np.concatenate(latents).mean(axis=0), rtol=1e-5, atol=1e-6)
+    bigger = write_tiny_dataset(tmp_path / "bigger", n=20, stamp_size=48)
+    for extra, message in [(bigger, f"extra data set {str(bigger)!r}: stamp size (pixels) is "
+                                     "48, the bundle's is 32"),
+                           (tiny_dataset, "is the data set the flow is refitted on already")]:
+        assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset),
+                     "--out", str(tmp_path / "refused"), "--extra-data", str(extra),
+                     *FLOW]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+        assert not (tmp_path / "refused").exists()
+
+
 def test_refit_prior_refuses_another_standardisation_and_its_own_folder(
         untrained_bundle, tmp_path, capsys):
     """Encodings of stamps scaled or standardised otherwise are not the training set's:

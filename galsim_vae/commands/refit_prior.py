@@ -19,6 +19,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("dataset", metavar="DATASET",
                         help="the data set the bundle was trained on (same standardisation)")
     parser.add_argument("--out", required=True, metavar="BUNDLE", help="bundle folder to write")
+    parser.add_argument("--extra-data", action="append", default=[], metavar="DATASET",
+                        help="another data set of the same population (same stamp size, "
+                             "pixel scale and flux units) whose training and validation "
+                             "galaxies the flow is fitted to as well, encoded in the "
+                             "bundle's normalisation; repeatable")
     add_flow_arguments(parser, defaults=False)
     parser.add_argument("--noise-correlation", action=argparse.BooleanOptionalAction,
                         default=None,
@@ -47,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                       spline_bins=args.flow_spline_bins,
                       condition_shift=args.flow_condition_shift,
                       fresh_samples=args.flow_fresh_samples, balance=args.flow_balance,
-                      orientation=args.flow_orientation,
+                      orientation=args.flow_orientation, extra_data=args.extra_data,
                       noise_correlation=args.noise_correlation, seed=args.seed,
                       cache_dir=args.cache_dir, overwrite=args.overwrite)
     fit = read_bundle(out).training["prior_refit"]
@@ -57,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     fresh = "fresh posterior samples of " if fit.get("fresh_samples") else ""
     turns = ("the canonical pair of 8 orientations" if fit.get("orientation") == "canonical"
              else f"{fit['orientations']} orientation(s)")
+    extra = (f" of {1 + len(fit['extra_data'])} data sets" if fit.get("extra_data") else "")
     print(f"wrote model bundle {out}: flow prior of {fit['couplings']} {kind} couplings "
-          f"({','.join(map(str, fit['units']))}){shifted} fitted to {fresh}{turns}, best "
-          f"epoch {fit['best_epoch']}, NLL {fit['nll']:.3f}{held_out} nats per latent")
+          f"({','.join(map(str, fit['units']))}){shifted} fitted to {fresh}{turns}{extra}, "
+          f"best epoch {fit['best_epoch']}, NLL {fit['nll']:.3f}{held_out} nats per latent")
     return 0

@@ -25,6 +25,7 @@ galaxies were kept.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -209,6 +210,29 @@ class Dataset:
         values = np.asarray(values, dtype=np.float64)
         out = standardise([self.condition(n) for n in names], values.reshape(-1, len(names)))
         return out.reshape(values.shape)
+
+    def normalised_as(self, flux_scale: float, conditions: Sequence[Condition]) -> "Dataset":
+        """This data set in another's normalisation: pixels in units of ``flux_scale``
+        (flux units per network unit) and each of ``conditions`` standardised with its
+        mean and std, as a model trained on that other data set sees its inputs.  The
+        arrays and the catalog are shared; only the normalisation differs, and it is
+        recorded in :attr:`normalisation_override` (an encodings cache keys on it)."""
+        view = copy.copy(self)
+        view.meta = copy.deepcopy(self.meta)
+        normalisation = view.meta["normalisation"]
+        normalisation["flux_scale"] = view.flux_scale = float(flux_scale)
+        stats = dict(normalisation.get("conditions") or {})
+        for condition in conditions:
+            stats[condition.name] = {key: float(getattr(condition, key))
+                                     for key in ("mean", "std", "min", "max")}
+        normalisation["conditions"] = stats
+        view.normalisation_override = {
+            "flux_scale": float(flux_scale),
+            "conditions": {c.name: stats[c.name] for c in conditions}}
+        return view
+
+    #: The normalisation :meth:`normalised_as` replaced the data set's own with, or None.
+    normalisation_override: dict[str, Any] | None = None
 
     @property
     def noise_rootps_table(self) -> np.ndarray | None:

@@ -51,6 +51,15 @@ class Encodings:
         return Encodings(self.latents[rows], None if self.conditions is None else
                          self.conditions[rows], self.centres[rows], self.scales[rows])
 
+    @classmethod
+    def concatenate(cls, parts: "list[Encodings]") -> "Encodings":
+        """The rows of ``parts`` one after the other (all with conditions or none)."""
+        conditions = [p.conditions for p in parts]
+        return cls(np.concatenate([p.latents for p in parts]),
+                   None if conditions[0] is None else np.concatenate(conditions),
+                   np.concatenate([p.centres for p in parts]),
+                   np.concatenate([p.scales for p in parts]))
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays to save (``np.savez``), conditions left out when there are none."""
         saved = {"latents": self.latents, "centres": self.centres, "scales": self.scales}
@@ -75,6 +84,8 @@ def encodings_key(model, dataset, split: str, conditions, *, orientations: int, 
         "prior_weight": float(prior_weight), "with_psf": bool(with_psf)}
     if noise_correlation:                 # only when set: earlier caches keep their keys
         settings["noise_correlation"] = True
+    if dataset.normalisation_override:    # another data set's normalisation (refit)
+        settings["normalised_as"] = dataset.normalisation_override
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:20]
 

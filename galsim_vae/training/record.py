@@ -86,7 +86,8 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
                                 cache_dir=None, noise_correlation: bool = False,
                                 select: str = "nll", spline_bins: int = 0,
                                 condition_shift: bool = False, fresh_samples: bool = False,
-                                balance: float = 0.0, orientation: str = "all"):
+                                balance: float = 0.0, orientation: str = "all",
+                                extra_datasets: Sequence = ()):
     """Fit the flow prior to the aggregate posterior of the training split, stopped early
     on that of the validation split (when the data set has one).
 
@@ -123,7 +124,10 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     changing the conditional density it converges to.  ``orientation`` "canonical" keeps
     the two of each galaxy's eight orientations whose shear has g1, g2 >= 0, for the
     training and the validation split (:mod:`.canonical_orientation`); "all" keeps every
-    encoded orientation.
+    encoded orientation.  ``extra_datasets`` (data sets presented in ``dataset``'s
+    normalisation, :meth:`galsim_vae.data.Dataset.normalised_as`) add the encodings of
+    their training and validation splits to ``dataset``'s: more galaxies of the same
+    population for the flow, the networks unchanged.
 
     ``select`` "nll" keeps the epoch of the lowest validation NLL; "observed" the epoch
     whose samples, observed like 2,000 validation galaxies (PSF, noise), are closest to
@@ -136,7 +140,7 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     from ..models.prior_fit import fit_flow_prior
     from .canonical_orientation import (FLOW_ORIENTATIONS, canonical_encodings,
                                         check_orientations)
-    from .encodings import cached_encodings
+    from .encodings import Encodings, cached_encodings
     from .flow_selection import SELECTIONS
 
     if select not in SELECTIONS:     # before the encodings, which take minutes
@@ -148,19 +152,27 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
         check_orientations(orientations)
 
     def encodings(split: str, split_seed: int):
-        encoded = cached_encodings(model, dataset, split, conditions, with_psf, batch_size,
-                                   orientations=orientations, seed=split_seed,
-                                   refine_steps=refine_steps, prior_weight=prior_weight,
-                                   cache_dir=cache_dir, noise_correlation=noise_correlation)
-        if orientation == "canonical":
-            encoded = canonical_encodings(encoded, dataset, split, conditions,
-                                          orientations=orientations, batch_size=batch_size)
-        return encoded
+        parts = []
+        for number, source in enumerate([dataset, *extra_datasets]):
+            if not source.indices(split, require_finite=conditions or ()).size:
+                continue
+            encoded = cached_encodings(model, source, split, conditions, with_psf, batch_size,
+                                       orientations=orientations, seed=split_seed + 2 * number,
+                                       refine_steps=refine_steps, prior_weight=prior_weight,
+                                       cache_dir=cache_dir, noise_correlation=noise_correlation)
+            if orientation == "canonical":
+                encoded = canonical_encodings(encoded, source, split, conditions,
+                                              orientations=orientations, batch_size=batch_size)
+            parts.append(encoded)
+        return Encodings.concatenate(parts) if parts else None
 
     train = encodings("train", seed)
+    if train is None:
+        raise InputDataError(f"data set {str(dataset.path)!r} has no training galaxies with "
+                             f"finite {list(conditions or ())}")
     validation = None
-    if dataset.indices("validation", require_finite=conditions or ()).size:
-        held_out = encodings("validation", seed + 1)
+    held_out = encodings("validation", seed + 1)
+    if held_out is not None:
         validation = (held_out.latents, held_out.conditions)
     weights = {}
     if balance and train.conditions is not None:

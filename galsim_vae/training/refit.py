@@ -10,6 +10,12 @@ bundle with the same networks and the new prior.
 The data set must be the one the networks were trained on, or one prepared the same way:
 the same stamp size, pixel scale and flux scale, and the same standardisation of every
 condition (a network sees ``(value - mean) / std`` with the training split's mean and std).
+Further data sets of the same population (``extra_data``: another survey of the same
+simulator, another field of the same instrument) add galaxies to the flow's fit: they need
+the same stamp size, pixel scale and flux units and the condition columns, and are
+encoded in the bundle's normalisation whatever their own (their own flux scale and
+condition statistics come from their own training split).  The networks are not
+retrained, so the report's memorization test still compares with their training split.
 """
 
 from __future__ import annotations
@@ -34,13 +40,11 @@ def check_dataset_matches(spec, dataset) -> None:
         InputDataError: naming the data set, the quantity, its value and the bundle's.
     """
     where = f"data set {str(dataset.path)!r}"
+    check_columns(spec, dataset)
     pairs = [("stamp size (pixels)", dataset.stamp_size, spec.stamp_size),
              ("pixel scale (arcsec)", dataset.pixel_scale, spec.pixel_scale),
              ("flux scale", dataset.flux_scale, spec.flux.scale)]
     for condition in spec.conditions:
-        if condition.name not in dataset.catalog.colnames:
-            raise InputDataError(f"{where} has no column {condition.name!r}, a condition of "
-                                 f"the bundle")
         own = dataset.condition(condition.name)
         pairs += [(f"mean of {condition.name!r}", own.mean, condition.mean),
                   (f"std of {condition.name!r}", own.std, condition.std)]
@@ -51,6 +55,39 @@ def check_dataset_matches(spec, dataset) -> None:
                                  "prior on the data set the bundle was trained on")
 
 
+def check_columns(spec, dataset) -> None:
+    """Refuse a data set without a column of each of the bundle's conditions."""
+    for condition in spec.conditions:
+        if condition.name not in dataset.catalog.colnames:
+            raise InputDataError(f"data set {str(dataset.path)!r} has no column "
+                                 f"{condition.name!r}, a condition of the bundle")
+
+
+def extra_dataset(spec, path: str | os.PathLike, trained_on):
+    """Data set ``path`` in the bundle's normalisation, for more flow encodings.
+
+    Raises:
+        InputDataError: the data set is the one the bundle was trained on, or its stamp
+            size, pixel scale or flux units differ from the bundle's, or it lacks a
+            condition column (naming the data set, the quantity and both values).
+    """
+    from ..data import Dataset
+
+    dataset = Dataset(path)
+    where = f"extra data set {str(dataset.path)!r}"
+    if dataset.path.resolve() == Path(trained_on.path).resolve():
+        raise InputDataError(f"{where} is the data set the flow is refitted on already")
+    check_columns(spec, dataset)
+    for what, got, want in [("stamp size (pixels)", dataset.stamp_size, spec.stamp_size),
+                            ("pixel scale (arcsec)", dataset.pixel_scale, spec.pixel_scale),
+                            ("flux units", dataset.flux_units, spec.flux.units)]:
+        same = (got == want if isinstance(want, str) else
+                math.isclose(float(got), float(want), rel_tol=STANDARDISATION_RTOL))
+        if not same:
+            raise InputDataError(f"{where}: {what} is {got!r}, the bundle's is {want!r}")
+    return dataset.normalised_as(spec.flux.scale, spec.conditions)
+
+
 def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                 out: str | os.PathLike, *, hidden_units: Sequence[int] | None = None,
                 n_couplings: int | None = None, epochs: int | None = None,
@@ -59,6 +96,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                 spline_bins: int | None = None, condition_shift: bool | None = None,
                 fresh_samples: bool | None = None, balance: float | None = None,
                 orientation: str | None = None,
+                extra_data: Sequence[str | os.PathLike] = (),
                 seed: int | None = None, batch_size: int = 64,
                 cache_dir: str | os.PathLike | None = None,
                 overwrite: bool = False) -> Path:
@@ -88,6 +126,9 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         orientation:  "all": fit every encoded orientation; "canonical": the two of each
                       galaxy's eight whose shear has g1, g2 >= 0
                       (:mod:`.canonical_orientation`; default: as the bundle's own flow).
+        extra_data:   Further data sets of the same population whose training and
+                      validation splits add encodings (:func:`extra_dataset`; not
+                      inherited by a next refit).
         refine_steps: Semi-amortized refinement steps of each encoding (default: the
                       bundle's, else 0).
         noise_correlation: Refine with the correlated-noise likelihood (default: as the
@@ -121,6 +162,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
     network, spec = load_bundle(path)
     dataset = Dataset(dataset_path)
     check_dataset_matches(spec, dataset)
+    extra = [extra_dataset(spec, extra_path, dataset) for extra_path in extra_data]
     training = dict(spec.training)
     own = dict(training.get("prior_refit") or training.get("flow_prior") or {})  # the latest fit
     hidden_units = hidden_units or own.get("units") or (128, 128)
@@ -167,7 +209,8 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         refine_steps=int(refine_steps), prior_weight=final_beta, cache_dir=cache_dir,
         noise_correlation=bool(noise_correlation), select=select,
         spline_bins=int(spline_bins), condition_shift=bool(condition_shift),
-        fresh_samples=bool(fresh_samples), balance=balance, orientation=orientation)
+        fresh_samples=bool(fresh_samples), balance=balance, orientation=orientation,
+        extra_datasets=extra)
     network.attach_prior(prior)
     record = {"from": str(path), "data": str(Path(dataset.path).resolve()),
               "orientations": int(orientations), "refine_steps": int(refine_steps),
@@ -176,6 +219,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
               "spline_bins": int(spline_bins), "condition_shift": prior.condition_shift,
               "fresh_samples": bool(fresh_samples), "balance": balance,
               "orientation": orientation,
+              "extra_data": [str(Path(x.path).resolve()) for x in extra],
               "best_epoch": int(prior.best_epoch),
               "nll": float(prior.training_losses[prior.best_epoch - 1])}
     if getattr(prior, "validation_losses", None):
