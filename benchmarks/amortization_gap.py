@@ -43,7 +43,7 @@ def main(argv=None) -> None:
     from galsim_vae.data.dataset import Dataset
     from galsim_vae.evaluation.morphology import measure_morphology
     from galsim_vae.evaluation.render import observe_like_data
-    from galsim_vae.training.encodings import latent_refiner
+    from galsim_vae.models.posterior import latent_refiner
 
     model = load_model(args.bundle)
     net = model.network

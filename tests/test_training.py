@@ -451,7 +451,7 @@ def test_refined_encodings_fit_their_galaxies_better(tiny_dataset):
     from galsim_vae.data import Dataset, make_tf_dataset
     from galsim_vae.models import build_model
     from galsim_vae.training.encodings import encodings as _encodings
-    from galsim_vae.training.encodings import latent_refiner as _latent_refiner
+    from galsim_vae.models.posterior import latent_refiner as _latent_refiner
 
     tf.keras.utils.set_random_seed(4)
     model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8],

@@ -3,7 +3,10 @@
 Only hyper-parameters that change how a trained network is *used*, never its weights,
 may be edited: ``sample_symmetry`` (``"dihedral"``: each generated galaxy in a random one
 of the eight orientations of the square, for a model trained with ``augment``;
-``"isotropic"``: in any orientation, :mod:`galsim_vae.isotropy`).
+``"isotropic"``: in any orientation, :mod:`galsim_vae.isotropy`), and
+``posterior_refine_steps``, ``posterior_refine_rate`` and ``posterior_prior_weight`` (the
+semi-amortized posterior of reconstructions and of the
+report's posterior predictive check, :mod:`galsim_vae.models.posterior`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any
 from ..errors import BundleError
 
 #: Hyper-parameters :func:`with_generation_settings` may change.
-EDITABLE = ("sample_symmetry",)
+EDITABLE = ("sample_symmetry", "posterior_refine_steps", "posterior_refine_rate",
+            "posterior_prior_weight")
 
 
 def with_generation_settings(source: str | os.PathLike, out: str | os.PathLike, *,

@@ -78,8 +78,10 @@ def reconstruct(galaxy_model, images_fn, n: int, *, noise_sigma: np.ndarray,
                 n_show: int = 6, desc: str = "reconstruct") -> Reconstructions:
     """Encode, decode and score ``n`` galaxies in batches.
 
-    The posterior means are decoded by :meth:`GalaxyModel.decode_batch`, the path that
-    generates galaxies for users (only the encoder runs outside it).
+    The posterior means (:func:`galsim_vae.models.posterior.posterior`: the encoder's, or
+    refined per galaxy when the bundle asks) are decoded by
+    :meth:`GalaxyModel.decode_batch`, the path that generates galaxies for users (only the
+    encoder runs outside it).
 
     Parameters:
         galaxy_model: A :class:`~galsim_vae.generator.GalaxyModel`.
@@ -99,6 +101,7 @@ def reconstruct(galaxy_model, images_fn, n: int, *, noise_sigma: np.ndarray,
     import tensorflow as tf
 
     from ..models.likelihood import convolve_psf
+    from ..models.posterior import posterior
 
     model = galaxy_model.network
     if model.psf_free and psfs is None:
@@ -111,12 +114,14 @@ def reconstruct(galaxy_model, images_fn, n: int, *, noise_sigma: np.ndarray,
         images = np.asarray(images_fn(start, stop), dtype=np.float32)
         raw = None if conditions is None else conditions[start:stop]
         cond = None if raw is None else tf.constant(galaxy_model.standardise(raw), tf.float32)
-        z = model.encode(tf.constant(images[..., None]), cond, training=False).mean()
+        psf = None if psfs is None else tf.constant(psfs[start:stop, ..., None], tf.float32)
+        z = posterior(model, tf.constant(images[..., None]), cond, psf=psf,
+                      noise_std=tf.constant(noise_sigma[start:stop], tf.float32)).mean()
         profile = tf.constant((galaxy_model.decode_batch(z.numpy(), raw, from_noise=False)
                                / galaxy_model.flux_scale)[..., None], tf.float32)
         predicted = profile
         if model.psf_free:
-            predicted = convolve_psf(profile, tf.constant(psfs[start:stop, ..., None], tf.float32))
+            predicted = convolve_psf(profile, psf)
         predicted = predicted.numpy()[..., 0]
         latents.append(z.numpy())
         chi2.append(chi2_per_pixel(images, predicted, noise_sigma[start:stop]))

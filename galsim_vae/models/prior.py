@@ -106,6 +106,16 @@ def standard_normal_prior(latent_size: int,
     return tfd.MultivariateNormalDiag(loc=loc, scale_diag=tf.ones_like(loc))
 
 
+class PriorSlot:
+    """Holds an attached flow prior outside Keras's weight tracking, so that the VAE's
+    ``save_weights``/``trainable_variables`` never include the flow (saved apart)."""
+
+    __slots__ = ("flow",)
+
+    def __init__(self):
+        self.flow: "FlowPrior | None" = None
+
+
 class FlowPrior(HyperparameterMixin, keras.Model):
     """Conditional RealNVP normalizing flow over the latent space.
 

@@ -3,7 +3,8 @@
 Every model is a :class:`keras.Model` holding the encoder and decoder networks, and
 exposes the probabilistic pieces as TFP distributions:
 
-- ``encode`` -> q(z | x[, y]): :class:`tfd.MultivariateNormalDiag`;
+- ``encode`` -> q(z | x[, y]): :class:`tfd.MultivariateNormalDiag` (refined per galaxy
+  by :func:`.posterior.posterior` when ``posterior_refine_steps`` > 0);
 - ``decode`` -> the mean profile (B, S, S, 1) in network units (image / flux_scale),
   PSF-free when ``psf_free``;
 - ``likelihood`` -> p(x | profile): ``Independent(Normal(psf * profile, noise_std), 3)``,
@@ -37,8 +38,9 @@ from .hyperparameters import HyperparameterMixin, config_property
 from .likelihood import convolve_psf
 from .networks import OUTPUT_ACTIVATIONS, UPSAMPLINGS, build_encoder_cnn, stage_channels, stage_sizes
 from .orientation import ORIENTED, SAMPLE_SYMMETRIES, group_element, orient, orientation_entry
+from .posterior import check_refinement
 from .registry import DECODERS, LIKELIHOODS
-from .prior import FlowPrior, check_conditions, shape_matches, standard_normal_prior
+from .prior import FlowPrior, PriorSlot, check_conditions, shape_matches, standard_normal_prior
 
 tfd = tfp.distributions
 
@@ -46,16 +48,6 @@ tfd = tfp.distributions
 MIN_POSTERIOR_SCALE = 1e-5
 #: Smallest stamp side (one stride-2 stage down to <= 8 pixels).
 MIN_STAMP_SIZE = 9
-
-
-class _PriorSlot:
-    """Holds an attached flow prior outside Keras's weight tracking, so that the VAE's
-    ``save_weights``/``trainable_variables`` never include the flow (saved apart)."""
-
-    __slots__ = ("flow",)
-
-    def __init__(self):
-        self.flow: FlowPrior | None = None
 
 
 class BetaVAE(HyperparameterMixin, keras.Model):
@@ -80,6 +72,8 @@ class BetaVAE(HyperparameterMixin, keras.Model):
                       twice as fast at 128x128 (see :func:`~.networks.build_decoder_cnn`).
         decoder:      registered decoder (``"conv"``: :func:`~.networks.build_decoder_cnn`;
                       ``"subpixel"``: :func:`~.networks.build_subpixel_decoder_cnn`).
+        posterior_refine_steps, posterior_refine_rate, posterior_prior_weight: the
+                      semi-amortized posterior (:mod:`.posterior`; 0 steps: the encoder's).
     """
 
     architecture = "vae"
@@ -97,7 +91,9 @@ class BetaVAE(HyperparameterMixin, keras.Model):
                  full_resolution_norm: bool = True, model_error: float = 0.0,
                  flux_condition: int | None = None, flux_condition_scale: float = 0.0,
                  decoder: str = "conv", likelihood: str = "gaussian",
-                 sample_symmetry: str = "none", **kwargs):
+                 sample_symmetry: str = "none", posterior_refine_steps: int = 0,
+                 posterior_refine_rate: float = 0.03, posterior_prior_weight: float = 0.0,
+                 **kwargs):
         super().__init__(name=kwargs.pop("name", self.architecture), **kwargs)
         self._validate(stamp_size, latent_size, n_conditions, head_channels, output_activation)
         widths = stage_channels(len(stage_sizes(int(stamp_size))) - 1, channels)
@@ -114,7 +110,9 @@ class BetaVAE(HyperparameterMixin, keras.Model):
             "flux_condition": None if flux_condition is None else int(flux_condition),
             "flux_condition_scale": float(flux_condition_scale),
             "decoder": str(decoder), "likelihood": str(likelihood),
-            "sample_symmetry": str(sample_symmetry)}
+            "sample_symmetry": str(sample_symmetry),
+            **check_refinement(posterior_refine_steps, posterior_refine_rate,
+                               posterior_prior_weight, self.architecture)}
         self._validate_flux_options()
         s, k, d = self.stamp_size, self.n_conditions, self.latent_size
         in_channels = 1 + (k if self.condition_planes else 0)
@@ -131,7 +129,7 @@ class BetaVAE(HyperparameterMixin, keras.Model):
             s, d + k, widths, str(output_activation), upsampling=str(upsampling),
             full_resolution_norm=bool(full_resolution_norm))
         self._likelihood_fn = LIKELIHOODS.get(str(likelihood))
-        self._prior_slot = _PriorSlot()
+        self._prior_slot = PriorSlot()
         self.built = True
 
     def _validate(self, stamp_size, latent_size, n_conditions, head_channels, output_activation):

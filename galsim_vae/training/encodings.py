@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io_utils import atomic_file, progress
+from ..models.posterior import latent_refiner
 from .callbacks import log
 
 #: File name of a cached split's encodings in the checkpoint folder.
@@ -180,36 +181,6 @@ def row_layout(n_galaxies: int, orientations: int, batch_size: int) -> tuple[np.
     if not galaxy:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(galaxy).astype(np.int64), np.concatenate(code).astype(np.int64)
-
-
-def latent_refiner(model, steps: int, prior_weight: float, learning_rate: float = 0.3):
-    """A compiled ``refine(z, images, psf, noise_std, conditions)``: ``steps`` Adam steps
-    (per-coordinate, so the step does not depend on the loss scale) up ``log p(x | z) -
-    prior_weight |z|^2 / 2`` from z; None for ``steps`` 0."""
-    import tensorflow as tf
-
-    if steps <= 0:
-        return None
-
-    @tf.function(reduce_retracing=True)
-    def refine(z, images, psf, noise_std, conditions, noise_rootps=None):
-        first, second = tf.zeros_like(z), tf.zeros_like(z)
-        extra = {} if noise_rootps is None else {"noise_rootps": noise_rootps}
-        for step in tf.range(1, steps + 1):
-            with tf.GradientTape() as tape:
-                tape.watch(z)
-                profile = model.decode(z, conditions, training=False)
-                fit = model.likelihood(profile, psf, noise_std, **extra).log_prob(images)
-                loss = -tf.reduce_sum(fit) + 0.5 * prior_weight * tf.reduce_sum(z * z)
-            grad = tape.gradient(loss, z)
-            first = 0.9 * first + 0.1 * grad
-            second = 0.999 * second + 0.001 * grad * grad
-            t = tf.cast(step, tf.float32)
-            z = z - learning_rate * (first / (1.0 - 0.9**t)) / (
-                tf.sqrt(second / (1.0 - 0.999**t)) + 1e-8)
-        return z
-
-    return refine
 
 
 def turned_spectra(rootps, codes):

@@ -56,7 +56,8 @@ def _reconstruction(metrics: Mapping[str, Any]) -> list[str]:
     psf_free = metrics["bundle"]["psf_free"]
     lines = ["## Reconstructions of held-out galaxies", "",
              f"Held-out set: the **{rec['split']}** split, {rec['n_galaxies']} galaxies.  "
-             "Reconstruction = the decoded posterior mean"
+             "Reconstruction = the decoded posterior mean (posterior: "
+             + rec.get("posterior", "the encoder's q(z | x)") + ")"
              + ("; the likelihood compares the data with it convolved with each galaxy's own "
                 "HST PSF (second column); the third column is the PSF-free profile" if psf_free
                 else "") + ".  Residuals are in units of each galaxy's pixel noise.", "",

@@ -24,9 +24,14 @@ HIGH_SNR = 90.0
 
 
 def _encode(ctx: Context, images: np.ndarray, raw_conditions: np.ndarray | None,
-            seed: int):
-    """Posterior means and one posterior sample of stamps in data-set units."""
+            seed: int, positions: np.ndarray | None = None):
+    """Posterior means and one posterior sample of stamps in data-set units: of held-out
+    galaxies ``positions`` the model's posterior (refined when the bundle asks,
+    :func:`galsim_vae.models.posterior.posterior`, with their PSFs and noise), else the
+    encoder's own (the memorization test's latent space)."""
     import tensorflow as tf
+
+    from ...models.posterior import posterior
 
     model = ctx.model
     net = ctx.net
@@ -37,7 +42,14 @@ def _encode(ctx: Context, images: np.ndarray, raw_conditions: np.ndarray | None,
         if raw_conditions is not None:
             cond = tf.constant(model.standardise(raw_conditions[start:stop]), tf.float32)
         batch = tf.constant((images[start:stop] * net)[..., None], tf.float32)
-        q = model.network.encode(batch, cond, training=False)
+        if positions is None:
+            q = model.network.encode(batch, cond, training=False)
+        else:
+            held, rows = ctx.heldout, positions[start:stop]
+            psf = None if held.psfs is None else tf.constant(held.psfs[rows][..., None],
+                                                             tf.float32)
+            q = posterior(model.network, batch, cond, psf=psf,
+                          noise_std=tf.constant(held.noise_sigma[rows] * net, tf.float32))
         means.append(q.mean().numpy())
         samples.append(q.sample(seed=tf.constant([seed, start], tf.int32)).numpy())
     return np.concatenate(means), np.concatenate(samples)
@@ -74,7 +86,7 @@ def fidelity_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
     rows = np.sort(rng.choice(len(heldout), size=n, replace=False))
     raw = heldout.raw_conditions[rows] if ctx.conditional else None
     images = read_images(ctx.dataset, heldout.rows[rows])
-    z_mean, z_sample = _encode(ctx, images, raw, seed=ctx.seed)
+    z_mean, z_sample = _encode(ctx, images, raw, seed=ctx.seed, positions=rows)
     psfs = heldout.psfs[rows] if model.psf_free else np.ones((1, 1))
     observed = {}
     for key, z in (("recon_mean", z_mean), ("recon_sample", z_sample)):

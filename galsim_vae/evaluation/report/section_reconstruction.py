@@ -12,6 +12,7 @@ from .context import N_SHOWN_RECONSTRUCTIONS, Context
 
 def reconstruction_section(ctx: Context) -> dict[str, Any]:
     """Reconstructions, their chi-square per pixel and the latent maps of the held-out set."""
+    from ...models.posterior import describe_posterior
     from ..latent import latent_maps, prior_typicality
     from ..plots import plot_latent_maps, plot_reconstructions
     from ..reconstruction import reconstruct
@@ -34,7 +35,8 @@ def reconstruction_section(ctx: Context) -> dict[str, Any]:
         "chi2_per_pixel_median": float(np.median(recon.chi2)),
         "n_galaxies": len(heldout), "split": heldout.split,
         "definition": f"mean over galaxies of sum((x - {model_image})^2 / sigma^2) / S^2, "
-                      "profile = decode(posterior mean)"}}
+                      "profile = decode(posterior mean)",
+        "posterior": describe_posterior(ctx.model.network.get_config_dict())}}
     plot_reconstructions(recon.shown_data / net, recon.shown_model / net,
                          recon.shown_profile / net if psf_free else None,
                          recon.shown_sigma / net, ctx.figure("reconstructions"),
