@@ -548,6 +548,26 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # flagship_extra_big (the same, 16 x 512-512, epoch 20): 6/8 -- size -0.42% (met), but
 #   mean |g| +3.0% and KS |g| 0.066 (not met).  As on sim20k alone, more flow capacity
 #   keeps sizes and over-produces elongated galaxies.
+# flagship_extra_mid (16 x 256-256, runs/flag_mid.sh): 7/8 -- KS |g| 0.042, mean |g| -1.5%,
+#   isotropy 0.0024; not met: mean size -1.51%.  Not shipped: no flagship flow so far meets
+#   KS |g| and mean size together (sizes -1.25% / -1.51% / -0.42% where KS |g| is 0.040 /
+#   0.042 / 0.066).
+# vae_extra (the vae's networks, the same extra-data canonical flow, runs/vae_extra.sh),
+#   with a semi-amortized posterior (below): 5/8 -- KS |g| 0.038 (met), mean |g| -1.8%,
+#   posterior predictive 2.5% (met; shipped 5.5%), chi2 1.151; not met: mean size -1.9%,
+#   the two z-bin targets (mag_auto only), isotropy 0.0031, paired memorization p 0
+#   (median ratio 0.95; generated lie 4.6 from training, held-out 2.9: no copies; the
+#   Mann-Whitney form of the issue's test p 1).  Not shipped (size).
+# Semi-amortized posteriors (galsim_vae/models/posterior.py; a bundle setting, no
+# retraining).  The rate was chosen on sim20k_128's validation split (runs/refine_val.sh:
+# 8 steps, prior weight 0.01 = the final KL weight), the vae's posterior predictive check
+# (worst S/N-quartile |ratio - 1| of the posterior samples):
+#   encoder alone 5.7%, rate 0.01 4.5%, 0.03 2.2%, 0.1 5.1% (the faintest quartile's flux
+#   +5%: larger steps fit the noise).
+#   python -c "from galsim_vae.bundle.edit import with_generation_settings as w; \
+#     w('vae_cosmos_sim', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.03, \
+#     posterior_prior_weight=0.01)"
+#   galsim-vae evaluate vae_r --data simeval10k_128 --split all --n-generated 9848 --out report10k_vae_r
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
