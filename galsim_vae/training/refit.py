@@ -39,20 +39,33 @@ def check_dataset_matches(spec, dataset) -> None:
     Raises:
         InputDataError: naming the data set, the quantity, its value and the bundle's.
     """
-    where = f"data set {str(dataset.path)!r}"
     check_columns(spec, dataset)
-    pairs = [("stamp size (pixels)", dataset.stamp_size, spec.stamp_size),
-             ("pixel scale (arcsec)", dataset.pixel_scale, spec.pixel_scale),
-             ("flux scale", dataset.flux_scale, spec.flux.scale)]
+    pairs = stamp_pairs(spec, dataset) + [("flux scale", dataset.flux_scale, spec.flux.scale)]
     for condition in spec.conditions:
         own = dataset.condition(condition.name)
         pairs += [(f"mean of {condition.name!r}", own.mean, condition.mean),
                   (f"std of {condition.name!r}", own.std, condition.std)]
+    refuse_mismatch(f"data set {str(dataset.path)!r}", pairs,
+                    "; refit the prior on the data set the bundle was trained on")
+
+
+def stamp_pairs(spec, dataset) -> list[tuple[str, float, float]]:
+    """(quantity, the data set's, the bundle's) of the stamps' size and pixel scale."""
+    return [("stamp size (pixels)", dataset.stamp_size, spec.stamp_size),
+            ("pixel scale (arcsec)", dataset.pixel_scale, spec.pixel_scale)]
+
+
+def refuse_mismatch(where: str, pairs, hint: str = "") -> None:
+    """Raise InputDataError at the first (quantity, got, wanted) of ``pairs`` that differ
+    (texts exactly, numbers by :data:`STANDARDISATION_RTOL`)."""
     for what, got, want in pairs:
-        if not math.isclose(float(got), float(want), rel_tol=STANDARDISATION_RTOL,
-                            abs_tol=1e-12):
-            raise InputDataError(f"{where}: {what} is {got}, the bundle's is {want}; refit the "
-                                 "prior on the data set the bundle was trained on")
+        same = (got == want if isinstance(want, str) else
+                math.isclose(float(got), float(want), rel_tol=STANDARDISATION_RTOL,
+                             abs_tol=1e-12))
+        if not same:
+            shown = [repr(v) if isinstance(v, str) else v for v in (got, want)]
+            raise InputDataError(f"{where}: {what} is {shown[0]}, the bundle's is "
+                                 f"{shown[1]}{hint}")
 
 
 def check_columns(spec, dataset) -> None:
@@ -78,13 +91,8 @@ def extra_dataset(spec, path: str | os.PathLike, trained_on):
     if dataset.path.resolve() == Path(trained_on.path).resolve():
         raise InputDataError(f"{where} is the data set the flow is refitted on already")
     check_columns(spec, dataset)
-    for what, got, want in [("stamp size (pixels)", dataset.stamp_size, spec.stamp_size),
-                            ("pixel scale (arcsec)", dataset.pixel_scale, spec.pixel_scale),
-                            ("flux units", dataset.flux_units, spec.flux.units)]:
-        same = (got == want if isinstance(want, str) else
-                math.isclose(float(got), float(want), rel_tol=STANDARDISATION_RTOL))
-        if not same:
-            raise InputDataError(f"{where}: {what} is {got!r}, the bundle's is {want!r}")
+    refuse_mismatch(where, stamp_pairs(spec, dataset)
+                    + [("flux units", dataset.flux_units, spec.flux.units)])
     return dataset.normalised_as(spec.flux.scale, spec.conditions)
 
 

@@ -142,7 +142,8 @@ def fidelity_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
     out["isotropy"] = _isotropy(ctx, reference, rng, n_isotropy)
     # the memorization test's space is the encoder's for all three sets (a refined
     # posterior would put the held-out galaxies alone elsewhere)
-    encoder_means, _ = _encode(ctx, images, raw, seed=ctx.seed)
+    refined = model.network.get_config_dict().get("posterior_refine_steps", 0)
+    encoder_means = _encode(ctx, images, raw, seed=ctx.seed)[0] if refined else z_mean
     out["memorization"] = _memorization(ctx, encoder_means, rng)
     metrics["fidelity"] = out
     return out
