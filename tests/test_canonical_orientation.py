@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from galsim_vae.training.canonical_orientation import (SHEAR_SIGNS, canonical_codes,
-                                                       canonical_encodings)
+                                                       canonical_orientations)
 
 
 def _hsm_shear(stamp: np.ndarray) -> np.ndarray:
@@ -49,45 +49,42 @@ def test_canonical_codes_turn_any_shear_into_the_quadrant(g1, g2):
         assert (SHEAR_SIGNS[code] * [g1, g2] >= 0).all()
 
 
-def test_canonical_encodings_keep_the_pair_whose_stamp_is_in_the_quadrant(tiny_dataset):
-    """Rows kept from real encodings (8 orientations, the encoder's layout) are those
-    whose turned stamp has HSM g1, g2 >= 0: two per galaxy, the posterior means of the
-    galaxy turned by the kept element."""
+def test_canonical_orientations_encode_each_galaxy_in_its_quadrant(tiny_dataset):
+    """Encoded in its canonical orientations (the encoder's layout, galaxy by galaxy),
+    each row is the posterior mean of its galaxy turned by a group element that puts
+    the stamp's HSM shear at g1, g2 >= 0: two rows per galaxy (a half-turn pair), or the
+    first of them with one copy."""
     from galsim_vae.data import Dataset
     from galsim_vae.models import build_model
-    from galsim_vae.training.encodings import encodings
+    from galsim_vae.training.encodings import encodings, row_layout
 
     data = Dataset(tiny_dataset)
     model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8], n_conditions=1)
-    encoded = encodings(model, data, "train", ("zphot",), False, 16, orientations=8)
-    kept = canonical_encodings(encoded, data, "train", ("zphot",), orientations=8,
-                               batch_size=16)
     rows = data.indices("train", require_finite=("zphot",))
-    assert kept.centres.shape == (2 * rows.size, 4)
     stamps = np.asarray(data.images[rows], dtype=np.float32) / data.flux_scale
     conditions = data.normalise_conditions(
         np.asarray(data.catalog["zphot"], float)[rows, None], ("zphot",)).astype(np.float32)
     shears = np.stack([_hsm_shear(s) for s in stamps])
     assert (np.abs(shears) > 1e-3).all()          # every quadrant is well defined
-    found = 0
-    for code in range(8):
-        in_quadrant = (SHEAR_SIGNS[code] * shears >= 0).all(axis=1)
-        means = model.encode(_turned(stamps[in_quadrant], code)[..., None],
-                             conditions[in_quadrant], training=False).mean().numpy()
-        for mean in means:     # each is one of the kept rows
-            assert np.isclose(kept.centres, mean, rtol=1e-4, atol=1e-5).all(axis=1).any()
-        found += len(means)
-    assert found == 2 * rows.size
+    for copies in (2, 1):
+        codes = canonical_orientations(data, "train", ("zphot",), copies)
+        assert codes.shape == (rows.size, copies)
+        encoded = encodings(model, data, "train", ("zphot",), False, 16,
+                            orientation_codes=codes)
+        assert encoded.centres.shape == (copies * rows.size, 4)
+        galaxy, copy = row_layout(rows.size, copies, 16)
+        turned_codes = codes[galaxy, copy]
+        assert (SHEAR_SIGNS[turned_codes] * shears[galaxy] >= 0).all()
+        for code in np.unique(turned_codes):
+            mine = turned_codes == code
+            means = model.encode(_turned(stamps[galaxy[mine]], code)[..., None],
+                                 conditions[galaxy[mine]], training=False).mean().numpy()
+            np.testing.assert_allclose(encoded.centres[mine], means, rtol=1e-4, atol=1e-5)
 
 
-def test_canonical_encodings_need_all_eight_orientations(tiny_dataset):
+def test_a_galaxy_has_two_canonical_orientations(tiny_dataset):
     from galsim_vae.data import Dataset
     from galsim_vae.errors import InputDataError
-    from galsim_vae.training.encodings import Encodings
 
-    data = Dataset(tiny_dataset)
-    n = data.indices("train", require_finite=("zphot",)).size
-    encoded = Encodings(*(np.zeros((4 * n, 4)),) * 2, np.zeros((4 * n, 4)),
-                        np.zeros((4 * n, 4)))
-    with pytest.raises(InputDataError, match="all 8 orientations"):
-        canonical_encodings(encoded, data, "train", ("zphot",), orientations=4, batch_size=16)
+    with pytest.raises(InputDataError, match="2 canonical orientations; asked for 3"):
+        canonical_orientations(Dataset(tiny_dataset), "train", ("zphot",), 3)

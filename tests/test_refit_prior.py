@@ -150,12 +150,11 @@ def test_refit_prior_fits_a_flow_to_the_training_encodings(untrained_bundle, tin
 
 def test_refit_prior_fits_each_galaxys_canonical_orientation(untrained_bundle, tiny_dataset,
                                                               tmp_path, capsys):
-    """--flow-orientation canonical: the flow is fitted to the two of each training
-    galaxy's eight encodings whose stamp has g1, g2 >= 0 (its standardisation is their
-    mean), recorded, and the default of a next refit; fewer than 8 orientations refused."""
+    """--flow-orientation canonical: only each training galaxy's canonical pair (the two
+    turns whose stamp has g1, g2 >= 0) is encoded, and the flow is fitted to them (its
+    standardisation is their mean); --flow-orientations 1 keeps the first of the pair;
+    recorded, and the default of a next refit; upright-sampling bundles refused."""
     from galsim_vae.bundle.edit import with_generation_settings
-    from galsim_vae.training.canonical_orientation import canonical_encodings
-    from galsim_vae.training.encodings import Encodings
 
     out, again, cache = tmp_path / "canon", tmp_path / "again", tmp_path / "cache"
     assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
@@ -164,29 +163,61 @@ def test_refit_prior_fits_each_galaxys_canonical_orientation(untrained_bundle, t
     assert not out.exists()
     turning = with_generation_settings(untrained_bundle, tmp_path / "turning",
                                        sample_symmetry="isotropic")
-    assert main(["--quiet", "refit-prior", str(turning), str(tiny_dataset), "--out",
-                 str(out), *FLOW, "--flow-orientations", "8", "--seed", "5", "--cache-dir",
-                 str(cache), "--flow-orientation", "canonical"]) == 0
-    assert "fitted to the canonical pair of 8 orientations" in capsys.readouterr().out
-    assert read_bundle(out).training["prior_refit"]["orientation"] == "canonical"
-    (train_file,) = cache.glob("encodings_train_*.npz")
-    with np.load(train_file) as saved:
-        encoded = Encodings(saved["latents"], saved["conditions"], saved["centres"],
-                            saved["scales"])
-    data = Dataset(tiny_dataset)
-    kept = canonical_encodings(encoded, data, "train", ("zphot",), orientations=8,
-                               batch_size=64)
-    assert len(kept.latents) == 2 * data.indices("train", require_finite=("zphot",)).size
-    np.testing.assert_allclose(load_bundle(out)[0].flow_prior.shift.numpy(),
-                               kept.latents.mean(axis=0), rtol=1e-5, atol=1e-6)
+    n_train = Dataset(tiny_dataset).indices("train", require_finite=("zphot",)).size
+    for copies, words in ((8, "the canonical orientation pair of each galaxy"),
+                          (1, "the first canonical orientation of each galaxy")):
+        assert main(["--quiet", "refit-prior", str(turning), str(tiny_dataset), "--out",
+                     str(out), *FLOW, "--flow-orientations", str(copies), "--seed", "5",
+                     "--cache-dir", str(cache / str(copies)), "--flow-orientation",
+                     "canonical", "--overwrite"]) == 0
+        assert words in capsys.readouterr().out
+        assert read_bundle(out).training["prior_refit"]["orientation"] == "canonical"
+        (train_file,) = (cache / str(copies)).glob("encodings_train_*.npz")
+        with np.load(train_file) as saved:
+            latents = saved["latents"]
+        assert len(latents) == min(copies, 2) * n_train
+        np.testing.assert_allclose(load_bundle(out)[0].flow_prior.shift.numpy(),
+                                   latents.mean(axis=0), rtol=1e-5, atol=1e-6)
     assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
-                 "--flow-epochs", "1", "--cache-dir", str(cache)]) == 0
+                 "--flow-epochs", "1", "--seed", "5", "--cache-dir", str(cache / "1")]) == 0
     assert read_bundle(again).training["prior_refit"]["orientation"] == "canonical"
-    assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out", str(again),
-                 "--flow-orientations", "2", "--overwrite"]) == 2
+    assert len(list((cache / "1").glob("encodings_train_*.npz"))) == 1     # read back
+
+
+def test_refit_prior_refines_encodings_with_the_rate_asked(untrained_bundle, tiny_dataset,
+                                                           tmp_path, capsys):
+    """--flow-refine-rate: the encodings' refinement takes Adam steps of that size (a
+    smaller rate moves the centres less), is recorded and inherited; a rate <= 0 is
+    refused with exit 2."""
+    out, again, cache = tmp_path / "gentle", tmp_path / "bold", tmp_path / "cache"
+    common = [*FLOW, "--flow-refine-steps", "2", "--cache-dir", str(cache), "--seed", "3"]
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(out), "--flow-refine-rate", "0.01", *common]) == 0
+    assert read_bundle(out).training["prior_refit"]["refine_rate"] == 0.01
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(again), *common]) == 0
+    assert read_bundle(again).training["prior_refit"]["refine_rate"] == 0.3
+    assert main(["--quiet", "refit-prior", str(untrained_bundle), str(tiny_dataset), "--out",
+                 str(again), *FLOW, "--cache-dir", str(cache), "--seed", "3",
+                 "--flow-refine-steps", "0", "--overwrite"]) == 0
+    moved = {}
+    files = sorted(cache.glob("encodings_train_*.npz"), key=lambda f: f.stat().st_mtime)
+    assert len(files) == 3
+    with np.load(files[2]) as plain:
+        for name, found in zip(("gentle", "bold"), files[:2]):
+            with np.load(found) as refined:
+                moved[name] = np.abs(refined["centres"] - plain["centres"]).max(axis=1)
+    # two Adam steps move each coordinate by at most 2 x rate (and the first by ~rate)
+    assert (moved["gentle"] <= 2 * 0.01 + 1e-5).all() and moved["gentle"].max() > 0.005
+    assert moved["bold"].max() > 0.25
+    assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out",
+                 str(tmp_path / "inherit"), *FLOW]) == 0
+    assert read_bundle(tmp_path / "inherit").training["prior_refit"]["refine_rate"] == 0.01
+    assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out",
+                 str(tmp_path / "bad"), "--flow-refine-rate", "0", *FLOW]) == 2
     err = capsys.readouterr().err
-    assert "canonical flow orientation needs all 8 orientations of each stamp encoded, got 2" in err
-    assert "Traceback" not in err
+    assert "the flow's refine rate must be > 0, got 0.0" in err and "Traceback" not in err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_refit_prior_adds_another_data_sets_galaxies_in_the_bundles_normalisation(

@@ -533,6 +533,14 @@ def test_a_flow_refit_on_the_same_weights_reads_the_cached_encodings(tiny_datase
     assert key == enc.encodings_key(model, data, "train", ("zphot",), **settings)
     assert key != enc.encodings_key(model, data, "train", ("zphot",),
                                     **{**settings, "refine_steps": 3})
+    assert key != enc.encodings_key(model, data, "train", ("zphot",),
+                                    **{**settings, "refine_rate": 0.03})
+    n = data.indices("train", require_finite=("zphot",)).size
+    turned = enc.encodings_key(model, data, "train", ("zphot",), **settings,
+                               orientation_codes=np.zeros((n, 1), dtype=int))
+    assert turned != key and turned != enc.encodings_key(
+        model, data, "train", ("zphot",), **settings,
+        orientation_codes=np.ones((n, 1), dtype=int))
     model.set_weights([w + 1e-3 for w in model.get_weights()])
     assert key != enc.encodings_key(model, data, "train", ("zphot",), **settings)
 
@@ -563,23 +571,27 @@ def test_flow_orientations_sets_the_encoded_orientations(tiny_dataset, tmp_path)
     assert not (tmp_path / "upright").exists() and not (tmp_path / "bad9").exists()
 
 
-def test_flow_orientation_canonical_is_recorded_and_needs_eight_orientations(tiny_dataset,
-                                                                             tmp_path):
-    """An augment run's flow fitted to each galaxy's canonical pair of orientations says
-    so in the bundle; without the eight orientations, or with another value, the run is
-    refused before any training."""
+def test_flow_orientation_canonical_and_refine_rate_are_recorded(tiny_dataset, tmp_path):
+    """An augment run's flow fitted to each galaxy's canonical orientation(s) says so in
+    the bundle, as does the refinement's rate; without augment, with another orientation
+    value or a rate <= 0, the run is refused before any training."""
     from galsim_vae.bundle import load_bundle
+    from galsim_vae.data import Dataset
     from galsim_vae.training import TrainingConfigError, train
 
     kwargs = dict(architecture="cvae2", conditions=("zphot",), latent_size=4,
                   channels=[4, 8], epochs=1, batch_size=16, seed=3, flow_prior_epochs=2)
     out = train(tiny_dataset, tmp_path / "canon", augment=True, flow_orientation="canonical",
-                **kwargs)
-    assert load_bundle(out)[1].training["flow_prior"]["orientation"] == "canonical"
+                flow_orientations=1, flow_refine_steps=1, flow_refine_rate=0.05, **kwargs)
+    fit = load_bundle(out)[1].training["flow_prior"]
+    assert (fit["orientation"], fit["refine_rate"], fit["refine_steps"]) == ("canonical", 0.05, 1)
+    n_train = Dataset(tiny_dataset).indices("train", require_finite=("zphot",)).size
+    (cache,) = (tmp_path / "canon.checkpoints").glob("encodings_train_*.npz")
+    with np.load(cache) as saved:
+        assert saved["latents"].shape == (n_train, 4)       # the first of each pair
     for bad, options in (("augment", {"flow_orientation": "canonical"}),
-                         ("augment", {"flow_orientation": "canonical", "augment": True,
-                                      "flow_orientations": 2}),
-                         ("one of", {"flow_orientation": "upright", "augment": True})):
+                         ("one of", {"flow_orientation": "upright", "augment": True}),
+                         ("flow_refine_rate must be > 0", {"flow_refine_rate": -1.0})):
         with pytest.raises(TrainingConfigError, match=bad):
             train(tiny_dataset, tmp_path / "bad", **options, **kwargs)
         assert not (tmp_path / "bad").exists()

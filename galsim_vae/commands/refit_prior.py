@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     out = refit_prior(args.bundle, args.dataset, args.out, hidden_units=args.flow_units,
                       n_couplings=args.flow_couplings, epochs=args.flow_epochs,
                       orientations=args.flow_orientations,
-                      refine_steps=args.flow_refine_steps, select=args.flow_select or "nll",
+                      refine_steps=args.flow_refine_steps,
+                      refine_rate=args.flow_refine_rate, select=args.flow_select or "nll",
                       spline_bins=args.flow_spline_bins,
                       condition_shift=args.flow_condition_shift,
                       fresh_samples=args.flow_fresh_samples, balance=args.flow_balance,
@@ -60,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     kind = f"spline ({fit['spline_bins']} bins)" if fit.get("spline_bins") else "affine"
     shifted = " and a shift linear in the conditions" if fit.get("condition_shift") else ""
     fresh = "fresh posterior samples of " if fit.get("fresh_samples") else ""
-    turns = ("the canonical pair of 8 orientations" if fit.get("orientation") == "canonical"
+    turns = (("the canonical orientation pair" if fit["orientations"] >= 2 else
+              "the first canonical orientation") + " of each galaxy"
+             if fit.get("orientation") == "canonical"
              else f"{fit['orientations']} orientation(s)")
     extra = (f" of {1 + len(fit['extra_data'])} data sets" if fit.get("extra_data") else "")
     print(f"wrote model bundle {out}: flow prior of {fit['couplings']} {kind} couplings "

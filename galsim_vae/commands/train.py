@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..training.distributed import STRATEGIES, cluster_from_environment
+from ..training.encodings import REFINE_RATE
 from ..training.flow_selection import SELECTIONS
 
 #: --likelihood choices -> psf_free.
@@ -51,6 +52,11 @@ def add_flow_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> No
                              "gradient steps on log p(x|z) (closes the encoder's amortization "
                              "gap, which rounds faint galaxies; 8 is enough)"
                              + (where or "; default 0"))
+    parser.add_argument("--flow-refine-rate", type=float, default=default(REFINE_RATE),
+                        metavar="STEP",
+                        help="the refinement's Adam step in latent units per coordinate "
+                             "(0.03 keeps the faintest galaxies' noise out of the refined "
+                             "encodings)" + (where or f"; default {REFINE_RATE:g}"))
     parser.add_argument("--flow-select", choices=SELECTIONS, default=default("nll"),
                         help="the flow epoch kept: nll, the lowest validation NLL; observed, "
                              "the one whose samples, observed like 2,000 validation galaxies "
@@ -78,8 +84,9 @@ def add_flow_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> No
     parser.add_argument("--flow-orientation", choices=("all", "canonical"),
                         default=default("all"),
                         help="fit the flow to every encoded orientation of each stamp (all) "
-                             "or to the two whose shear has g1, g2 >= 0 (canonical; needs 8 "
-                             "orientations; a quarter of the fit's time): the flow models "
+                             "or to the two whose shear has g1, g2 >= 0 (canonical; only "
+                             "those are encoded, the first only with --flow-orientations 1; "
+                             "a quarter of the fit's time): the flow models "
                              "each galaxy once instead of as a ring of turned copies, and "
                              "generation turns each galaxy to a uniformly random angle "
                              "either way" + (where or "; default all"))
@@ -201,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
                 early_stopping_patience=args.patience, seed=args.seed,
                 checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                 flow_prior=not args.no_flow_prior, flow_prior_epochs=args.flow_epochs,
-                flow_refine_steps=args.flow_refine_steps,
+                flow_refine_steps=args.flow_refine_steps, flow_refine_rate=args.flow_refine_rate,
                 flow_orientations=args.flow_orientations, flow_select=args.flow_select,
                 flow_prior_units=args.flow_units, flow_prior_couplings=args.flow_couplings,
                 flow_prior_spline_bins=args.flow_spline_bins,

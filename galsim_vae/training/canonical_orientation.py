@@ -13,7 +13,9 @@ orientation copies are not what narrows the flow's |g|.
 
 With ``flow_orientation="canonical"`` the flow is fitted to the two orientations of each
 galaxy (a half-turn pair, which leaves (g1, g2) unchanged) whose HSM shear lies in the
-quadrant g1 >= 0, g2 >= 0 (position angle in [0, 45] degrees).  Generation needs no
+quadrant g1 >= 0, g2 >= 0 (position angle in [0, 45] degrees), or to the first of them
+only; only those are encoded (a quarter or an eighth of the encoder's and the
+refinement's work of all eight).  Generation needs no
 change: a bundle trained on the eight orientations samples with
 ``sample_symmetry="isotropic"``, a uniform element of the dihedral group times a uniform
 residual rotation in [-45, 45) degrees, which turns *any* distribution of position angles
@@ -35,16 +37,6 @@ FLOW_ORIENTATIONS = ("all", "canonical")
 #: maps g1 to -g1 and keeps g2.
 SHEAR_SIGNS = np.array([[(-1) ** (code % 4) * (-1 if code >= 4 else 1), (-1) ** (code % 4)]
                         for code in range(8)], dtype=np.int64)
-
-
-def check_orientations(orientations: int) -> None:
-    """Raise :class:`~galsim_vae.errors.InputDataError` unless all eight orientations of
-    each stamp are encoded (the canonical pair may be any two of them)."""
-    from ..errors import InputDataError
-
-    if int(orientations) != 8:
-        raise InputDataError(f"the canonical flow orientation needs all 8 orientations of "
-                             f"each stamp encoded, got {orientations}")
 
 
 def stamp_shears(dataset, rows: np.ndarray, *, desc: str = "stamp shapes") -> np.ndarray:
@@ -70,29 +62,15 @@ def canonical_codes(shears: np.ndarray) -> np.ndarray:
     return np.nonzero(turned_positive)[1].reshape(len(quadrant), 2)
 
 
-def canonical_rows(shears: np.ndarray, galaxy: np.ndarray, code: np.ndarray) -> np.ndarray:
-    """Indices of the encoding rows in a canonical orientation: row r encodes galaxy
-    ``galaxy[r]`` (an index into ``shears``) turned by group element ``code[r]``
-    (:func:`galsim_vae.training.encodings.row_layout`)."""
-    codes = canonical_codes(shears)
-    galaxy, code = np.asarray(galaxy, dtype=np.int64), np.asarray(code, dtype=np.int64)
-    keep = (codes[galaxy, 0] == code) | (codes[galaxy, 1] == code)
-    return np.nonzero(keep)[0]
-
-
-def canonical_encodings(encoded, dataset, split: str, conditions, *, orientations: int,
-                        batch_size: int):
-    """The rows of ``encoded`` (the :class:`~galsim_vae.training.encodings.Encodings` of
-    ``split`` in ``orientations`` orientations, encoded ``batch_size`` stamps at a time) in
-    each galaxy's canonical orientation."""
+def canonical_orientations(dataset, split: str, conditions, copies: int = 2) -> np.ndarray:
+    """The group elements (N, copies) int that turn each galaxy of ``split`` (its rows of
+    finite ``conditions``, in order) into the quadrant g1, g2 >= 0: the first ``copies``
+    (1 or 2) of its canonical pair (:func:`canonical_codes`), for
+    :func:`galsim_vae.training.encodings.encodings`' ``orientation_codes``."""
     from ..errors import InputDataError
-    from .encodings import row_layout
 
-    check_orientations(orientations)
+    if int(copies) not in (1, 2):
+        raise InputDataError(f"a galaxy has 2 canonical orientations; asked for {copies}")
     rows = dataset.indices(split, require_finite=conditions or ())
-    galaxy, code = row_layout(rows.size, orientations, batch_size)
-    if galaxy.size != len(encoded.latents):
-        raise InputDataError(f"{len(encoded.latents)} encodings of the {split} split do not "
-                             f"match its {rows.size} galaxies in {orientations} orientations")
     shears = stamp_shears(dataset, rows, desc=f"{split} split's shapes")
-    return encoded.subset(canonical_rows(shears, galaxy, code))
+    return canonical_codes(shears)[:, :int(copies)]

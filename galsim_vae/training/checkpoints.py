@@ -33,7 +33,7 @@ RESUMABLE_CHANGES = ("epochs", "early_stopping_patience", "restore_best", "flow_
                      "flow_prior_epochs", "flow_prior_units", "flow_prior_couplings",
                      "flow_prior_spline_bins", "flow_condition_shift", "flow_fresh_samples",
                      "flow_balance", "flow_orientation",
-                     "flow_refine_steps", "flow_orientations", "flow_select", "mixed_precision",
+                     "flow_refine_steps", "flow_refine_rate", "flow_orientations", "flow_select", "mixed_precision",
                      "xla", "name")
 
 

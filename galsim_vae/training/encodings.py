@@ -29,6 +29,10 @@ CACHE_NAME = "encodings_{split}_{key}.npz"
 #: Fewest stamps per encoder call: the rows of each call are written orientation by
 #: orientation (:func:`row_layout`).
 MIN_ENCODING_BATCH = 256
+#: Adam step (latent units per coordinate) of the encodings' refinement unless given: the
+#: rate of the flow fits of sessions 22-35 (``--flow-refine-steps``).  Smaller steps keep
+#: the faintest galaxies' noise out of the refined means (0.03: ``models/posterior.py``).
+REFINE_RATE = 0.3
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,8 @@ class Encodings:
 
 def encodings_key(model, dataset, split: str, conditions, *, orientations: int, seed: int,
                   refine_steps: int, prior_weight: float, with_psf: bool,
-                  noise_correlation: bool = False) -> str:
+                  noise_correlation: bool = False, refine_rate: float = REFINE_RATE,
+                  orientation_codes: np.ndarray | None = None) -> str:
     """A hex digest of everything the encodings of ``split`` depend on."""
     digest = hashlib.sha256()
     for weight in model.get_weights():
@@ -85,6 +90,11 @@ def encodings_key(model, dataset, split: str, conditions, *, orientations: int, 
         "prior_weight": float(prior_weight), "with_psf": bool(with_psf)}
     if noise_correlation:                 # only when set: earlier caches keep their keys
         settings["noise_correlation"] = True
+    if refine_steps and float(refine_rate) != REFINE_RATE:
+        settings["refine_rate"] = float(refine_rate)
+    if orientation_codes is not None:     # each galaxy's own orientations (canonical)
+        digest.update(np.ascontiguousarray(orientation_codes, dtype=np.int64).tobytes())
+        settings["orientation_codes"] = list(np.shape(orientation_codes))
     if dataset.normalisation_override:    # another data set's normalisation (refit)
         settings["normalised_as"] = dataset.normalisation_override
     digest.update(json.dumps(settings, sort_keys=True).encode())
@@ -93,13 +103,16 @@ def encodings_key(model, dataset, split: str, conditions, *, orientations: int, 
 
 def cached_encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size: int,
                      *, orientations: int = 1, seed: int = 0, refine_steps: int = 0,
-                     prior_weight: float = 0.0, cache_dir=None, noise_correlation: bool = False):
+                     prior_weight: float = 0.0, cache_dir=None, noise_correlation: bool = False,
+                     refine_rate: float = REFINE_RATE,
+                     orientation_codes: np.ndarray | None = None):
     """:func:`encodings`, read from ``cache_dir`` when it holds those of the same
     weights, data and settings, else computed and written there (atomically).  A cache
     written before the posterior centres and widths were kept (latents only) is encoded
     anew."""
     settings = dict(orientations=orientations, seed=seed, refine_steps=refine_steps,
-                    prior_weight=prior_weight, noise_correlation=noise_correlation)
+                    prior_weight=prior_weight, noise_correlation=noise_correlation,
+                    refine_rate=refine_rate, orientation_codes=orientation_codes)
     if cache_dir is None:
         return encodings(model, dataset, split, conditions, with_psf, batch_size, **settings)
     key = encodings_key(model, dataset, split, conditions, with_psf=with_psf, **settings)
@@ -119,36 +132,51 @@ def cached_encodings(model, dataset, split: str, conditions, with_psf: bool, bat
 
 def encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size: int, *,
                orientations: int = 1, seed: int = 0, refine_steps: int = 0,
-               prior_weight: float = 0.0, noise_correlation: bool = False):
+               prior_weight: float = 0.0, noise_correlation: bool = False,
+               refine_rate: float = REFINE_RATE,
+               orientation_codes: np.ndarray | None = None):
     """The :class:`Encodings` of one split: one posterior sample per galaxy and per
-    orientation (the first ``orientations`` of the eight symmetries of the square),
-    (N * orientations, d), with the posterior's centre and width and the normalised
-    conditions of each row (N * orientations, k) or None.  The refinement uses the
+    orientation (the first ``orientations`` of the eight symmetries of the square, or
+    each galaxy's own group elements ``orientation_codes`` (N, k) for the split's N
+    rows), (N * orientations, d) or (N * k, d), with the posterior's centre and width and
+    the normalised conditions of each row, or None.  The rows of each encoder call of
+    :func:`encoding_batch` galaxies come orientation by orientation (:func:`row_layout`).
+    The refinement takes Adam steps of ``refine_rate`` latent units and uses the
     correlated-noise likelihood when ``noise_correlation``."""
     import tensorflow as tf
 
     from ..data import make_tf_dataset
     from ..models.orientation import orient
 
-    data = make_tf_dataset(dataset, split, batch_size=encoding_batch(batch_size), shuffle=False,
+    step = encoding_batch(batch_size)
+    data = make_tf_dataset(dataset, split, batch_size=step, shuffle=False,
                            conditions=conditions, with_psf=with_psf,
                            **({"noise_correlation": True} if noise_correlation else {}))
+    if orientation_codes is None:
+        n = dataset.indices(split, require_finite=conditions or ()).size
+        orientation_codes = np.tile(np.arange(int(orientations)), (n, 1))
+    orientation_codes = np.asarray(orientation_codes, dtype=np.int32)
     generator = tf.random.Generator.from_seed(int(seed) % (2**31))
-    refine = latent_refiner(model, int(refine_steps), float(prior_weight))
+    refine = latent_refiner(model, int(refine_steps), float(prior_weight),
+                            learning_rate=float(refine_rate))
     latents, centres, scales, conds = [], [], [], []
+    start = 0
     for batch in progress(data, desc=f"encoding the {split} split"):
         cond = batch.get("conditions")
         images, psf = batch["image"], batch.get("psf")
-        for code in range(int(orientations)):
-            codes = tf.fill(tf.shape(images)[:1], code)
-            turned = orient(images, codes) if code else images
+        batch_codes = orientation_codes[start:start + int(tf.shape(images)[0])]
+        start += len(batch_codes)
+        for copy in range(batch_codes.shape[1]):
+            codes = tf.constant(batch_codes[:, copy])
+            turning = bool(batch_codes[:, copy].any())        # else all stamps upright
+            turned = orient(images, codes) if turning else images
             posterior = model.encode(turned, cond, training=False)
             centre = posterior.mean()
             if refine is not None:
-                turned_psf = None if psf is None else (orient(psf, codes) if code else psf)
+                turned_psf = orient(psf, codes) if turning and psf is not None else psf
                 rootps = batch.get("noise_rootps")
                 extra = ({} if rootps is None else
-                         {"noise_rootps": turned_spectra(rootps, codes) if code else rootps})
+                         {"noise_rootps": turned_spectra(rootps, codes) if turning else rootps})
                 centre = refine(centre, turned, turned_psf, batch["noise_std"], cond, **extra)
             eps = generator.normal(tf.shape(centre))
             width = posterior.stddev()
@@ -168,9 +196,11 @@ def encoding_batch(batch_size: int) -> int:
 
 def row_layout(n_galaxies: int, orientations: int, batch_size: int) -> tuple[np.ndarray,
                                                                            np.ndarray]:
-    """Which galaxy (index into the split's rows) and which group element each row of
-    :func:`encodings` holds, (R,) int each: per encoder call of ``encoding_batch(batch_size)``
-    galaxies, all of them in orientation 0, then all in orientation 1, and so on."""
+    """Which galaxy (index into the split's rows) and which of its orientations (0 to
+    ``orientations`` - 1: the group element, or the column of ``orientation_codes``) each
+    row of :func:`encodings` holds, (R,) int each: per encoder call of
+    ``encoding_batch(batch_size)`` galaxies, all of them in orientation 0, then all in
+    orientation 1, and so on."""
     step = encoding_batch(batch_size)
     galaxy, code = [], []
     for start in range(0, int(n_galaxies), step):

@@ -21,6 +21,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import OutputExistsError
 from ..io_utils import check_output_path
+from .encodings import REFINE_RATE
 from .errors import TrainingConfigError
 from .flow_selection import SELECTIONS
 from .schedules import BetaSchedule, LearningRateSchedule
@@ -63,6 +64,7 @@ class TrainingOptions:
     flow_balance: float = 0.0
     flow_orientation: str = "all"
     flow_refine_steps: int = 0
+    flow_refine_rate: float = REFINE_RATE
     flow_orientations: int | None = None
     flow_select: str = "nll"
     mixed_precision: bool = False
@@ -154,6 +156,12 @@ class TrainingOptions:
         if self.flow_refine_steps:
             settings["flow_refine_steps"] = _positive_int(self.flow_refine_steps,
                                                           "flow_refine_steps")
+        if self.flow_refine_rate != REFINE_RATE:  # only when set: earlier runs resume as they were
+            if not (isinstance(self.flow_refine_rate, (int, float))
+                    and math.isfinite(self.flow_refine_rate) and self.flow_refine_rate > 0):
+                raise TrainingConfigError(f"flow_refine_rate must be > 0, got "
+                                          f"{self.flow_refine_rate!r}")
+            settings["flow_refine_rate"] = float(self.flow_refine_rate)
         settings["flow_orientations"] = self._flow_orientations()
         if self.flow_select not in SELECTIONS:
             raise TrainingConfigError(f"flow_select must be one of {list(SELECTIONS)}, got "
@@ -176,7 +184,7 @@ class TrainingOptions:
                                           f"{self.flow_balance!r}")
             settings["flow_balance"] = float(self.flow_balance)
         if self.flow_orientation != "all":  # only when set: earlier runs resume as they were
-            settings["flow_orientation"] = self._flow_orientation(settings["flow_orientations"])
+            settings["flow_orientation"] = self._flow_orientation()
         if self.noise_correlation:      # only when set: older runs resume as they were
             settings["noise_correlation"] = True
         if drawn:            # only when there are some: older runs' run.json resume as they were
@@ -204,18 +212,19 @@ class TrainingOptions:
                 "use flow_orientations=1")
         return value
 
-    def _flow_orientation(self, orientations: int) -> str:
-        """``flow_orientation`` checked: "canonical" needs the eight orientations encoded
-        (:mod:`galsim_vae.training.canonical_orientation`)."""
+    def _flow_orientation(self) -> str:
+        """``flow_orientation`` checked: "canonical" turns stamps, which only a model
+        trained on them understands (:mod:`galsim_vae.training.canonical_orientation`)."""
         from .canonical_orientation import FLOW_ORIENTATIONS
 
         if self.flow_orientation not in FLOW_ORIENTATIONS:
             raise TrainingConfigError(f"flow_orientation must be one of "
                                       f"{list(FLOW_ORIENTATIONS)}, got {self.flow_orientation!r}")
-        if self.flow_orientation == "canonical" and orientations != 8:
+        if self.flow_orientation == "canonical" and not self.augment:
             raise TrainingConfigError(
-                "flow_orientation='canonical' keeps each galaxy's canonical pair of its eight "
-                "orientations: train with augment=True (--augment) and all 8 flow orientations")
+                "flow_orientation='canonical' encodes each galaxy turned to its canonical "
+                "orientation, which only a model trained on turned stamps understands: "
+                "train with augment=True (--augment)")
         return self.flow_orientation
 
     def _hyperparameters(self, dataset, conditions: tuple, latent_size: int,

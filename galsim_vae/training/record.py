@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputDataError
+from .encodings import REFINE_RATE
 from .errors import TrainingConfigError
 
 
@@ -87,7 +88,8 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
                                 select: str = "nll", spline_bins: int = 0,
                                 condition_shift: bool = False, fresh_samples: bool = False,
                                 balance: float = 0.0, orientation: str = "all",
-                                extra_datasets: Sequence = ()):
+                                extra_datasets: Sequence = (),
+                                refine_rate: float = REFINE_RATE):
     """Fit the flow prior to the aggregate posterior of the training split, stopped early
     on that of the validation split (when the data set has one).
 
@@ -105,7 +107,8 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
 
     ``refine_steps`` > 0 first moves each posterior mean by that many Adam steps up
     ``log p(x | z) - prior_weight |z|^2 / 2`` (the training objective for one latent,
-    ``prior_weight`` the final KL weight), then samples around it with the encoder's
+    ``prior_weight`` the final KL weight; steps of ``refine_rate`` latent units per
+    coordinate), then samples around it with the encoder's
     width: a semi-amortized encoding (Kim et al. 2018, ICML, arXiv:1802.02550).  The
     encoder of a faint galaxy under-fits it: on the shipped flagship, for mag_auto
     24.7-25.3, the decoded posterior means are 6.8% rounder than the data (paired |g|
@@ -123,8 +126,9 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     NLL is weighted alike): the flow's capacity moves to the sparse conditions without
     changing the conditional density it converges to.  ``orientation`` "canonical" keeps
     the two of each galaxy's eight orientations whose shear has g1, g2 >= 0, for the
-    training and the validation split (:mod:`.canonical_orientation`); "all" keeps every
-    encoded orientation.  ``extra_datasets`` (data sets presented in ``dataset``'s
+    training and the validation split (:mod:`.canonical_orientation`; with
+    ``orientations`` 1 the first of the pair only), and encodes only those; "all" encodes
+    the first ``orientations`` of the eight.  ``extra_datasets`` (data sets presented in ``dataset``'s
     normalisation, :meth:`galsim_vae.data.Dataset.normalised_as`) add the encodings of
     their training and validation splits to ``dataset``'s: more galaxies of the same
     population for the flow, the networks unchanged.
@@ -138,8 +142,7 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     import keras
 
     from ..models.prior_fit import fit_flow_prior
-    from .canonical_orientation import (FLOW_ORIENTATIONS, canonical_encodings,
-                                        check_orientations)
+    from .canonical_orientation import FLOW_ORIENTATIONS, canonical_orientations
     from .encodings import Encodings, cached_encodings
     from .flow_selection import SELECTIONS
 
@@ -148,22 +151,20 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
     if orientation not in FLOW_ORIENTATIONS:
         raise InputDataError(f"flow orientation {orientation!r} is not one of "
                              f"{list(FLOW_ORIENTATIONS)}")
-    if orientation == "canonical":
-        check_orientations(orientations)
 
     def encodings(split: str, split_seed: int):
         parts = []
         for number, source in enumerate([dataset, *extra_datasets]):
             if not source.indices(split, require_finite=conditions or ()).size:
                 continue
-            encoded = cached_encodings(model, source, split, conditions, with_psf, batch_size,
-                                       orientations=orientations, seed=split_seed + 2 * number,
-                                       refine_steps=refine_steps, prior_weight=prior_weight,
-                                       cache_dir=cache_dir, noise_correlation=noise_correlation)
-            if orientation == "canonical":
-                encoded = canonical_encodings(encoded, source, split, conditions,
-                                              orientations=orientations, batch_size=batch_size)
-            parts.append(encoded)
+            codes = (canonical_orientations(source, split, conditions, min(orientations, 2))
+                     if orientation == "canonical" else None)
+            parts.append(cached_encodings(
+                model, source, split, conditions, with_psf, batch_size,
+                orientations=orientations, seed=split_seed + 2 * number,
+                refine_steps=refine_steps, prior_weight=prior_weight, refine_rate=refine_rate,
+                cache_dir=cache_dir, noise_correlation=noise_correlation,
+                orientation_codes=codes))
         return Encodings.concatenate(parts) if parts else None
 
     train = encodings("train", seed)
@@ -247,6 +248,7 @@ def training_record(dataset, settings: Mapping[str, Any], history: list[dict[str
     if prior is not None:
         info["flow_prior"] = {"orientations": settings.get("flow_orientations", 1),
                               "refine_steps": settings.get("flow_refine_steps", 0),
+                              "refine_rate": settings.get("flow_refine_rate", REFINE_RATE),
                               "units": settings["flow_prior_units"],
                               "couplings": settings["flow_prior_couplings"],
                               "max_epochs": settings["flow_prior_epochs"],

@@ -27,6 +27,7 @@ from typing import Sequence
 
 from ..errors import BundleError, InputDataError
 from ..isotropy import ORIENTED
+from .encodings import REFINE_RATE
 
 #: Relative tolerance of the data set's condition standardisation against the bundle's.
 STANDARDISATION_RTOL = 1e-5
@@ -100,7 +101,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                 out: str | os.PathLike, *, hidden_units: Sequence[int] | None = None,
                 n_couplings: int | None = None, epochs: int | None = None,
                 orientations: int | None = None, refine_steps: int | None = None,
-                noise_correlation: bool | None = None, select: str = "nll",
+                refine_rate: float | None = None, noise_correlation: bool | None = None, select: str = "nll",
                 spline_bins: int | None = None, condition_shift: bool | None = None,
                 fresh_samples: bool | None = None, balance: float | None = None,
                 orientation: str | None = None,
@@ -139,6 +140,8 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
                       inherited by a next refit).
         refine_steps: Semi-amortized refinement steps of each encoding (default: the
                       bundle's, else 0).
+        refine_rate:  Their Adam step in latent units per coordinate (default: the
+                      bundle's, else 0.3).
         noise_correlation: Refine with the correlated-noise likelihood (default: as the
                       bundle was trained, ``training.noise_correlation``).
         select:       "nll": keep the flow's epoch of lowest validation NLL; "observed": the
@@ -177,6 +180,8 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
     n_couplings = n_couplings or own.get("couplings") or 8
     epochs = epochs or own.get("max_epochs") or 100
     refine_steps = own.get("refine_steps", 0) if refine_steps is None else refine_steps
+    refine_rate = float(own.get("refine_rate", REFINE_RATE) if refine_rate is None
+                        else refine_rate)
     spline_bins = own.get("spline_bins", 0) if spline_bins is None else spline_bins
     if condition_shift is None:
         condition_shift = bool(own.get("condition_shift", False))
@@ -199,6 +204,8 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
     if int(n_couplings) < 1 or int(epochs) < 1 or int(refine_steps) < 0:
         raise InputDataError(f"the flow needs couplings >= 1 and epochs >= 1, and refine "
                              f"steps >= 0; got {n_couplings}, {epochs}, {refine_steps}")
+    if not (math.isfinite(refine_rate) and refine_rate > 0):
+        raise InputDataError(f"the flow's refine rate must be > 0, got {refine_rate}")
     if int(spline_bins) < 0 or int(spline_bins) == 1:
         raise InputDataError(f"spline bins must be 0 (affine couplings) or >= 2, got "
                              f"{spline_bins}")
@@ -214,7 +221,8 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
         network, dataset, [c.name for c in spec.conditions], with_psf, int(batch_size),
         epochs=int(epochs), seed=int(seed), orientations=int(orientations),
         hidden_units=tuple(int(u) for u in hidden_units), n_couplings=int(n_couplings),
-        refine_steps=int(refine_steps), prior_weight=final_beta, cache_dir=cache_dir,
+        refine_steps=int(refine_steps), refine_rate=refine_rate, prior_weight=final_beta,
+        cache_dir=cache_dir,
         noise_correlation=bool(noise_correlation), select=select,
         spline_bins=int(spline_bins), condition_shift=bool(condition_shift),
         fresh_samples=bool(fresh_samples), balance=balance, orientation=orientation,
@@ -222,6 +230,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
     network.attach_prior(prior)
     record = {"from": str(path), "data": str(Path(dataset.path).resolve()),
               "orientations": int(orientations), "refine_steps": int(refine_steps),
+              "refine_rate": refine_rate,
               "units": [int(u) for u in hidden_units], "couplings": int(n_couplings),
               "max_epochs": int(epochs), "seed": int(seed), "select": select,
               "spline_bins": int(spline_bins), "condition_shift": prior.condition_shift,

@@ -31,6 +31,7 @@ from .. import interruption
 from .callbacks import EpochLogs, epoch_row, log
 from .distributed import Cluster, cluster_from_environment, finish_together, make_strategy
 from .checkpoints import TrainingState, check_run_settings, write_run_settings
+from .encodings import REFINE_RATE
 from .errors import TrainingConfigError
 from .options import RunPlan, TrainingOptions
 from .record import (condition_metadata, divergence_error, fit_flow_prior_to_encodings,
@@ -86,7 +87,7 @@ def train(dataset_path: str | os.PathLike, out_bundle: str | os.PathLike,
                          of each encoding every flow epoch), ``flow_balance`` (rows
                          weighed by their conditions' inverse density to this power),
                          ``flow_refine_steps`` (semi-amortized
-                         encodings), ``flow_orientations`` (orientations of each stamp
+                         encodings) and ``flow_refine_rate`` (their Adam step), ``flow_orientations`` (orientations of each stamp
                          encoded for the flow: 1-8, default 8 with ``augment``),
                          ``flow_orientation`` (``"all"`` of them, or each galaxy's
                          ``"canonical"`` pair: :mod:`.canonical_orientation`),
@@ -343,6 +344,7 @@ class _Run:
                 balance=plan.settings.get("flow_balance", 0.0),
                 orientation=plan.settings.get("flow_orientation", "all"),
                 refine_steps=int(options.flow_refine_steps or 0),
+                refine_rate=float(plan.settings.get("flow_refine_rate", REFINE_RATE)),
                 prior_weight=float(history[-1]["beta"]),
                 cache_dir=plan.checkpoint_dir,
                 noise_correlation=bool(options.noise_correlation),
