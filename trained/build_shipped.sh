@@ -572,8 +572,18 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
 # vae_r (the shipped vae, refined posterior; before the memorization mend): 4/8 as shipped
 #   (generated galaxies unchanged), chi2 1.151, posterior predictive 2.5% (met; shipped
 #   5.5%), paired |g| slope 0.97 at S/N > 90.  report10k_vae_r2 reruns it with the mend:
-#   the same, memorization p 1 / 1, isotropy 0.0022 (met).  To ship as vae_cosmos_sim with
-#   its card (next session).
+#   the same, memorization p 1 / 1, isotropy 0.0022 (met).  Shipped in session 36, below.
+# Session 36 (2026-12-05, a new machine: every run folder was gone; data.sh below remade
+# the surveys and data sets with the seeds above, and report10k_vae_r2 reproduced the
+# session-35 figures to every digit).  SHIPPED as vae_cosmos_sim: vae_r (weights and prior
+# unchanged, byte-for-byte equal arrays), with its reports:
+#   galsim-vae evaluate vae_r --data real_paltas_128 --split all --out report_real_vae_r
+#   python -c "from galsim_vae.bundle.writer import set_model_card; import shutil; \
+#     shutil.copytree('vae_r', 'vae_cosmos_sim_new'); set_model_card('vae_cosmos_sim_new', \
+#     open('card.md').read(), name='vae_cosmos_sim', extra_folders={'report': \
+#     'report3k_vae_shipped', 'report_10k': 'report10k_vae_r2', 'report_real': 'report_real_vae_r'})"
+#   (report3k_vae_shipped: the previous trained/vae_cosmos_sim/report; card.md:
+#   trained/vae_cosmos_sim/README.md).  Real galaxies: chi2 1.25 (encoder 1.28).
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
