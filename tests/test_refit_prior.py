@@ -207,8 +207,8 @@ def test_refit_prior_refines_encodings_with_the_rate_asked(untrained_bundle, tin
         for name, found in zip(("gentle", "bold"), files[:2]):
             with np.load(found) as refined:
                 moved[name] = np.abs(refined["centres"] - plain["centres"]).max(axis=1)
-    # two Adam steps move each coordinate by at most 2 x rate (and the first by ~rate)
-    assert (moved["gentle"] <= 2 * 0.01 + 1e-5).all() and moved["gentle"].max() > 0.005
+    # two Adam steps move each coordinate by at most ~2 x rate (and the first by ~rate)
+    assert (moved["gentle"] <= 2 * 0.01 * 1.01).all() and moved["gentle"].max() > 0.005
     assert moved["bold"].max() > 0.25
     assert main(["--quiet", "refit-prior", str(out), str(tiny_dataset), "--out",
                  str(tmp_path / "inherit"), *FLOW]) == 0
