@@ -31,15 +31,31 @@ cd "$WORK"
 COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batch-size 64
  --beta warmup:0.1:4:0.01 --lr 1e-3 --lr-decay 0.93 --clip-norm 1e5 --seed 2026
  --output-activation linear --model-error 0.03 --augment --monitor median --resume"
-# The shipped flagship (2026-12-03, session 24): the sub-pixel decoder, KL weight 0.01, 55
-# epochs at a 0.95 decay, and the flow prior (8 couplings of 128,128) fitted to
-# semi-amortized encodings (8 refinement steps) in all 8 orientations.  It was made as
-# runs/flagship_sp (55 epochs) whose checkpoints were resumed as runs/flagship_sp_refined
-# with --flow-refine-steps 8 (the same as this one command):
-[ -f flagship_cosmos_sim/model.json ] || galsim-vae train sim20k_128 --out flagship_cosmos_sim \
-    --model cvae2 --conditions zphot mag_auto flux_radius --flux-condition mag_auto --epochs 55 \
-    ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.95 --decoder subpixel \
-    --flow-units 128,128 --flow-couplings 8 --flow-refine-steps 8
+# The shipped flagship (2026-12-05, session 36): flagship_v2's networks (session 31: the
+# sub-pixel decoder, KL weight 0.01, 28 epochs at a 0.92 decay), then a flow prior fitted
+# to semi-amortized encodings of the training survey and a second survey of the same
+# simulator (seed 3030, which no evaluation uses), and the bundle's posterior refined
+# alike (the record of session 36, further down).  ~22 min training, ~45 min for the
+# second survey, ~27 min for the flow on 2 cores:
+[ -f flagship_v2/model.json ] || galsim-vae train sim20k_128 --out flagship_v2 --model cvae2 \
+    --conditions zphot mag_auto flux_radius --flux-condition mag_auto --epochs 28 \
+    ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.92 --decoder subpixel \
+    --flow-units 256,256 --flow-couplings 12 --flow-epochs 40 --flow-select morphology
+[ -d sim40k_s3030 ] || galsim-vae simulate --n 40000 --out sim40k_s3030 --seed 3030 --processes 2
+[ -d sim40k_s3030_128 ] || galsim-vae prepare cosmos --dir sim40k_s3030 --sample 25.2 --stamp-size 128 --out sim40k_s3030_128
+[ -f flagship_refx0/model.json ] || galsim-vae refit-prior flagship_v2 sim20k_128 --out flagship_refx0 \
+    --extra-data sim40k_s3030_128 --flow-couplings 12 --flow-units 256,256 --flow-epochs 100 \
+    --flow-select nll --flow-fresh-samples --flow-orientation canonical --flow-orientations 1 \
+    --flow-refine-steps 8 --flow-refine-rate 0.03 --no-flow-condition-shift --cache-dir cache_flagship
+[ -f flagship_cosmos_sim/model.json ] || python -c "from galsim_vae.bundle.edit import \
+with_generation_settings as w; w('flagship_refx0', 'flagship_cosmos_sim', posterior_refine_steps=8, \
+posterior_refine_rate=0.03, posterior_prior_weight=0.01)"
+# Until session 36 the flagship was the session-24 recipe (55 epochs at a 0.95 decay, the
+# flow on refined encodings in 8 orientations), then flagship_v2 with refitted flows:
+#   galsim-vae train sim20k_128 --out flagship_cosmos_sim --model cvae2 --conditions zphot \
+#       mag_auto flux_radius --flux-condition mag_auto --epochs 55 \
+#       ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.95 --decoder subpixel \
+#       --flow-units 128,128 --flow-couplings 8 --flow-refine-steps 8
 # (--lr-decay given twice: the last one, 0.95, counts.)
 # cvae2_cosmos_sim (2026-12-03, session 25, run folder cvae2_drawn): zphot given by the user,
 # mag_auto drawn from its training distribution given zphot (flux-normalised stamps), the
@@ -64,6 +80,10 @@ COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batc
     --conditions --flux-condition mag_auto --epochs 28 \
     ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.92 --decoder subpixel \
     --flow-units 128,128 --flow-couplings 8 --noise-correlation --seed 2027
+# vae_cosmos_sim ships vae_drawn with its posterior semi-amortized (session 36; weights and
+# prior unchanged):
+[ -f vae_r/model.json ] || python -c "from galsim_vae.bundle.edit import with_generation_settings \
+as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.03, posterior_prior_weight=0.01)"
 # Shipped as trained/vae_cosmos_sim: evaluate, then copy with the card and reports:
 #   galsim-vae evaluate vae_drawn --data simeval3k_128 --split all --n-generated 2952 --out report_vae_drawn
 #   galsim-vae evaluate vae_drawn --data real_paltas_128 --split all --out report_real_vae_drawn
@@ -649,7 +669,7 @@ DATA=${SHARED_DATA:-$HERE/../../shared/data}
     --out real_paltas_128
 # (since session 25 the reports observe model images with the data sets' own correlated
 # noise; data sets prepared before carry no noise power spectra and get white noise)
-for m in flagship_cosmos_sim cvae2_drawn vae_drawn; do
+for m in flagship_cosmos_sim cvae2_drawn vae_r; do
     galsim-vae evaluate $m --data simeval3k_128 --split all --n-generated 2952 --out report_$m --overwrite
     galsim-vae evaluate $m --data real_paltas_128 --split all --out report_real_$m --overwrite
 done
