@@ -635,6 +635,11 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   (shipped 3e-34; Mann-Whitney p 1).  Shipped: it meets the bar (6/8 with mean |g|
 #   and size, and isotropy) on the 10k survey, which the previous flagship met on neither.
 #   Real galaxies: 0/8 (domain gap), chi2 1.24, magnitude 0.13 mag.
+# vae_refx (runs/vae_refx.sh: the shipped vae, the same refined-encodings flow as
+#   flagship_refx; epoch 28 by validation NLL 19.91): 4/8, worse than shipped -- mean |g|
+#   +2.2%, size -1.96%, isotropy 0.0042 (not met); KS |g| 0.0500 (met by 6e-7), KS size
+#   0.022, KS flux 0.015, chi2 1.151, posterior predictive 2.5%.  Not shipped.  The vae's
+#   encoder keeps sizes already (posterior samples +0.2%): its size loss is the flow's.
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
