@@ -86,5 +86,13 @@ def test_a_galaxy_has_two_canonical_orientations(tiny_dataset):
     from galsim_vae.data import Dataset
     from galsim_vae.errors import InputDataError
 
+    from galsim_vae.models import build_model
+    from galsim_vae.training.encodings import encodings
+
+    data = Dataset(tiny_dataset)
     with pytest.raises(InputDataError, match="2 canonical orientations; asked for 3"):
-        canonical_orientations(Dataset(tiny_dataset), "train", ("zphot",), 3)
+        canonical_orientations(data, "train", ("zphot",), 3)
+    codes = canonical_orientations(data, "validation", ("zphot",), 2)     # another split's
+    model = build_model("cvae2", stamp_size=32, latent_size=4, channels=[4, 8], n_conditions=1)
+    with pytest.raises(InputDataError, match="one row of group elements per galaxy"):
+        encodings(model, data, "train", ("zphot",), False, 16, orientation_codes=codes)

@@ -152,10 +152,16 @@ def encodings(model, dataset, split: str, conditions, with_psf: bool, batch_size
     data = make_tf_dataset(dataset, split, batch_size=step, shuffle=False,
                            conditions=conditions, with_psf=with_psf,
                            **({"noise_correlation": True} if noise_correlation else {}))
+    n = dataset.indices(split, require_finite=conditions or ()).size
     if orientation_codes is None:
-        n = dataset.indices(split, require_finite=conditions or ()).size
         orientation_codes = np.tile(np.arange(int(orientations)), (n, 1))
     orientation_codes = np.asarray(orientation_codes, dtype=np.int32)
+    if orientation_codes.ndim != 2 or len(orientation_codes) != n:
+        from ..errors import InputDataError
+
+        raise InputDataError(f"orientation codes of shape {orientation_codes.shape} for the "
+                             f"{n} galaxies of the {split} split of {str(dataset.path)!r}: "
+                             "need one row of group elements per galaxy")
     generator = tf.random.Generator.from_seed(int(seed) % (2**31))
     refine = latent_refiner(model, int(refine_steps), float(prior_weight),
                             learning_rate=float(refine_rate))
