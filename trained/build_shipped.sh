@@ -640,6 +640,13 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   +2.2%, size -1.96%, isotropy 0.0042 (not met); KS |g| 0.0500 (met by 6e-7), KS size
 #   0.022, KS flux 0.015, chi2 1.151, posterior predictive 2.5%.  Not shipped.  The vae's
 #   encoder keeps sizes already (posterior samples +0.2%): its size loss is the flow's.
+# flagship_ctl (runs/flag_ctl.sh: the control of flagship_refx, the same flow settings on
+#   the encoder's posterior, --flow-refine-steps 0; epoch 18): 5/8 -- mean |g| +2.4%, size
+#   -1.59%, KS |g| 0.064 (not met), KS size 0.016, z-bins 3.0% / 3.1%, isotropy 0.0008.  So
+#   the refinement is what moved size from -1.59% to -0.56% and mean |g| from +2.4% to
+#   +1.5%; and one canonical copy per galaxy (ctl, KS |g| 0.064) keeps the |g| width worse
+#   than the pair (flagship_extra, 0.040).  Next: refined encodings of the canonical pair
+#   (--flow-orientations 2; ~50 min of encoding on 2 cores).
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
