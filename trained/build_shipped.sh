@@ -647,6 +647,8 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   +1.5%; and one canonical copy per galaxy (ctl, KS |g| 0.064) keeps the |g| width worse
 #   than the pair (flagship_extra, 0.040).  Next: refined encodings of the canonical pair
 #   (--flow-orientations 2; ~50 min of encoding on 2 cores).
+# vae_ref20 (runs/vae_ref20.sh: the vae, the refined-encodings flow on sim20k alone, epoch
+#   15): 4/8 -- mean |g| +1.0%, size -2.6%, KS |g| 0.064, isotropy 0.0038.  Not shipped.
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
