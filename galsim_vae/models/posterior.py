@@ -32,6 +32,16 @@ _REFINERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 REFINEMENT_KEYS = ("posterior_refine_steps", "posterior_refine_rate", "posterior_prior_weight")
 
 
+def is_refine_rate(rate) -> bool:
+    """True for a refinement step (latent units per coordinate): a finite number > 0."""
+    import math
+
+    try:
+        return math.isfinite(float(rate)) and float(rate) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 def check_refinement(steps: int, rate: float, prior_weight: float, name: str) -> dict:
     """The refinement settings as config entries (:data:`REFINEMENT_KEYS`): steps a whole
     number >= 0, rate > 0, prior weight >= 0; raises InputDataError naming the bad one."""
@@ -42,7 +52,7 @@ def check_refinement(steps: int, rate: float, prior_weight: float, name: str) ->
     if isinstance(steps, bool) or int(steps) != steps or steps < 0:
         raise InputDataError(f"{name}: posterior_refine_steps must be a whole number >= 0, "
                              f"got {steps!r}")
-    if not (math.isfinite(float(rate)) and float(rate) > 0):
+    if not is_refine_rate(rate):
         raise InputDataError(f"{name}: posterior_refine_rate must be > 0, got {rate!r}")
     if not (math.isfinite(float(prior_weight)) and float(prior_weight) >= 0):
         raise InputDataError(f"{name}: posterior_prior_weight must be >= 0, got "

@@ -21,6 +21,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import OutputExistsError
 from ..io_utils import check_output_path
+from ..models.posterior import is_refine_rate
 from .encodings import REFINE_RATE
 from .errors import TrainingConfigError
 from .flow_selection import SELECTIONS
@@ -158,7 +159,7 @@ class TrainingOptions:
                                                           "flow_refine_steps")
         if self.flow_refine_rate != REFINE_RATE:  # only when set: earlier runs resume as they were
             if not (isinstance(self.flow_refine_rate, (int, float))
-                    and math.isfinite(self.flow_refine_rate) and self.flow_refine_rate > 0):
+                    and is_refine_rate(self.flow_refine_rate)):
                 raise TrainingConfigError(f"flow_refine_rate must be > 0, got "
                                           f"{self.flow_refine_rate!r}")
             settings["flow_refine_rate"] = float(self.flow_refine_rate)

@@ -27,6 +27,7 @@ from typing import Sequence
 
 from ..errors import BundleError, InputDataError
 from ..isotropy import ORIENTED
+from ..models.posterior import is_refine_rate
 from .encodings import REFINE_RATE
 
 #: Relative tolerance of the data set's condition standardisation against the bundle's.
@@ -204,7 +205,7 @@ def refit_prior(source: str | os.PathLike, dataset_path: str | os.PathLike,
     if int(n_couplings) < 1 or int(epochs) < 1 or int(refine_steps) < 0:
         raise InputDataError(f"the flow needs couplings >= 1 and epochs >= 1, and refine "
                              f"steps >= 0; got {n_couplings}, {epochs}, {refine_steps}")
-    if not (math.isfinite(refine_rate) and refine_rate > 0):
+    if not is_refine_rate(refine_rate):
         raise InputDataError(f"the flow's refine rate must be > 0, got {refine_rate}")
     if int(spline_bins) < 0 or int(spline_bins) == 1:
         raise InputDataError(f"spline bins must be 0 (affine couplings) or >= 2, got "
