@@ -649,6 +649,17 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   (--flow-orientations 2; ~50 min of encoding on 2 cores).
 # vae_ref20 (runs/vae_ref20.sh: the vae, the refined-encodings flow on sim20k alone, epoch
 #   15): 4/8 -- mean |g| +1.0%, size -2.6%, KS |g| 0.064, isotropy 0.0038.  Not shipped.
+# Session 37 (2026-12-05): flagship_pair (runs/flag_pair.sh: as flagship_refx, but the refined
+#   encodings of the canonical orientation PAIR, --flow-orientations 2; 94,138 rows, encoding
+#   ~50 min, best epoch 21 by validation NLL 24.79):
+#   FL2="${FL/--flow-orientations 1/--flow-orientations 2}"
+#   galsim-vae refit-prior flagship_cosmos_sim sim20k_128 --out flagship_pair0 --extra-data sim40k_s3030_128 $FL2 --flow-epochs 100
+#   then with_generation_settings as for flagship_refx (-> flagship_pair) and the two reports.
+#   simeval10k_128: 5/8 -- mean |g| +3.5%, size -2.5%, KS |g| 0.054 (not met); KS size 0.018,
+#   KS flux 0.021, z-bins 2.9% / 4.1%, chi2 1.12, isotropy 0.0004 p 0.77, memorization p 0.63 / 1.
+#   Seed 8803: 4/8 -- mean |g| +1.7%, size -1.9%, KS |g| 0.057, z-bins 5.1% / 5.5%.
+#   Worse than the shipped flagship_refx (7/8; size -0.56%): with twice the rows the flow
+#   makes galaxies too elongated (+3.5%) and too small (-2.5%).  Not shipped.
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
