@@ -660,6 +660,16 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   Seed 8803: 4/8 -- mean |g| +1.7%, size -1.9%, KS |g| 0.057, z-bins 5.1% / 5.5%.
 #   Worse than the shipped flagship_refx (7/8; size -0.56%): with twice the rows the flow
 #   makes galaxies too elongated (+3.5%) and too small (-2.5%).  Not shipped.
+# The vae's faint sizes (runs/amort_vae.sh: benchmarks/amortization_gap.py vae_cosmos_sim
+#   simeval10k_128 --mag 24.7 25.3 --n 400; 399 galaxies, observed like the data):
+#   encoder posterior mean |g| -9.6%, size +1.3%; refined 8 x 0.03 (beta 0.01) -7.0% / -1.3%;
+#   30 x 0.03 -3.2% / -2.5% (beta 0: the same).  The closer a latent fits a faint galaxy,
+#   the less round it is but the smaller: the decoder's best fit of a faint galaxy is 2.5%
+#   too small, whatever the prior weight.  A flow cannot give the vae sizes that its
+#   posterior does not hold; the networks (decoder fit at low S/N) are what is left.
+# Null test of the report (benchmarks/report_null.py, benchmarks/README.md): a perfect
+#   generator scores mean size -0.44% (simeval10k_128) and -0.46% (seed 8803), mean |g|
+#   -0.5% / -0.7%: the data were selected on their own noise; generated galaxies are not.
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
