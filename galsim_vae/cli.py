@@ -87,6 +87,25 @@ def _run(args: argparse.Namespace) -> int:
         return _stopped(args, signum)
 
 
+def console_main() -> None:
+    """Entry point of the ``galsim-vae`` script and ``python -m galsim_vae``: run
+    :func:`main` and exit with its status.
+
+    A command stopped by SIGINT or SIGTERM has already removed its partial output and
+    printed its line when :func:`main` returns 130 or 143; it then leaves at once
+    (``os._exit`` after flushing stdout and stderr).  Through the interpreter's
+    finalisation instead, the full test suite saw ``evaluate`` and ``simulate`` stopped by
+    SIGINT end by the signal itself (status -2) after printing their line, in 2 of 2 CI
+    runs, never when run alone.
+    """
+    status = main()
+    if status in EXIT_STATUS.values():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 def _stopped(args: argparse.Namespace, signum: int) -> int:
     """The line and status of a command stopped by ``signum``."""
     if signum == signal.SIGINT:
