@@ -31,15 +31,14 @@ def noiseless_truth(truth_row, stamp_size: int, pixel_scale: float) -> np.ndarra
     """The simulator's noiseless image of one truth row on a centred square stamp."""
     import galsim
 
-    from galsim_vae.simulation.galaxy import build_profiles, psf_library
+    from galsim_vae.simulation.galaxy import build_profiles, psf_profile
 
     row = {name: truth_row[name] for name in truth_row.colnames}
     smooth, knots = build_profiles(row, int(row["knot_seed"]))
     profile = smooth if knots is None else smooth + knots
-    psf = galsim.InterpolatedImage(galsim.Image(psf_library()[int(row["psf_index"])],
-                                                scale=pixel_scale), flux=1.0)
-    return galsim.Convolve(profile, psf).drawImage(nx=stamp_size, ny=stamp_size,
-                                                   scale=pixel_scale, method="no_pixel").array
+    image = galsim.Convolve(profile, psf_profile(int(row["psf_index"])))
+    return image.drawImage(nx=stamp_size, ny=stamp_size, scale=pixel_scale,
+                           method="no_pixel").array
 
 
 def summary(sample, data, select) -> str:

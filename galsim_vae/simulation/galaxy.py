@@ -61,7 +61,10 @@ def psf_library() -> tuple[np.ndarray, ...]:
 
 
 @functools.lru_cache(maxsize=128)
-def _psf_profile(index: int):
+def psf_profile(index: int):
+    """The simulator's PSF ``index`` of :func:`psf_library` as a unit-flux GalSim profile
+    (the image, pixel response included, interpolated at 0.03"/pixel); draw it with
+    ``method="no_pixel"``."""
     import galsim
 
     return galsim.InterpolatedImage(galsim.Image(psf_library()[index], scale=sr.PIXEL_SCALE),
@@ -304,7 +307,7 @@ def simulate_galaxy(index: int, seed: int, mag_limit: float) -> dict | None:
     ra, dec = float(rng.uniform(*COSMOS_RA)), float(rng.uniform(*COSMOS_DEC))
 
     smooth, knots = build_profiles(truth, knot_seed)
-    psf = _psf_profile(psf_index)
+    psf = psf_profile(psf_index)
     model = galsim.Convolve(smooth, psf).drawImage(nx=nx, ny=ny, scale=sr.PIXEL_SCALE,
                                                    method="no_pixel")
     noiseless = model.copy()
