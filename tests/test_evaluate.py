@@ -115,6 +115,11 @@ def test_metrics_json_keys_and_finite_values(conditional_report, tiny_dataset):
     bad = [where for where, finite in _finite_numbers(stored) if not finite]
     assert not bad, f"non-finite metrics: {bad}"
     assert stored["truth"] is None and stored["dataset"]["simulated_survey"] is False
+    # a data set without a flux-limited sample record: one fresh noise draw each
+    selection = stored["generation"]["selection"]
+    assert selection["active"] is False and selection["cuts"] == "none"
+    assert selection["fraction_redrawn"] == 0 and selection["n_not_selected"] == 0
+    assert stored["morphology"]["without_selection"] is None
 
 
 def _chi2_by_hand(bundle, dataset_path):
@@ -500,6 +505,18 @@ def test_simulated_survey_report_compares_with_truth(tmp_path):
     # generated galaxies get the survey's own (correlated COSMOS) noise, and the report says so
     assert "noise correlation" in metrics["generation"]["noise"]
     assert "the data set's own noise correlation" in text
+    # the survey is flux limited (measured MAG_AUTO < 25.2): generated galaxies get noise
+    # given that they pass, and the one-draw comparison is kept beside it
+    selection = metrics["generation"]["selection"]
+    assert selection["active"] and "MAG_AUTO < 25.2" in selection["cuts"]
+    assert "sn_ellip_gauss >= 10" in selection["cuts"]
+    assert 0.0 <= selection["fraction_redrawn"] <= 1.0 and selection["mean_draws"] >= 1.0
+    n_selected = test_idents.size - selection["n_not_selected"]
+    assert metrics["morphology"]["statistics"]["flux"]["n_generated"] <= n_selected
+    unselected = metrics["morphology"]["without_selection"]
+    assert set(unselected) == {"flux", "sigma_arcsec", "hlr_arcsec", "g", "rho4"}
+    assert unselected["flux"]["n_generated"] <= test_idents.size
+    assert "noise drawn given that it passes them" in text and "Without the selection" in text
 
 
 def test_fidelity_section_of_the_report(conditional_report):

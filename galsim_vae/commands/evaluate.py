@@ -35,6 +35,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--n-isotropy", type=int, default=10000, metavar="N",
                         help="generated galaxies of the isotropy test (default: 10000; 0: no "
                              "fidelity section)")
+    parser.add_argument("--no-selection", action="store_true",
+                        help="observe generated galaxies with one fresh noise draw each, not "
+                             "given the data set's sample cuts (its MAG_AUTO limit)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(run=run)
     return parser
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate(args.bundle, args.data, args.out, n_generated=args.n_generated,
                        max_heldout=args.max_heldout, nonparametric=args.nonparametric,
                        seed=args.seed, overwrite=args.overwrite, batch_size=args.batch_size,
-                       split=args.split, n_isotropy=args.n_isotropy)
+                       split=args.split, n_isotropy=args.n_isotropy,
+                       selection=not args.no_selection)
     met = sum(bool(t["met"]) for t in metrics["targets"])
     print(f"wrote {args.out}/{REPORT_FILE}: reconstruction chi2/pixel "
           f"{metrics['reconstruction']['chi2_per_pixel']}, {met} of "

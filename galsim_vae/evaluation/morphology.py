@@ -75,6 +75,9 @@ FLAG_NO_SEGMENT = 2
 FLAG_STATMORPH = 4
 #: ``flag`` bit: the half-light radius is undefined (stamp flux <= 0).
 FLAG_HLR = 8
+#: ``flag`` bit: a generated galaxy that no noise draw brought into the data's sample
+#: (:func:`galsim_vae.evaluation.selection.add_selected_noise`); its statistics are NaN.
+FLAG_NOT_SELECTED = 16
 
 #: Columns of HSM / curve-of-growth measurements (always measured).
 MOMENT_COLUMNS = ("flux", "sigma_pix", "sigma_arcsec", "hlr_pix", "hlr_arcsec",
@@ -89,6 +92,16 @@ SEGMENT_SMOOTHING_SIGMA = 1.0
 SEGMENT_MIN_PIXELS = 5
 #: Sub-pixel sampling (per axis) of the curve of growth in :func:`half_light_radius`.
 _HLR_SUBSAMPLE = 4
+
+
+def exclude_rows(table, rows: np.ndarray) -> None:
+    """Flag ``rows`` (bool mask or indices) of a :func:`measure_morphology` table with
+    :data:`FLAG_NOT_SELECTED` and set their statistics to NaN, in place (the rows stay,
+    so the table stays aligned with whatever else is indexed by galaxy)."""
+    for name in table.colnames:
+        if name != "flag" and np.issubdtype(table[name].dtype, np.floating):
+            table[name][rows] = np.nan
+    table["flag"][rows] |= FLAG_NOT_SELECTED
 
 
 def gini_coefficient(values: np.ndarray) -> float:

@@ -74,7 +74,7 @@ def _generation(metrics: Mapping[str, Any]) -> list[str]:
              f"{gen['n_generated']} prior samples, random seed {gen['seed']} (not hand-picked; "
              f"the grids show the first ones): {gen['path']}.  For the comparisons "
              f"{gen['pairing']}" + (f"; noise: {gen['noise']}" if gen.get("noise") else "")
-             + ".", ""]
+             + ".", ""] + _selection(gen.get("selection"))
     lines += _figure(metrics, "generated", "generated galaxies")
     lines += _figure(metrics, "generated_observed",
                      "generated galaxies observed like the data (PSF and noise)")
@@ -89,6 +89,18 @@ def _generation(metrics: Mapping[str, Any]) -> list[str]:
         lines.append("")
         lines += _figure(metrics, "redshift_strip", "one latent across the redshift range")
     return lines
+
+
+def _selection(selection: Mapping[str, Any] | None) -> list[str]:
+    if not selection or not selection.get("active"):
+        return ["The data set records no noise-dependent sample cut: each generated galaxy "
+                "is observed with one fresh noise draw.", ""]
+    return [f"The held-out galaxies passed their sample's cuts on their own noise "
+            f"({selection['cuts']}), so each generated galaxy is observed with noise drawn "
+            "given that it passes them: fresh draws until it does (the data's noise given "
+            f"selection).  {_f(100 * selection['fraction_redrawn'], 3)}% needed more than one "
+            f"draw (mean {_f(selection['mean_draws'], 4)}); {selection['n_not_selected']} passed "
+            f"in none of {selection['max_draws']} and are left out of the comparisons.", ""]
 
 
 def _typicality(metrics: Mapping[str, Any]) -> list[str]:
@@ -143,6 +155,13 @@ def _morphology(metrics: Mapping[str, Any]) -> list[str]:
     lines += ["", "*KS if identical*: the median KS statistic of two samples of these sizes "
               "drawn from one distribution (0.8276 / sqrt(n1 n2 / (n1 + n2))); a KS below the "
               "0.05 target needs this well below 0.05 (over ~550 galaxies per sample).", ""]
+    unselected = morph.get("without_selection")
+    if unselected:
+        lines += ["Without the selection (one fresh noise draw per generated galaxy, not "
+                  "given the data's cuts): "
+                  + ", ".join(f"{column} ratio of means {_f(row['mean_ratio'])}, KS "
+                              f"{_f(row['ks_statistic'], 3)}"
+                              for column, row in unselected.items()) + ".", ""]
     lines += _figure(metrics, "morphology", "distributions of the morphology statistics")
     bins = metrics.get("redshift_bins")
     if bins:

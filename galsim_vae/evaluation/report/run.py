@@ -72,7 +72,8 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
              out_dir: str | os.PathLike, *, n_generated: int | None = None,
              max_heldout: int | None = None, nonparametric: bool = False, seed: int = 0,
              overwrite: bool = False, batch_size: int = 64,
-             split: str = "auto", n_isotropy: int | None = N_ISOTROPY) -> dict[str, Any]:
+             split: str = "auto", n_isotropy: int | None = N_ISOTROPY,
+             selection: bool = True) -> dict[str, Any]:
     """Evaluate a model bundle on a data set's held-out galaxies and write the report.
 
     Parameters:
@@ -95,6 +96,12 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
                         e.g. real COSMOS galaxies for a model trained on a simulation).
         n_isotropy:     Generated galaxies of the isotropy test of the fidelity section
                         (default 10,000); 0 or None: no fidelity section.
+        selection:      Observe each generated galaxy with noise drawn given that it
+                        passes the data set's sample cuts (COSMOS: measured MAG_AUTO below
+                        the sample's limit, ``sn_ellip_gauss`` >= 10), as the data were
+                        selected on their own noise (:mod:`galsim_vae.evaluation.selection`);
+                        False: one fresh draw each.  The report also shows the moment
+                        statistics of the one-draw observation.
 
     Returns:
         The metrics (what ``metrics.json`` holds; see the module docstring).
@@ -131,7 +138,8 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
         metrics = _run(galaxy_model, dataset, heldout, compat, tmp, notes,
                        n_generated=n_generated, nonparametric=bool(nonparametric),
                        seed=int(seed), batch_size=batch_size,
-                       n_isotropy=check_count(n_isotropy or None, "n_isotropy"))
+                       n_isotropy=check_count(n_isotropy or None, "n_isotropy"),
+                       selection=bool(selection))
         metrics["elapsed_s"] = round(time.time() - started, 2)
         metrics = plain(metrics)
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -141,13 +149,16 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
 
 def _run(model, dataset, heldout, compat, out: Path, notes: list[str], *,
          n_generated: int | None, nonparametric: bool, seed: int,
-         batch_size: int, n_isotropy: int | None) -> dict[str, Any]:
+         batch_size: int, n_isotropy: int | None, selection: bool) -> dict[str, Any]:
     """Compute every number and figure of the report into the folder ``out``."""
+    from ..selection import SampleSelection, dataset_selection
     from .targets import LANUSSE_2021, evaluate_targets, fidelity_targets
     from .truth import compare_with_truth, find_truth_table
 
     ctx = Context(model=model, dataset=dataset, heldout=heldout, compat=compat,
                    out=out, seed=seed, batch_size=batch_size, notes=notes)
+    ctx.results["selection"] = (dataset_selection(dataset) if selection
+                                else SampleSelection(None, None, None))
     spec, bundle_path = model.spec, model.path
     pair_rng, eps_rng, noise_rng, strip_rng, fidelity_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5))

@@ -9,27 +9,44 @@ import numpy as np
 
 from ...io_utils import progress
 from ..render import observe_like_data
+from ..selection import MAX_DRAWS, SampleSelection, add_selected_noise
 from .context import (MAX_DEFAULT_GENERATED, N_SHOWN_GENERATED, N_STRIP, OBSERVE_CHUNK,
                       Context)
 
 
 def observe(profiles: np.ndarray, psfs: np.ndarray | None, noise_sigma: np.ndarray,
-            rng: np.random.Generator, noise_rootps: np.ndarray | None = None) -> np.ndarray:
+            rng: np.random.Generator, noise_rootps: np.ndarray | None = None, *,
+            selection: SampleSelection | None = None, pixel_scale: float = 1.0,
+            keep_first_draw: bool = False):
     """Generated profiles observed like the data, in chunks (bounded FFT memory).
 
     PSF-free profiles get their paired galaxy's PSF and noise (its variance, and its
     correlation when the data set records it); profiles that carry the HST PSF already
-    (``psfs`` None) get the noise only.
+    (``psfs`` None) get the noise only.  With an active ``selection`` the noise of each
+    galaxy is drawn given that it passes the data's cuts
+    (:func:`galsim_vae.evaluation.selection.add_selected_noise`).
+
+    Returns:
+        (observed (N, S, S) float32, draws (N,) int: the noise draw that passed, 0 for
+        a galaxy never selected, first (N, S, S) float32 stamps of each galaxy's first
+        draw, unconditioned noise, or None unless ``keep_first_draw``).
     """
+    selection = selection or SampleSelection(None, None, None)
     observed = np.empty(profiles.shape, dtype=np.float32)
+    first = np.empty(profiles.shape, dtype=np.float32) if keep_first_draw else None
+    draws = np.zeros(profiles.shape[0], dtype=np.int64)
     starts = range(0, profiles.shape[0], OBSERVE_CHUNK)
     for start in progress(starts, total=len(starts), desc="observe like the data"):
         stop = min(start + OBSERVE_CHUNK, profiles.shape[0])
         psf = np.ones((1, 1)) if psfs is None else psfs[start:stop]
         rootps = None if noise_rootps is None else noise_rootps[start:stop]
-        observed[start:stop] = observe_like_data(profiles[start:stop], psf,
-                                                 noise_sigma[start:stop], rng, rootps)
-    return observed
+        clean = observe_like_data(profiles[start:stop], psf, 0.0, rng)
+        observed[start:stop], draws[start:stop], chunk_first = add_selected_noise(
+            clean, noise_sigma[start:stop], rng, selection, pixel_scale=pixel_scale,
+            noise_rootps=rootps, keep_first_draw=keep_first_draw)
+        if first is not None:
+            first[start:stop] = chunk_first
+    return observed, draws, first
 
 
 def generation_section(ctx: Context, metrics: dict[str, Any], n_generated: int | None,
@@ -55,8 +72,13 @@ def generation_section(ctx: Context, metrics: dict[str, Any], n_generated: int |
     ctx.results["generation_conditions"] = gen_conditions
     profiles = (generate_profiles(model, eps, gen_conditions, batch_size=ctx.batch_size)
                 / net).astype(np.float32)
-    observed = observe(profiles, heldout.psfs[pairs] if model.psf_free else None,
-                       rng=noise_rng, **heldout.noise_of(pairs))
+    selection = ctx.results.get("selection") or SampleSelection(None, None, None)
+    observed, draws, first = observe(profiles, heldout.psfs[pairs] if model.psf_free else None,
+                                     rng=noise_rng, selection=selection,
+                                     pixel_scale=ctx.dataset.pixel_scale,
+                                     keep_first_draw=selection.active,
+                                     **heldout.noise_of(pairs))
+    ctx.results.update(selection_draws=draws, first_draw_observed=first)
     metrics["generation"] = {
         "n_generated": n_gen, "seed": ctx.seed,
         "noise": heldout.noise_description,
@@ -65,7 +87,12 @@ def generation_section(ctx: Context, metrics: dict[str, Any], n_generated: int |
                    + " of a randomly drawn held-out galaxy"
                    + (" (drawn with replacement)" if n_gen > n_heldout else ""),
         "path": "eps ~ N(0, I) (numpy Generator) -> GalaxyModel.decode_batch (prior "
-                "transform and decoder, as sample/VAEGalaxy/YAML)"}
+                "transform and decoder, as sample/VAEGalaxy/YAML)",
+        "selection": {"cuts": selection.describe(), "active": selection.active,
+                      "max_draws": MAX_DRAWS, "mean_draws": float(np.mean(draws[draws > 0]))
+                      if np.any(draws > 0) else None,
+                      "fraction_redrawn": float(np.mean(draws > 1)),
+                      "n_not_selected": int(np.sum(draws == 0))}}
     softening = float(np.median(heldout.noise_sigma))
     shown = min(N_SHOWN_GENERATED, n_gen)
     titles = ([f"{heldout.redshift_name}={heldout.redshift[p]:.2f}"

@@ -41,7 +41,7 @@ def morphology_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
         (per-statistic comparison rows, per-bin median ratios or None).
     """
     from ..compare import binned_medians, compare_distributions, plot_distributions
-    from ..morphology import measure_morphology
+    from ..morphology import exclude_rows, measure_morphology
     from ..plots import plot_binned_medians
     from .targets import ks_null_median
 
@@ -51,6 +51,9 @@ def morphology_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
                                    noise_sigma=heldout.noise_sigma[pairs],
                                    psf=None if heldout.psfs is None else heldout.psfs[pairs],
                                    nonparametric=nonparametric, desc="generated morphology")
+    draws = ctx.results.get("selection_draws")
+    if draws is not None and np.any(draws == 0):
+        exclude_rows(generated, draws == 0)
     ctx.results["reference_table"], ctx.results["generated_table"] = reference, generated
     columns = list(MOMENT_STATISTICS) + (list(NONPARAMETRIC_STATISTICS) if nonparametric else [])
     comparison = compare_distributions(generated, reference, columns)
@@ -63,7 +66,8 @@ def morphology_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
         "columns": columns, "statistics": statistics, "nonparametric": nonparametric,
         "seconds_per_stamp": float(generated.meta["seconds_per_stamp"]),
         "n_flagged_generated": int(generated.meta["n_flagged"]),
-        "n_flagged_heldout": int(reference.meta["n_flagged"])}
+        "n_flagged_heldout": int(reference.meta["n_flagged"]),
+        "without_selection": _without_selection(ctx, reference, pairs)}
     if not ctx.conditional:
         return statistics, None
     if heldout.redshift is None or np.isfinite(heldout.redshift).sum() < N_REDSHIFT_BINS:
@@ -80,3 +84,21 @@ def morphology_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
                                 **{name: np.asarray(bins[name]) for name in bins.colnames}}
     return statistics, {f"ratio_{c}": list(np.asarray(bins[f"ratio_{c}"], dtype=float))
                         for c in ("sigma_arcsec", "flux")}
+
+
+def _without_selection(ctx: Context, reference, pairs: np.ndarray):
+    """The moment statistics of the generated galaxies observed with one fresh noise draw
+    each, not conditioned on the data's selection (None when no selection applies)."""
+    from ..compare import compare_distributions
+    from ..morphology import measure_morphology
+
+    first = ctx.results.get("first_draw_observed")
+    if first is None:
+        return None
+    heldout = ctx.heldout
+    table = measure_morphology(first, pixel_scale=ctx.dataset.pixel_scale,
+                               noise_sigma=heldout.noise_sigma[pairs],
+                               psf=None if heldout.psfs is None else heldout.psfs[pairs],
+                               nonparametric=False, desc="generated, one fresh noise draw")
+    ctx.results["first_draw_observed"] = None          # free the stamps
+    return table_rows(compare_distributions(table, reference, MOMENT_STATISTICS))
