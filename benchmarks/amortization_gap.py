@@ -9,10 +9,18 @@ the paired |g| slopes and the likelihood gain.  A refined latent that matches th
 where the posterior mean does not shows that the decoder can draw the galaxy and the
 encoder misses it.
 
+With ``--truth`` (the survey's truth.fits, for a data set prepared from a simulated
+survey) the refinement is also run on each galaxy's *noiseless* image (the simulator's,
+:func:`report_null.noiseless_truth`), under the same likelihood (the galaxy's noise
+level): the decoder's best fit of the galaxy itself, without the noise of one
+realisation; the noiseless image is printed too (a perfect model).  Every image is
+observed with noise drawn given the data set's sample cuts, as the report does
+(:func:`galsim_vae.evaluation.selection.add_selected_noise`).
+
 Usage::
 
     python benchmarks/amortization_gap.py BUNDLE DATASET --mag 24.7 25.3 [--n 300]
-        [--steps 8] [--lr 0.3] [--beta 0.01]
+        [--steps 8] [--lr 0.3] [--beta 0.01] [--truth TRUTH.fits]
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--lr", type=float, default=0.3)
     parser.add_argument("--beta", type=float, default=0.01)
+    parser.add_argument("--truth", default=None, help="the simulated survey's truth.fits")
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -42,7 +51,8 @@ def main(argv=None) -> None:
     from galsim_vae import load_model
     from galsim_vae.data.dataset import Dataset
     from galsim_vae.evaluation.morphology import measure_morphology
-    from galsim_vae.evaluation.render import observe_like_data
+    from galsim_vae.evaluation.render import convolve_psf
+    from galsim_vae.evaluation.selection import add_selected_noise, dataset_selection
     from galsim_vae.models.posterior import latent_refiner
 
     model = load_model(args.bundle)
@@ -62,12 +72,33 @@ def main(argv=None) -> None:
     noise = tf.constant(sigma / scale, tf.float32)
     cond = tf.constant(model.standardise(raw), tf.float32)
     mean = net.encode(x, cond).mean()
-    refined = latent_refiner(net, args.steps, args.beta, args.lr)(mean, x, psf, noise, cond)
+    refine = latent_refiner(net, args.steps, args.beta, args.lr)
+    refined = refine(mean, x, psf, noise, cond)
+    latents = {"posterior mean": mean, "refined": refined}
+    clean_truth = None
+    if args.truth:
+        from astropy.table import Table
+
+        from report_null import noiseless_truth
+
+        truth = Table.read(args.truth)
+        where = {int(i): k for k, i in enumerate(truth["IDENT"])}
+        clean_truth = np.stack([noiseless_truth(truth[where[int(i)]], data.stamp_size,
+                                                data.pixel_scale)
+                                for i in np.asarray(data.catalog["ident"])[rows]])
+        x_truth = tf.constant((clean_truth / scale)[..., None], tf.float32)
+        latents["refined on truth"] = refine(net.encode(x_truth, cond).mean(), x_truth, psf,
+                                             noise, cond)
 
     def fit(z):
         return net.likelihood(net.decode(z, cond), psf, noise).log_prob(x).numpy()
 
     rng = np.random.default_rng(0)
+    selection = dataset_selection(data)
+
+    def observe(clean):
+        return add_selected_noise(clean, sigma, rng, selection, pixel_scale=data.pixel_scale,
+                                  noise_rootps=data.noise_rootps(rows))[0]
 
     def shapes(stamps):
         table = measure_morphology(stamps, pixel_scale=data.pixel_scale, noise_sigma=sigma,
@@ -76,9 +107,11 @@ def main(argv=None) -> None:
 
     g_data, s_data = shapes(images)
     results = {}
-    for label, z in (("posterior mean", mean), ("refined", refined)):
+    for label, z in latents.items():
         profiles = net.decode(z, cond).numpy()[..., 0] * scale
-        results[label] = shapes(observe_like_data(profiles, psfs, sigma, rng))
+        results[label] = shapes(observe(convolve_psf(profiles, psfs)))
+    if clean_truth is not None:
+        results["noiseless truth"] = shapes(observe(clean_truth))
     ok = np.isfinite(g_data) & np.all([np.isfinite(g) for g, _ in results.values()], axis=0)
     print(f"{ok.sum()} galaxies with mag_auto in [{args.mag[0]}, {args.mag[1]}): "
           f"data mean |g| {g_data[ok].mean():.4f}, size {s_data[ok].mean():.4f}\"")
