@@ -488,7 +488,7 @@ def test_simulated_survey_report_compares_with_truth(tmp_path):
     data_path = prepare_cosmos(tmp_path / "data", survey, stamp_size=32, psf_size=15)
     bundle = train(data_path, tmp_path / "bundle", architecture="cvae2", flow_prior=False,
                    **{**TINY, "epochs": 1})
-    metrics = evaluate(bundle, data_path, tmp_path / "report", n_isotropy=0)
+    metrics = evaluate(bundle, data_path, tmp_path / "report", n_isotropy=40)
     data = Dataset(data_path)
     test_idents = np.asarray(data.catalog["ident"])[data.indices("test")]
     assert metrics["dataset"]["simulated_survey"] is True
@@ -517,6 +517,11 @@ def test_simulated_survey_report_compares_with_truth(tmp_path):
     assert set(unselected) == {"flux", "sigma_arcsec", "hlr_arcsec", "g", "rho4"}
     assert unselected["flux"]["n_generated"] <= test_idents.size
     assert "noise drawn given that it passes them" in text and "Without the selection" in text
+    # the posterior predictive check observes reconstructions the same way
+    fidelity = metrics["fidelity"]
+    assert "given the data set's sample cuts" in fidelity["reconstruction_noise"]
+    columns = fidelity["columns"]["all"]
+    assert columns["recon_sample"]["n"] <= columns["data"]["n"] == test_idents.size
 
 
 def test_fidelity_section_of_the_report(conditional_report):

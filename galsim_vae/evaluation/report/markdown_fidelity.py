@@ -52,7 +52,8 @@ def render_fidelity(metrics: Mapping[str, Any]) -> list[str]:
     edges = [_f(e, 3) for e in fid["snr_quartile_edges"]]
     lines = ["## Where fidelity is lost", "",
              f"{fid['n_reconstructed']} held-out galaxies reconstructed (posterior mean and one "
-             "posterior sample, observed like the data with their PSF and fresh noise); "
+             "posterior sample, observed like the data with their PSF and "
+             + fid.get("reconstruction_noise", "fresh noise") + "); "
              "prior samples at the same conditions beside them.  In parentheses: the "
              "relative difference from the data; KS: the two-sample KS statistic of the "
              "sample's |g| or size distribution against the data's.  S/N = " + fid["snr_definition"] + "; "

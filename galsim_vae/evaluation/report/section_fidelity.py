@@ -2,7 +2,8 @@
 
 For up to ``N_FIDELITY`` held-out galaxies: the posterior mean and one posterior sample
 are decoded (through :meth:`GalaxyModel.decode_batch`, as users draw) and observed like the
-data (the galaxy's own PSF and fresh noise of its level: a posterior predictive check);
+data (the galaxy's own PSF and fresh noise of its level, drawn given the sample's cuts as
+for the generated galaxies: a posterior predictive check);
 their mean |g|, size and flux stand beside the data's and the prior samples' at the same
 conditions, overall and per S/N quartile, with the paired slopes of reconstructed
 against data |g| and size.  Also: the per-galaxy chi-square percentiles and worst
@@ -76,8 +77,9 @@ def fidelity_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
                      n_isotropy: int = N_ISOTROPY) -> dict[str, Any]:
     """Compute the fidelity diagnostics into ``metrics["fidelity"]``; returns them."""
     from .. import fidelity as fd
-    from ..render import observe_like_data
+    from ..morphology import exclude_rows
     from .inputs import read_images
+    from .section_generation import observe
 
     heldout, model = ctx.heldout, ctx.model
     reference = ctx.results["reference_table"]
@@ -87,16 +89,17 @@ def fidelity_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
     raw = heldout.raw_conditions[rows] if ctx.conditional else None
     images = read_images(ctx.dataset, heldout.rows[rows])
     z_mean, z_sample = _encode(ctx, images, raw, seed=ctx.seed, positions=rows)
-    psfs = heldout.psfs[rows] if model.psf_free else np.ones((1, 1))
-    observed = {}
-    for key, z in (("recon_mean", z_mean), ("recon_sample", z_sample)):
-        recon_profiles = _decode(ctx, z, raw)
-        observed[key] = observe_like_data(recon_profiles, psfs, rng=rng,
+    psfs = heldout.psfs[rows] if model.psf_free else None
+    observed, tables = {}, {"data": reference[rows]}
+    for key, z, desc in (("recon_mean", z_mean, "posterior means"),
+                         ("recon_sample", z_sample, "posterior samples")):
+        # the data's noise given the sample's cuts, as for the generated galaxies
+        observed[key], draws, _ = observe(_decode(ctx, z, raw), psfs, rng=rng,
+                                          selection=ctx.results.get("selection"),
+                                          pixel_scale=ctx.dataset.pixel_scale,
                                           **heldout.noise_of(rows))
-    tables = {"data": reference[rows],
-              "recon_mean": _measure(ctx, observed["recon_mean"], rows, "posterior means"),
-              "recon_sample": _measure(ctx, observed["recon_sample"], rows,
-                                       "posterior samples")}
+        tables[key] = _measure(ctx, observed[key], rows, desc)
+        exclude_rows(tables[key], draws == 0)
     snr_all = fd.signal_to_noise(reference["flux"], reference["hlr_pix"], heldout.noise_sigma)
     snr = snr_all[rows]
     bins, edges = fd.quartile_bins(snr)
@@ -121,6 +124,8 @@ def fidelity_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
     recon = ctx.results["reconstruction"]
     out: dict[str, Any] = {
         "n_reconstructed": n,
+        "reconstruction_noise": "fresh noise of each galaxy's level and correlation, drawn "
+                                "given the data set's sample cuts",
         "snr_definition": "flux / (sigma sqrt(pi (2 r_half)^2)), pixels",
         "snr_quartile_edges": list(edges),
         "columns": columns, "paired_slopes": slopes, "high_snr": HIGH_SNR,
