@@ -157,11 +157,13 @@ def observed_morphology_score(model, dataset, conditions, *, psf_free: bool,
     measures a model: ``n`` validation galaxies of ``dataset``; at each one's normalised
     ``conditions`` one flow sample decoded by ``model`` (the network), convolved with
     the galaxy's PSF (``psf_free``), given its noise (variance and correlation as the
-    data set records them), and measured with HSM like the galaxy's own stamp.  The score
+    data set records them, drawn given the data set's sample cuts:
+    :mod:`galsim_vae.evaluation.selection`), and measured with HSM like the galaxy's own stamp.  The score
     is the sum of :func:`observed_distance`'s absolute terms; the same draws and noise
     every call.  ``flux_scale``: data-set flux units per network unit."""
     from ..evaluation.render import observe_like_data
     from ..evaluation.report.inputs import read_images
+    from ..evaluation.selection import add_selected_noise, dataset_selection
 
     names = list(conditions or ())
     rng = np.random.default_rng(seed)
@@ -181,6 +183,7 @@ def observed_morphology_score(model, dataset, conditions, *, psf_free: bool,
     bins = condition_bins(cond, len(rows))
     eps = rng.standard_normal((len(rows), int(model.latent_size))).astype(np.float32)
     noise_seed = int(rng.integers(2**31))
+    selection = dataset_selection(dataset)
 
     def score(flow) -> float:
         profiles = np.concatenate([
@@ -188,10 +191,16 @@ def observed_morphology_score(model, dataset, conditions, *, psf_free: bool,
                                         cond[i:i + 256]),
                          None if cond is None else cond[i:i + 256], training=False).numpy()
             for i in range(0, len(rows), 256)])[..., 0] * float(flux_scale)
-        observed = observe_like_data(profiles, psfs if psf_free and psfs is not None
-                                     else np.ones((1, 1)), noise_sigma, noise_seed, rootps)
+        clean = observe_like_data(profiles, psfs if psf_free and psfs is not None
+                                  else np.ones((1, 1)), 0.0, noise_seed)
+        # the data's noise given the sample's cuts, as the report observes generated galaxies
+        observed, draws, _ = add_selected_noise(clean, noise_sigma,
+                                                np.random.default_rng(noise_seed), selection,
+                                                pixel_scale=dataset.pixel_scale,
+                                                noise_rootps=rootps)
         drawn = _observed_morphology(observed, noise_sigma, psfs,
                                      pixel_scale=dataset.pixel_scale, desc="flow samples")
+        drawn["ok"] &= draws > 0        # never selected: counted with the failed measurements
         distance = observed_distance(drawn, data, bins)
         total = float(sum(abs(v) for v in distance.values()))
         log(f"flow observed-morphology score {total:.3f} (in target tolerances): " + ", ".join(
