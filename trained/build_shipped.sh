@@ -730,6 +730,17 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   +- 0.0021 (g2 +0.0012; angle KS p 0.048).  A larger draw (benchmarks/isotropy_seeds.py
 #   vae_cosmos_sim --seeds 11 --n 40000): g1 -0.0003, g2 +0.0015 +- 0.0011, p 0.45.
 #   Posterior predictive 2.5%, memorization p 1 / 1, magnitude 0.15 mag.
+# flagship_obs (runs/flag_obs.sh, started at the end of session 38): the shipped flagship's
+#   flow settings (refined encodings of the canonical orientation, both surveys; cached in
+#   cache_flagship) with the epoch chosen by the report's targets on sim20k's validation
+#   split observed given the selection (--flow-select observed; scored every 5 epochs):
+#   FL="--flow-couplings 12 --flow-units 256,256 --flow-select observed --flow-fresh-samples \
+#     --flow-orientation canonical --flow-orientations 1 --flow-refine-steps 8 --flow-refine-rate 0.03 \
+#     --no-flow-condition-shift --cache-dir cache_flagship"
+#   galsim-vae refit-prior flagship_cosmos_sim sim20k_128 --out flagship_obs0 --extra-data sim40k_s3030_128 $FL --flow-epochs 100
+#   then with_generation_settings (-> flagship_obs) and the 10k report (report10k_sel_flagship_obs).
+#   Chosen: epoch 35 (validation score 6.08 in target tolerances: mean |g| -1.1, worst bin
+#   size 1.3).  The validation scores swing from 6.1 to 9.4 between epochs five apart.
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
