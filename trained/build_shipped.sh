@@ -741,6 +741,12 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   then with_generation_settings (-> flagship_obs) and the 10k report (report10k_sel_flagship_obs).
 #   Chosen: epoch 35 (validation score 6.08 in target tolerances: mean |g| -1.1, worst bin
 #   size 1.3).  The validation scores swing from 6.1 to 9.4 between epochs five apart.
+#   10k survey (selection-aware report): 4/8 -- mean |g| +5.0%, size -1.53%, KS |g| 0.062, z-bin
+#   flux 5.4% not met; KS size 0.022, KS flux 0.025, z-bin size 3.8%, chi2 1.120, isotropy
+#   0.0010 p 0.87.  Not shipped.  The validation score put this epoch's mean |g| at -2.2%
+#   and the report at +5.0%: the observed-morphology score and the report disagree by 7%
+#   in mean |g|, more than sampling can explain (2,000 galaxies: ~1%); find why before
+#   choosing flows with it.
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
