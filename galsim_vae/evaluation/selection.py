@@ -98,6 +98,10 @@ class SampleSelection:
         return keep
 
 
+#: No noise-dependent cut: each model image gets one fresh noise draw.
+NO_SELECTION = SampleSelection(None, None, None)
+
+
 def dataset_selection(dataset) -> SampleSelection:
     """The noise-dependent cuts a data set's galaxies passed, from its manifest.
 
@@ -109,7 +113,7 @@ def dataset_selection(dataset) -> SampleSelection:
 
     source = dataset.meta.get("source") or {}
     if source.get("kind") != "cosmos":
-        return SampleSelection(None, None, None)
+        return NO_SELECTION
     try:
         mag_limit = float(source.get("sample"))
     except (TypeError, ValueError):

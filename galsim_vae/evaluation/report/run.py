@@ -151,14 +151,13 @@ def _run(model, dataset, heldout, compat, out: Path, notes: list[str], *,
          n_generated: int | None, nonparametric: bool, seed: int,
          batch_size: int, n_isotropy: int | None, selection: bool) -> dict[str, Any]:
     """Compute every number and figure of the report into the folder ``out``."""
-    from ..selection import SampleSelection, dataset_selection
+    from ..selection import NO_SELECTION, dataset_selection
     from .targets import LANUSSE_2021, evaluate_targets, fidelity_targets
     from .truth import compare_with_truth, find_truth_table
 
     ctx = Context(model=model, dataset=dataset, heldout=heldout, compat=compat,
                    out=out, seed=seed, batch_size=batch_size, notes=notes)
-    ctx.results["selection"] = (dataset_selection(dataset) if selection
-                                else SampleSelection(None, None, None))
+    ctx.results["selection"] = dataset_selection(dataset) if selection else NO_SELECTION
     spec, bundle_path = model.spec, model.path
     pair_rng, eps_rng, noise_rng, strip_rng, fidelity_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5))

@@ -62,16 +62,6 @@ def _decode(ctx: Context, latents: np.ndarray, raw_conditions) -> np.ndarray:
     return out / ctx.model.flux_scale / ctx.net
 
 
-def _measure(ctx: Context, stamps, rows, desc: str):
-    from ..morphology import measure_morphology
-
-    heldout = ctx.heldout
-    return measure_morphology(stamps, pixel_scale=ctx.dataset.pixel_scale,
-                              noise_sigma=heldout.noise_sigma[rows],
-                              psf=None if heldout.psfs is None else heldout.psfs[rows],
-                              nonparametric=False, desc=desc)
-
-
 def fidelity_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
                      profiles: np.ndarray, rng: np.random.Generator, *,
                      n_isotropy: int = N_ISOTROPY) -> dict[str, Any]:
@@ -80,6 +70,7 @@ def fidelity_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
     from ..morphology import exclude_rows
     from .inputs import read_images
     from .section_generation import observe
+    from .section_morphology import measure_like_heldout
 
     heldout, model = ctx.heldout, ctx.model
     reference = ctx.results["reference_table"]
@@ -98,7 +89,7 @@ def fidelity_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
                                           selection=ctx.results.get("selection"),
                                           pixel_scale=ctx.dataset.pixel_scale,
                                           **heldout.noise_of(rows))
-        tables[key] = _measure(ctx, observed[key], rows, desc)
+        tables[key] = measure_like_heldout(ctx, observed[key], rows, desc)
         exclude_rows(tables[key], draws == 0)
     snr_all = fd.signal_to_noise(reference["flux"], reference["hlr_pix"], heldout.noise_sigma)
     snr = snr_all[rows]

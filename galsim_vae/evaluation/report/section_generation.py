@@ -9,7 +9,7 @@ import numpy as np
 
 from ...io_utils import progress
 from ..render import observe_like_data
-from ..selection import MAX_DRAWS, SampleSelection, add_selected_noise
+from ..selection import MAX_DRAWS, NO_SELECTION, SampleSelection, add_selected_noise
 from .context import (MAX_DEFAULT_GENERATED, N_SHOWN_GENERATED, N_STRIP, OBSERVE_CHUNK,
                       Context)
 
@@ -31,7 +31,7 @@ def observe(profiles: np.ndarray, psfs: np.ndarray | None, noise_sigma: np.ndarr
         a galaxy never selected, first (N, S, S) float32 stamps of each galaxy's first
         draw, unconditioned noise, or None unless ``keep_first_draw``).
     """
-    selection = selection or SampleSelection(None, None, None)
+    selection = selection or NO_SELECTION
     observed = np.empty(profiles.shape, dtype=np.float32)
     first = np.empty(profiles.shape, dtype=np.float32) if keep_first_draw else None
     draws = np.zeros(profiles.shape[0], dtype=np.int64)
@@ -72,7 +72,7 @@ def generation_section(ctx: Context, metrics: dict[str, Any], n_generated: int |
     ctx.results["generation_conditions"] = gen_conditions
     profiles = (generate_profiles(model, eps, gen_conditions, batch_size=ctx.batch_size)
                 / net).astype(np.float32)
-    selection = ctx.results.get("selection") or SampleSelection(None, None, None)
+    selection = ctx.results.get("selection") or NO_SELECTION
     observed, draws, first = observe(profiles, heldout.psfs[pairs] if model.psf_free else None,
                                      rng=noise_rng, selection=selection,
                                      pixel_scale=ctx.dataset.pixel_scale,

@@ -33,6 +33,19 @@ def measure_heldout(dataset, heldout, nonparametric: bool):
     return table
 
 
+def measure_like_heldout(ctx: Context, stamps: np.ndarray, positions: np.ndarray, desc: str,
+                         nonparametric: bool = False):
+    """Morphology of stamps observed like the held-out galaxies at ``positions`` (their
+    noise level and PSF)."""
+    from ..morphology import measure_morphology
+
+    heldout = ctx.heldout
+    return measure_morphology(stamps, pixel_scale=ctx.dataset.pixel_scale,
+                              noise_sigma=heldout.noise_sigma[positions],
+                              psf=None if heldout.psfs is None else heldout.psfs[positions],
+                              nonparametric=nonparametric, desc=desc)
+
+
 def morphology_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
                         observed: np.ndarray, nonparametric: bool):
     """Morphology of generated against held-out galaxies, overall and per redshift bin.
@@ -41,16 +54,14 @@ def morphology_section(ctx: Context, metrics: dict[str, Any], pairs: np.ndarray,
         (per-statistic comparison rows, per-bin median ratios or None).
     """
     from ..compare import binned_medians, compare_distributions, plot_distributions
-    from ..morphology import exclude_rows, measure_morphology
+    from ..morphology import exclude_rows
     from ..plots import plot_binned_medians
     from .targets import ks_null_median
 
     heldout = ctx.heldout
     reference = measure_heldout(ctx.dataset, heldout, nonparametric)
-    generated = measure_morphology(observed, pixel_scale=ctx.dataset.pixel_scale,
-                                   noise_sigma=heldout.noise_sigma[pairs],
-                                   psf=None if heldout.psfs is None else heldout.psfs[pairs],
-                                   nonparametric=nonparametric, desc="generated morphology")
+    generated = measure_like_heldout(ctx, observed, pairs, "generated morphology",
+                                     nonparametric)
     draws = ctx.results.get("selection_draws")
     if draws is not None and np.any(draws == 0):
         exclude_rows(generated, draws == 0)
@@ -90,15 +101,10 @@ def _without_selection(ctx: Context, reference, pairs: np.ndarray):
     """The moment statistics of the generated galaxies observed with one fresh noise draw
     each, not conditioned on the data's selection (None when no selection applies)."""
     from ..compare import compare_distributions
-    from ..morphology import measure_morphology
 
     first = ctx.results.get("first_draw_observed")
     if first is None:
         return None
-    heldout = ctx.heldout
-    table = measure_morphology(first, pixel_scale=ctx.dataset.pixel_scale,
-                               noise_sigma=heldout.noise_sigma[pairs],
-                               psf=None if heldout.psfs is None else heldout.psfs[pairs],
-                               nonparametric=False, desc="generated, one fresh noise draw")
+    table = measure_like_heldout(ctx, first, pairs, "generated, one fresh noise draw")
     ctx.results["first_draw_observed"] = None          # free the stamps
     return table_rows(compare_distributions(table, reference, MOMENT_STATISTICS))
