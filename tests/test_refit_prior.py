@@ -354,3 +354,43 @@ def test_observed_distance_counts_in_target_tolerances():
     assert other["ks_size"] == pytest.approx(
         ks_2samp(drawn["size"][~failed], data["size"]).statistic
         / 0.05)
+
+
+def test_observed_score_pools_the_validation_splits_of_every_data_set(
+        untrained_bundle, tiny_dataset, tmp_path):
+    """The observed-morphology score draws its galaxies from the validation splits of the
+    refit's data set and its extra data sets together (each in the bundle's
+    normalisation), all of them when there are fewer than ``n``, ``n`` otherwise; the
+    score of a flow is finite, non-negative and the same on a second call."""
+    from galsim_vae.training.flow_selection import (_reference_blocks,
+                                                    observed_morphology_score)
+
+    network, spec = load_bundle(untrained_bundle)
+    other = Dataset(write_tiny_dataset(tmp_path / "other", n=60, seed=9)).normalised_as(
+        spec.flux.scale, spec.conditions)
+    sets = [Dataset(tiny_dataset), other]
+    valid = [d.indices("validation", require_finite=("zphot",)) for d in sets]
+    assert all(v.size for v in valid)
+    every = _reference_blocks(sets, ["zphot"], 10_000, np.random.default_rng(0))
+    assert [b["dataset"] for b in every] == sets
+    for block, rows in zip(every, valid):
+        np.testing.assert_array_equal(block["rows"], rows)
+        assert block["data"]["g"].shape == rows.shape
+    some = _reference_blocks(sets, ["zphot"], 10, np.random.default_rng(0))
+    assert sum(b["rows"].size for b in some) == 10
+    for block, rows in zip(some, valid):
+        assert np.isin(block["rows"], rows).all()
+    # the extra set's conditions in the bundle's standardisation, not its own
+    (zphot,) = spec.conditions
+    raw = np.asarray(other.catalog["zphot"], dtype=float)[every[1]["rows"]]
+    np.testing.assert_allclose(every[1]["conditions"][:, 0], (raw - zphot.mean) / zphot.std,
+                               rtol=1e-5)
+
+    class Identity:
+        def transform(self, eps, cond):
+            return eps
+
+    score = observed_morphology_score(network, sets, ["zphot"], psf_free=spec.psf_free,
+                                      n=10_000, seed=1)
+    first = score(Identity())
+    assert np.isfinite(first) and first >= 0 and score(Identity()) == first

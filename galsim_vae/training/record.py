@@ -195,8 +195,8 @@ def fit_flow_prior_to_encodings(model, dataset, conditions, with_psf: bool, batc
         score = (morphology_score(model, validation[0], validation[1],
                                   pixel_scale=dataset.pixel_scale,
                                   n=3000, seed=seed) if select == "morphology" else
-                 observed_morphology_score(model, dataset, conditions, psf_free=with_psf,
-                                           flux_scale=dataset.flux_scale, n=2000, seed=seed))
+                 observed_morphology_score(model, [dataset, *extra_datasets], conditions,
+                                           psf_free=with_psf, seed=seed))
         selection = {"patience": None, "score": score}
     keras.utils.set_random_seed(seed)
     fitted = ({"latents": train.centres, "latent_scales": train.scales} if fresh_samples
