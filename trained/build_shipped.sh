@@ -747,6 +747,25 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   and the report at +5.0%: the observed-morphology score and the report disagree by 7%
 #   in mean |g|, more than sampling can explain (2,000 galaxies: ~1%); find why before
 #   choosing flows with it.
+#   Found (session 39, runs/diag/score_on.py): the same flow under the same score reads
+#   mean |g| -2.2% on sim20k's 1,909 validation galaxies, -1.0% on its test split, +3.9% on
+#   3,000 validation galaxies of the seed-3030 survey and +5.4% on 6,000 of the seed-7411
+#   survey, while the surveys' data agree (mean |g| 0.227-0.235, runs/diag/data_g.py) and
+#   the decode paths agree (runs/diag/score_vs_report.py: score and report latents equal to
+#   5e-6; the generator's residual turn moves PSF-free |g| by +0.8%).  The mean |g| of
+#   1,900 decoded samples at fixed conditions moves by 2.9% between two seeds: the score
+#   was noise, and the best of 20 epochs picks favourable noise.  Since then the score pools
+#   the validation splits of every data set of the fit and draws 6,000 galaxies.
+# Session 39, the reports of cvae2 and vae rerun on session 38's final code (the posterior
+#   predictive check given the selection; runs/reports_final.sh): the generation targets as
+#   in session 38; cvae2 PPC 5.07% (not met), isotropy 0.0002; vae PPC 2.7%, isotropy
+#   0.0028 (met on this draw: the isotropy sample came from a later point of the stream).
+#   benchmarks/report_null.py then showed a perfect model failing that check (+5.9% in the
+#   faintest quartile's flux, data-S/N bins select the data's noise too), so the check
+#   replicates with one fresh draw again, and the fidelity section's draws each have their
+#   own stream.  Rerun on that code (runs/reports_s39.sh):
+#   for b in vae cvae2; do galsim-vae evaluate ${b}_cosmos_sim --data simeval10k_128 --split all \
+#     --n-generated 9848 --out report10k_s39_$b; done
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
