@@ -766,6 +766,34 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   own stream.  Rerun on that code (runs/reports_s39.sh):
 #   for b in vae cvae2; do galsim-vae evaluate ${b}_cosmos_sim --data simeval10k_128 --split all \
 #     --n-generated 9848 --out report10k_s39_$b; done
+#   vae 6/8 (as before) and every fidelity target: isotropy 0.0004 (p 0.76), PPC 2.8%,
+#   memorization p 1 / 1.  cvae2 6/8 (as before), isotropy 0.0021 (p 0.094), PPC 2.8%;
+#   paired memorization p 4e-13 on this draw of the 2,000-galaxy subsets (median ratio
+#   0.992; 1.005 and p 1 on session 38's), Mann-Whitney p 1.  Cards updated from these.
+# flagship_x8 (runs/flag_x8.sh, session 39): the flagship's networks with vae_x8's flow
+#   recipe -- 12x256 couplings fitted to fresh raw posterior samples of all 8 orientations
+#   of sim20k + the seed-3030 survey (376,552 latents; encodings 11 min, fit 45 min on a
+#   shared machine), best epoch 39 of 40 by validation NLL 17.85:
+#   galsim-vae refit-prior flagship_cosmos_sim sim20k_128 --out flagship_x8 --extra-data sim40k_s3030_128 \
+#     --flow-couplings 12 --flow-units 256,256 --flow-epochs 40 --flow-select nll --flow-fresh-samples \
+#     --flow-orientation all --flow-orientations 8 --flow-refine-steps 0 --no-flow-condition-shift \
+#     --cache-dir cache_flagship_x8
+#   (the refit keeps the bundle's posterior_refine_* settings).  10k survey, report on
+#   session 39's code (report10k_s39_flagship_x8): 6/8 -- mean |g| -0.29%, KS |g| 0.042
+#   (the first flagship flow to meet it), KS size 0.015, KS flux 0.021, z-bin size 1.2%,
+#   chi2 1.120; not met size -1.17%, z-bin flux 5.8%; isotropy NOT met on this draw (mean
+#   g2 -0.0048 +- 0.0021, angle p 0.037; 0.0022 on session 38's code); PPC 2.4%; paired
+#   memorization p 0.005 (ratio 0.9985), Mann-Whitney p 1.  Seed-8803 survey
+#   (report5k_s8803_flagship_x8): 6/8 -- size -0.62%, KS size 0.017, z-bins 3.6% / 4.5%;
+#   not met mean |g| -2.23%, KS |g| 0.0506; isotropy 0.0020.  Not shipped: no bar met
+#   either way (it trades the shipped flow's mean |g| +2.49% for size -1.17%), and the
+#   isotropy draw wants the 40k check (benchmarks/isotropy_seeds.py flagship_x8 --seeds 11
+#   --n 40000 -> runs/iso_flagship_x8.log) before a decision.
+# flagship_obs2 (runs/flag_obs2.sh, session 39): the shipped flow's settings over 40 epochs,
+#   the epoch chosen every 5 by the pooled observed score (6,000 validation galaxies of
+#   both surveys): epoch 5 (score mean |g| -0.1%); the 10k report 5/8 with mean |g| +5.2%,
+#   KS |g| 0.092, z-bin size 5.9%.  Not shipped; the score is not a selector at the 2%
+#   level (galsim_vae/training/flow_selection.py).
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
