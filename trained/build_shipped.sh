@@ -787,8 +787,10 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   (report5k_s8803_flagship_x8): 6/8 -- size -0.62%, KS size 0.017, z-bins 3.6% / 4.5%;
 #   not met mean |g| -2.23%, KS |g| 0.0506; isotropy 0.0020.  Not shipped: no bar met
 #   either way (it trades the shipped flow's mean |g| +2.49% for size -1.17%), and the
-#   isotropy draw wants the 40k check (benchmarks/isotropy_seeds.py flagship_x8 --seeds 11
-#   --n 40000 -> runs/iso_flagship_x8.log) before a decision.
+#   isotropy draw wanted the 40k check: benchmarks/isotropy_seeds.py flagship_x8 --data
+#   simeval10k_128 --seeds 11 --n 40000 (runs/iso_flagship_x8.log): 39,818 galaxies, mean g1
+#   +0.0001, g2 +0.0002 +- 0.0010, angle KS p 0.98 -- the report's 10k draw was a 2.3-sigma
+#   draw, not an orientation preference.
 # flagship_obs2 (runs/flag_obs2.sh, session 39): the shipped flow's settings over 40 epochs,
 #   the epoch chosen every 5 by the pooled observed score (6,000 validation galaxies of
 #   both surveys): epoch 5 (score mean |g| -0.1%); the 10k report 5/8 with mean |g| +5.2%,
