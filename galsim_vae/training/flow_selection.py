@@ -61,18 +61,26 @@ N_CONDITION_BINS = 5
 N_OBSERVED = 6000
 
 
+def decode_profiles(model, latents: np.ndarray, conditions: np.ndarray | None, *,
+                    batch: int = 256) -> np.ndarray:
+    """(N, S, S) profiles in network units that ``model`` decodes from ``latents`` (N, d)
+    at normalised ``conditions`` (N, k) or None, ``batch`` galaxies per call."""
+    profiles = []
+    for start in range(0, len(latents), batch):
+        cond = None if conditions is None else conditions[start:start + batch].astype(np.float32)
+        profiles.append(model.decode(np.asarray(latents[start:start + batch], np.float32),
+                                     cond, training=False).numpy()[..., 0])
+    return np.concatenate(profiles)
+
+
 def decoded_morphology(model, latents: np.ndarray, conditions: np.ndarray | None, *,
                        pixel_scale: float, desc: str = "flow samples", batch: int = 256):
     """HSM |g| (N,), size sigma (arcsec, N) and success mask (N,) of the PSF-free,
     noiseless profiles ``model`` decodes from ``latents`` at normalised ``conditions``."""
     from ..evaluation import measure_morphology
 
-    profiles = []
-    for start in range(0, len(latents), batch):
-        cond = None if conditions is None else conditions[start:start + batch].astype(np.float32)
-        profiles.append(model.decode(latents[start:start + batch].astype(np.float32), cond,
-                                     training=False).numpy()[..., 0])
-    stats = measure_morphology(np.concatenate(profiles), pixel_scale=pixel_scale,
+    stats = measure_morphology(decode_profiles(model, latents, conditions, batch=batch),
+                               pixel_scale=pixel_scale,
                                noise_sigma=1e-6, nonparametric=False, desc=desc)
     return (np.asarray(stats["g"]), np.asarray(stats["sigma_arcsec"]),
             np.asarray(stats["flag"]) == 0)
@@ -118,7 +126,7 @@ def morphology_score(model, latents: np.ndarray, conditions: np.ndarray | None, 
     eps = rng.standard_normal((len(rows), np.shape(latents)[1])).astype(np.float32)
 
     def score(flow) -> float:
-        drawn = decoded_morphology(model, flow.transform(eps, cond).numpy(), cond,
+        drawn = decoded_morphology(model, np.asarray(flow.transform(eps, cond)), cond,
                                    pixel_scale=pixel_scale)
         distance = morphology_distance(*drawn, *reference, bins)
         total = float(sum(abs(v) for v in distance.values()))
@@ -183,7 +191,7 @@ def _reference_blocks(datasets, names: list[str], n: int, rng: np.random.Generat
     chosen = np.sort(rng.choice(pooled.size, min(int(n), pooled.size), replace=False))
     blocks = []
     for k, dataset in enumerate(datasets):
-        rows = np.sort(pooled[chosen[owner[chosen] == k]])
+        rows = pooled[chosen[owner[chosen] == k]]     # sorted, as indices() returns them
         if not rows.size:
             continue
         catalog = dataset.catalog
@@ -212,8 +220,8 @@ def observed_morphology_score(model, datasets, conditions, *, psf_free: bool,
                               n: int = N_OBSERVED, seed: int = 0) -> Callable[[object], float]:
     """A ``score(flow) -> float`` (lower is better) measured as the evaluation report
     measures a model: ``n`` galaxies drawn from the pooled validation splits of
-    ``datasets`` (a data set or a sequence of them, each in the network's normalisation:
-    the training set and any extra data sets of a refit); at each one's normalised
+    ``datasets`` (a sequence, each in the network's normalisation: the training set and
+    any extra data sets of a refit); at each one's normalised
     ``conditions`` one flow sample decoded by ``model`` (the network), convolved with
     the galaxy's PSF (``psf_free``), given its noise (variance and correlation as its
     data set records them, drawn given the data set's sample cuts:
@@ -224,7 +232,6 @@ def observed_morphology_score(model, datasets, conditions, *, psf_free: bool,
     from ..evaluation.selection import add_selected_noise
 
     names = list(conditions or ())
-    datasets = list(datasets) if isinstance(datasets, (list, tuple)) else [datasets]
     rng = np.random.default_rng(seed)
     blocks = _reference_blocks(datasets, names, n, rng)
     if not blocks:
@@ -241,11 +248,8 @@ def observed_morphology_score(model, datasets, conditions, *, psf_free: bool,
     def observed_samples(flow, block) -> dict[str, np.ndarray]:
         eps, cond, psfs, dataset = (block["eps"], block["conditions"], block["psfs"],
                                     block["dataset"])
-        profiles = np.concatenate([
-            model.decode(flow.transform(eps[i:i + 256], None if cond is None else
-                                        cond[i:i + 256]),
-                         None if cond is None else cond[i:i + 256], training=False).numpy()
-            for i in range(0, len(eps), 256)])[..., 0] * float(dataset.flux_scale)
+        profiles = decode_profiles(model, np.asarray(flow.transform(eps, cond)),
+                                   cond) * float(dataset.flux_scale)
         clean = observe_like_data(profiles, psfs if psf_free and psfs is not None
                                   else np.ones((1, 1)), 0.0, block["noise_seed"])
         # the data's noise given the sample's cuts, as the report observes generated galaxies
