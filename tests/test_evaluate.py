@@ -101,6 +101,9 @@ def test_metrics_json_keys_and_finite_values(conditional_report, tiny_dataset):
         row = stored["morphology"]["statistics"][column]
         assert row["n_generated"] == n_test and row["n_reference"] == n_test
         assert 0.0 <= row["ks_statistic"] <= 1.0
+        assert 0.0 < row["mean_ratio_sem"] < np.inf
+    sem_g = stored["morphology"]["statistics"]["g"]["mean_ratio_sem"]
+    assert f"mean |g| {sem_g:.2%}" in (out / "report.md").read_text()
     assert len(stored["redshift_bins"]["bin_low"]) == 5
     assert sum(stored["redshift_bins"]["n_reference"]) == n_test
     strip = stored["redshift_strip"]

@@ -223,6 +223,21 @@ def test_compare_shifted_normals_gives_known_ks_and_drops_nan_and_flagged():
         compare_distributions(generated, reference, columns=("y",))
 
 
+def test_mean_ratio_standard_error_matches_the_scatter_of_repeated_evaluations():
+    """The s.e. the report prints beside the ratio of means is the spread of that ratio
+    over repeated independent samples (|g|-like values: positive, skewed)."""
+    rng = np.random.default_rng(8)
+    ratios, sems = [], []
+    for _ in range(300):
+        generated = Table({"x": rng.gamma(2.0, 0.11, 3000)})
+        reference = Table({"x": rng.gamma(2.0, 0.11, 2000)})
+        row = compare_distributions(generated, reference, columns=("x",))[0]
+        ratios.append(row["mean_ratio"])
+        sems.append(row["mean_ratio_sem"])
+    assert np.median(sems) == pytest.approx(np.std(ratios), rel=0.15)
+    assert np.median(sems) == pytest.approx(np.sqrt(0.5 / 3000 + 0.5 / 2000), rel=0.05)
+
+
 def test_binned_medians_equal_count_bins_and_ratios():
     rng = np.random.default_rng(5)
     z_ref, z_gen = rng.uniform(0, 2, 1000), rng.uniform(0, 2, 700)

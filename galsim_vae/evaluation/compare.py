@@ -33,6 +33,15 @@ def _usable(table, column: str, which: str, flag_column: str | None) -> np.ndarr
     return values[keep]
 
 
+def _ratio_sem(generated: np.ndarray, reference: np.ndarray) -> float:
+    """First-order standard error of ``mean(generated) / mean(reference)`` for two
+    independent samples (NaN with fewer than 2 values on a side or a zero mean)."""
+    if generated.size < 2 or reference.size < 2 or generated.mean() == 0 or reference.mean() == 0:
+        return np.nan
+    cv2 = [np.var(x, ddof=1) / x.mean() ** 2 / x.size for x in (generated, reference)]
+    return float(abs(generated.mean() / reference.mean()) * np.sqrt(sum(cv2)))
+
+
 def compare_distributions(generated, reference, columns: Sequence[str] = DEFAULT_COLUMNS,
                           *, flag_column: str | None = None):
     """Two-sample comparison of each statistic.
@@ -48,8 +57,11 @@ def compare_distributions(generated, reference, columns: Sequence[str] = DEFAULT
         astropy Table, one row per statistic: ``statistic``, ``n_generated``,
         ``n_reference`` (values used), ``mean_generated``, ``mean_reference``,
         ``median_generated``, ``median_reference``, ``mean_ratio``
-        (generated / reference), ``ks_statistic`` and ``ks_pvalue``
-        (``scipy.stats.ks_2samp``, two-sided).  NaN where a side has no usable value.
+        (generated / reference), ``mean_ratio_sem`` (its standard error for two
+        independent samples, to first order: ``ratio * sqrt(cv_gen^2 / n_gen +
+        cv_ref^2 / n_ref)``, cv = standard deviation / mean), ``ks_statistic`` and
+        ``ks_pvalue`` (``scipy.stats.ks_2samp``, two-sided).  NaN where a side has no
+        usable value.
     """
     from astropy.table import Table
     from scipy.stats import ks_2samp
@@ -66,10 +78,12 @@ def compare_distributions(generated, reference, columns: Sequence[str] = DEFAULT
                        median_generated=float(np.median(gen)),
                        median_reference=float(np.median(ref)),
                        mean_ratio=mean_gen / mean_ref if mean_ref != 0 else np.nan,
+                       mean_ratio_sem=_ratio_sem(gen, ref),
                        ks_statistic=float(ks.statistic), ks_pvalue=float(ks.pvalue))
         rows.append(row)
     names = ["statistic", "n_generated", "n_reference", "mean_generated", "mean_reference",
-             "median_generated", "median_reference", "mean_ratio", "ks_statistic",
+             "median_generated", "median_reference", "mean_ratio", "mean_ratio_sem",
+             "ks_statistic",
              "ks_pvalue"]
     data = {name: [row.get(name, np.nan) for row in rows] for name in names}
     table = Table(data, names=names)

@@ -6,6 +6,7 @@ disagree.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from .markdown_fidelity import render_conditioning, render_fidelity
@@ -143,16 +144,20 @@ def _morphology(metrics: Mapping[str, Any]) -> list[str]:
              + ("; statmorph Gini, M20, C, A" if morph["nonparametric"] else "") + ").  "
              f"Flagged measurements: {morph['n_flagged_generated']} generated, "
              f"{morph['n_flagged_heldout']} held-out.", "",
-             "| statistic | mean generated | mean held-out | ratio of means | "
+             "| statistic | mean generated | mean held-out | ratio of means | s.e. | "
              "median generated | median held-out | KS | KS p | KS if identical |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for column in morph["columns"]:
         row = morph["statistics"][column]
         lines.append(f"| {column} | {_f(row['mean_generated'])} | {_f(row['mean_reference'])} | "
-                     f"{_f(row['mean_ratio'])} | {_f(row['median_generated'])} | "
+                     f"{_f(row['mean_ratio'])} | {_f(row.get('mean_ratio_sem'), 2)} | "
+                     f"{_f(row['median_generated'])} | "
                      f"{_f(row['median_reference'])} | {_f(row['ks_statistic'], 3)} | "
                      f"{_f(row['ks_pvalue'], 3)} | {_f(row.get('ks_null_median'), 3)} |")
-    lines += ["", "*KS if identical*: the median KS statistic of two samples of these sizes "
+    lines += ["", "*s.e.*: the standard error of the ratio of means for two independent "
+              "samples (to first order, from each sample's scatter): a model whose mean is "
+              "right still misses the ratio by more than 2 s.e. in ~5% of evaluations.", "",
+              "*KS if identical*: the median KS statistic of two samples of these sizes "
               "drawn from one distribution (0.8276 / sqrt(n1 n2 / (n1 + n2))); a KS below the "
               "0.05 target needs this well below 0.05 (over ~550 galaxies per sample).", ""]
     unselected = morph.get("without_selection")
@@ -220,6 +225,14 @@ def _targets(metrics: Mapping[str, Any]) -> list[str]:
                      f"{'met' if target['met'] else '**not met**'} |")
     met = sum(bool(t["met"]) for t in metrics["targets"])
     lines += ["", f"{met} of {len(metrics['targets'])} targets met.", ""]
+    stats = metrics["morphology"]["statistics"]
+    sems = [(label, (stats.get(column) or {}).get("mean_ratio_sem"))
+            for label, column in (("mean |g|", "g"), ("mean size", "sigma_arcsec"))]
+    if all(isinstance(sem, float) and math.isfinite(sem) for _, sem in sems):
+        lines += ["Standard errors of the two mean ratios on this evaluation (two independent "
+                  "samples of these sizes): " + ", ".join(f"{label} {sem:.2%}"
+                                                          for label, sem in sems)
+                  + ".", ""]
     extra = metrics.get("fidelity_targets") or []
     if extra:
         lines += ["Fidelity targets (isotropy, posterior predictive check, memorization, "
