@@ -796,6 +796,32 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   both surveys): epoch 5 (score mean |g| -0.1%); the 10k report 5/8 with mean |g| +5.2%,
 #   KS |g| 0.092, z-bin size 5.9%.  Not shipped; the score is not a selector at the 2%
 #   level (galsim_vae/training/flow_selection.py).
+# Session 40: where the flagship's remaining |g| loss comes from.  The shipped networks'
+#   reconstructions on 2,000 of their own training galaxies (sim20k_128 --split train
+#   --max-heldout 2000, refined posterior as shipped) lose as much as on held-out surveys:
+#   posterior samples mean |g| -1.5%, size -0.8% (S/N quartiles, faint to bright, |g| +0.9,
+#   -2.0, -2.8, -2.5%; brightest quartile paired slope 0.98).  It is not a generalisation gap,
+#   and more training data will not remove it.  Tried: the flagship_v2 recipe with a 1% model
+#   error (--model-error 0.01, 28 epochs, 23 min; flagship_me1_0): worse, training-galaxy
+#   posterior samples mean |g| -3.5% refined (-4.7% unrefined), brightest quartile -2.7%;
+#   abandoned before its flow.  The shipped flow (one orientation, early-stopped at epoch 15
+#   of 100) overshoots its own target (PSF-free decoded flow samples +1.5-2.5% in |g| against
+#   the refined posterior samples' -1.9%); flagship_x8's flow follows its raw posterior
+#   samples in |g|.  The latent-64 run (below) was started and lost with that machine.
+# Session 41 (runs/flag_l64.sh): the flagship_v2 recipe with --latent-size 64 (flagship_l64_0),
+#   its refined-posterior bundle, the autoencoder check beside the shipped flagship's on the
+#   same 2,000 training galaxies, then flagship_x8's flow recipe on sim20k alone:
+#   galsim-vae train sim20k_128 --out flagship_l64_0 --model cvae2 --conditions zphot mag_auto \
+#     flux_radius --flux-condition mag_auto --epochs 28 ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} \
+#     --latent-size 64 --lr-decay 0.92 --decoder subpixel --flow-units 256,256 --flow-couplings 12 \
+#     --flow-epochs 40 --flow-select nll
+#   with_generation_settings('flagship_l64_0', 'flagship_l64_0r', posterior_refine_steps=8,
+#     posterior_refine_rate=0.03, posterior_prior_weight=0.01)
+#   galsim-vae evaluate flagship_l64_0r --data sim20k_128 --split train --max-heldout 2000 \
+#     --n-generated 2000 --n-isotropy 0 --out report_train2k_flagship_l64_0r
+#   galsim-vae refit-prior flagship_l64_0r sim20k_128 --out flagship_l64 --flow-couplings 12 \
+#     --flow-units 256,256 --flow-epochs 40 --flow-select nll --flow-fresh-samples --flow-orientation all \
+#     --flow-orientations 8 --flow-refine-steps 0 --no-flow-condition-shift --cache-dir cache_flagship_l64
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
