@@ -822,6 +822,18 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   galsim-vae refit-prior flagship_l64_0r sim20k_128 --out flagship_l64 --flow-couplings 12 \
 #     --flow-units 256,256 --flow-epochs 40 --flow-select nll --flow-fresh-samples --flow-orientation all \
 #     --flow-orientations 8 --flow-refine-steps 0 --no-flow-condition-shift --cache-dir cache_flagship_l64
+#   Autoencoder check, one run of the report code (runs/ae_check.sh: --split train --max-heldout
+#   2000 --n-generated 2000 --n-isotropy 200, so that the fidelity section is written), the
+#   same 2,000 training galaxies, posterior samples observed with fresh noise:
+#                          mean |g|  size   |g| per S/N quartile (faint->bright)  size, faintest
+#     shipped (latent 32)   -1.8%   -0.9%   -1.7, -1.9, -1.3, -2.2%                 -2.5%
+#     flagship_l64_0r       -1.5%   -0.4%   -1.0, -1.4, -1.1, -2.9%                 -1.7%
+#   (paired |g| slope at S/N > 90: 0.978 for l64).  Twice the latent does not remove the
+#   rounding: the difference is within the ~0.5% paired noise of 2,000 galaxies, and the
+#   brightest quartile loses as much.  The flow fitted during training (12x256, NLL, one
+#   orientation) overshoots again: prior samples +2.6% |g| (+4.6% faintest, +5.2% third
+#   quartile); the shipped flow +2.1% (+9.2% brightest).  The x8 refit (sim20k alone, 8
+#   orientations; 14 min) kept its last epoch 40 (validation 9.077 nats per latent).
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
