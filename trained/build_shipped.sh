@@ -834,6 +834,24 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   orientation) overshoots again: prior samples +2.6% |g| (+4.6% faintest, +5.2% third
 #   quartile); the shipped flow +2.1% (+9.2% brightest).  The x8 refit (sim20k alone, 8
 #   orientations; 14 min) kept its last epoch 40 (validation 9.077 nats per latent).
+#   galsim-vae evaluate flagship_l64 --data simeval10k_128 --split all --n-generated 9848 --out report10k_flagship_l64
+#   galsim-vae evaluate flagship_l64 --data simeval5k_s8803_128 --split all --n-generated 4889 --out report5k_s8803_flagship_l64
+#   The first flagship with mean |g| and mean size within target on both fresh surveys:
+#     seed 7411 (9,848): 5/8 -- mean |g| +1.33% (s.e. 0.95%), size +0.10% (0.86%), KS size 0.019,
+#       KS flux 0.037, chi2 1.108; not met KS |g| 0.075, z-bin size 5.006%, z-bin flux 6.7%.
+#     seed 8803 (4,889): 6/8 -- mean |g| -0.87% (1.30%), size -0.19% (1.21%), KS size 0.019,
+#       KS flux 0.030, z-bin flux 4.5%, chi2 1.047; not met KS |g| 0.076, z-bin size 5.4%.
+#     (shipped flagship: 5/8 on both, mean |g| +2.49% / -0.91%, size +0.04% / +0.12%,
+#     KS |g| 0.059 / 0.061.)  Both reports: PPC 3.3% / 3.0%, paired slope 0.98, memorization
+#     (permutation) p 0.89 / 0.71, Mann-Whitney p 1 / 1, magnitude 0.18 / 0.19 mag,
+#     flux_radius slope 0.91 / 0.93.  Isotropy draws: mean g2 -0.0036 / -0.0042 (+- 0.0021;
+#     both reports use seed 0, so the two draws share their orientation stream and are not
+#     independent; flagship_x8's seed-0 draw was g2 -0.0048 and its 40k check +0.0002).
+#     Its |g| distribution is too peaked away from round (median |g| +12% / +8%, mean right):
+#     the flow, 64 latents fitted to 160k latents of sim20k alone, is what to improve next --
+#     with the seed-3030 survey as flagship_x8 had (376k latents; its KS |g| 0.042).
+#   Not shipped this session: 5/8 on the seed-7411 survey, and too little session left to
+#   rebuild the card, reports and CI around a 64-latent bundle.
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
