@@ -850,6 +850,8 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #     Its |g| distribution is too peaked away from round (median |g| +12% / +8%, mean right):
 #     the flow, 64 latents fitted to 160k latents of sim20k alone, is what to improve next --
 #     with the seed-3030 survey as flagship_x8 had (376k latents; its KS |g| 0.042).
+#   40k isotropy check (benchmarks/isotropy_seeds.py flagship_l64 --data simeval10k_128 --seeds 11
+#     --n 40000): 39,784 galaxies, mean g1 +0.0003, g2 -0.0011 +- 0.0010, angle KS p 0.72 (met).
 #   Not shipped this session: 5/8 on the seed-7411 survey, and too little session left to
 #   rebuild the card, reports and CI around a 64-latent bundle.
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
