@@ -854,6 +854,19 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #     --n 40000): 39,784 galaxies, mean g1 +0.0003, g2 -0.0011 +- 0.0010, angle KS p 0.72 (met).
 #   Not shipped this session: 5/8 on the seed-7411 survey, and too little session left to
 #   rebuild the card, reports and CI around a 64-latent bundle.
+# Session 42 (runs/s42.sh, s42b.sh, s42c.sh; a new machine, every run folder rebuilt):
+#   flagship_l64_0 retrained with the session-41 command above (28 epochs, 52 min while the
+#   seed-3030 survey was simulated beside it; weights of epoch 26), its in-training flow cut
+#   to one epoch (stopped, then resumed with --flow-epochs 1: refit-prior fits a new flow),
+#   the refined-posterior settings as in session 41 (flagship_l64_0r), then flagship_x8's
+#   flow recipe with the seed-3030 survey:
+#   galsim-vae refit-prior flagship_l64_0r sim20k_128 --out flagship_l64x --extra-data sim40k_s3030_128 \
+#     --flow-couplings 12 --flow-units 256,256 --flow-epochs 40 --flow-select nll --flow-fresh-samples \
+#     --flow-orientation all --flow-orientations 8 --flow-refine-steps 0 --no-flow-condition-shift \
+#     --cache-dir cache_flagship_l64x
+#   (encodings ~17 min, fit 40 epochs ~40 min at ~60 s per epoch on 2 cores)
+#   galsim-vae evaluate flagship_l64x --data simeval5k_s8803_128 --split all --n-generated 4889 --out report5k_s8803_flagship_l64x
+#   galsim-vae evaluate flagship_l64x --data simeval10k_128 --split all --n-generated 9848 --out report10k_flagship_l64x
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
