@@ -31,25 +31,42 @@ cd "$WORK"
 COMMON="--channels 8,32,64,128 --no-full-resolution-norm --latent-size 32 --batch-size 64
  --beta warmup:0.1:4:0.01 --lr 1e-3 --lr-decay 0.93 --clip-norm 1e5 --seed 2026
  --output-activation linear --model-error 0.03 --augment --monitor median --resume"
-# The shipped flagship (2026-12-05, session 36): flagship_v2's networks (session 31: the
+# The shipped flagship since 2026-12-06 (session 42; run flagship_l64x): the commands just
+# below (latent-64 networks, ~52 min beside a simulation; then a flow on the encoder posterior
+# of sim20k and the seed-3030 survey in all 8 orientations, ~57 min; the in-training flow is
+# cut to one epoch because refit-prior fits a new one; records of sessions 41-42 further down).
+# The flagship of 2026-12-05 (session 36), commented after them: flagship_v2's networks (session 31: the
 # sub-pixel decoder, KL weight 0.01, 28 epochs at a 0.92 decay), then a flow prior fitted
 # to semi-amortized encodings of the training survey and a second survey of the same
 # simulator (seed 3030, which no evaluation uses), and the bundle's posterior refined
 # alike (the record of session 36, further down).  ~22 min training, ~45 min for the
-# second survey, ~27 min for the flow on 2 cores:
-[ -f flagship_v2/model.json ] || galsim-vae train sim20k_128 --out flagship_v2 --model cvae2 \
+# second survey, ~27 min for the flow on 2 cores.
+[ -f flagship_l64_0/model.json ] || galsim-vae train sim20k_128 --out flagship_l64_0 --model cvae2 \
     --conditions zphot mag_auto flux_radius --flux-condition mag_auto --epochs 28 \
-    ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.92 --decoder subpixel \
-    --flow-units 256,256 --flow-couplings 12 --flow-epochs 40 --flow-select morphology
+    ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --latent-size 64 --lr-decay 0.92 --decoder subpixel \
+    --flow-units 256,256 --flow-couplings 12 --flow-epochs 1 --flow-select nll
 [ -d sim40k_s3030 ] || galsim-vae simulate --n 40000 --out sim40k_s3030 --seed 3030 --processes 2
 [ -d sim40k_s3030_128 ] || galsim-vae prepare cosmos --dir sim40k_s3030 --sample 25.2 --stamp-size 128 --out sim40k_s3030_128
-[ -f flagship_refx0/model.json ] || galsim-vae refit-prior flagship_v2 sim20k_128 --out flagship_refx0 \
-    --extra-data sim40k_s3030_128 --flow-couplings 12 --flow-units 256,256 --flow-epochs 100 \
-    --flow-select nll --flow-fresh-samples --flow-orientation canonical --flow-orientations 1 \
-    --flow-refine-steps 8 --flow-refine-rate 0.03 --no-flow-condition-shift --cache-dir cache_flagship
-[ -f flagship_cosmos_sim/model.json ] || python -c "from galsim_vae.bundle.edit import \
-with_generation_settings as w; w('flagship_refx0', 'flagship_cosmos_sim', posterior_refine_steps=8, \
-posterior_refine_rate=0.03, posterior_prior_weight=0.01)"
+[ -f flagship_l64_0r/model.json ] || python -c "from galsim_vae.bundle.edit import with_generation_settings as w; \
+w('flagship_l64_0', 'flagship_l64_0r', posterior_refine_steps=8, posterior_refine_rate=0.03, posterior_prior_weight=0.01)"
+[ -f flagship_cosmos_sim/model.json ] || galsim-vae refit-prior flagship_l64_0r sim20k_128 --out flagship_cosmos_sim \
+    --extra-data sim40k_s3030_128 --flow-couplings 12 --flow-units 256,256 --flow-epochs 40 --flow-select nll \
+    --flow-fresh-samples --flow-orientation all --flow-orientations 8 --flow-refine-steps 0 \
+    --no-flow-condition-shift --cache-dir cache_flagship_l64x
+# The flagship of session 36, built so:
+#   [ -f flagship_v2/model.json ] || galsim-vae train sim20k_128 --out flagship_v2 --model cvae2 \
+#       --conditions zphot mag_auto flux_radius --flux-condition mag_auto --epochs 28 \
+#       ${COMMON/warmup:0.1:4:0.01/warmup:0.01:4:0.001} --lr-decay 0.92 --decoder subpixel \
+#       --flow-units 256,256 --flow-couplings 12 --flow-epochs 40 --flow-select morphology
+#   [ -d sim40k_s3030 ] || galsim-vae simulate --n 40000 --out sim40k_s3030 --seed 3030 --processes 2
+#   [ -d sim40k_s3030_128 ] || galsim-vae prepare cosmos --dir sim40k_s3030 --sample 25.2 --stamp-size 128 --out sim40k_s3030_128
+#   [ -f flagship_refx0/model.json ] || galsim-vae refit-prior flagship_v2 sim20k_128 --out flagship_refx0 \
+#       --extra-data sim40k_s3030_128 --flow-couplings 12 --flow-units 256,256 --flow-epochs 100 \
+#       --flow-select nll --flow-fresh-samples --flow-orientation canonical --flow-orientations 1 \
+#       --flow-refine-steps 8 --flow-refine-rate 0.03 --no-flow-condition-shift --cache-dir cache_flagship
+#   [ -f flagship_cosmos_sim/model.json ] || python -c "from galsim_vae.bundle.edit import \
+#   with_generation_settings as w; w('flagship_refx0', 'flagship_cosmos_sim', posterior_refine_steps=8, \
+#   posterior_refine_rate=0.03, posterior_prior_weight=0.01)"
 # Until session 36 the flagship was the session-24 recipe (55 epochs at a 0.95 decay, the
 # flow on refined encodings in 8 orientations), then flagship_v2 with refitted flows:
 #   galsim-vae train sim20k_128 --out flagship_cosmos_sim --model cvae2 --conditions zphot \
@@ -884,7 +901,12 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   the same sign want the 40k check and a look at what could bias it (HSM failures by
 #   orientation, the residual turn's interpolation).
 #   Real COSMOS (report_real_flagship_l64x, 10 galaxies): 0/8 (chi2 1.22, size -8.6%, |g| +4.1%).
-#   Not shipped this session: isotropy not shown, and no time left for the 40k check, card and CI.
+#   HSM failures do not select by orientation (runs/isofail.py: 16 of 4,000, orientation entries
+#   spread over [0, 1)).  40k check (isotropy_seeds.py flagship_l64x --data simeval10k_128 --seeds
+#   11 --n 40000): 39,792 galaxies, g1 +0.0012, g2 -0.0015 +- 0.0011, angle KS p 0.44 (met).
+#   Shipped as flagship_cosmos_sim (set_model_card with name='flagship_cosmos_sim' and the
+#   three reports as report_10k_selected, report_5k_seed8803, report_real); the flagship before
+#   it (latent 32, session 36's recipe at the top of this file) is in the git history.
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
