@@ -458,7 +458,8 @@ def test_report_on_a_data_set_the_model_never_saw(bundles, tiny_dataset, tmp_pat
     other = write_tiny_dataset(tmp_path / "other", n=12, seed=8)
     out = tmp_path / "report_all"
     assert main(["--quiet", "evaluate", str(bundles["cvae2"]), "--data", str(other),
-                 "--out", str(out), "--split", "all", "--n-generated", "6"]) == 0
+                 "--out", str(out), "--split", "all", "--n-generated", "6",
+                 "--n-isotropy", "200"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["reconstruction"]["split"] == "all"
     assert metrics["reconstruction"]["n_galaxies"] == Dataset(other).n_galaxies == 12

@@ -7,6 +7,8 @@ import argparse
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``evaluate`` sub-command."""
+    from ..evaluation.report.context import N_ISOTROPY
+
     parser = subparsers.add_parser(
         "evaluate", help="evaluate a model bundle on a data set and write a report",
         description="Write a report folder (report.md, PNG figures, metrics.json): loss "
@@ -32,9 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="galaxies per network call (default: 64)")
-    parser.add_argument("--n-isotropy", type=int, default=10000, metavar="N",
-                        help="generated galaxies of the isotropy test (default: 10000; 0: no "
-                             "fidelity section)")
+    parser.add_argument("--n-isotropy", type=int, default=N_ISOTROPY, metavar="N",
+                        help=f"generated galaxies of the isotropy test (default: {N_ISOTROPY}; "
+                             "0: no fidelity section)")
     parser.add_argument("--no-selection", action="store_true",
                         help="observe generated galaxies with one fresh noise draw each, not "
                              "given the data set's sample cuts (its MAG_AUTO limit)")

@@ -95,7 +95,7 @@ def evaluate(bundle_path: str | os.PathLike, dataset_path: str | os.PathLike,
                         ``"all"`` (every row: for a data set the model was not trained on,
                         e.g. real COSMOS galaxies for a model trained on a simulation).
         n_isotropy:     Generated galaxies of the isotropy test of the fidelity section
-                        (default 10,000); 0 or None: no fidelity section.
+                        (default 40,000: see ``context.N_ISOTROPY``); 0 or None: no fidelity section.
         selection:      Observe each generated galaxy with noise drawn given that it
                         passes the data set's sample cuts (COSMOS: measured MAG_AUTO below
                         the sample's limit, ``sn_ellip_gauss`` >= 10), as the data were
