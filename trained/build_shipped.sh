@@ -101,6 +101,12 @@ w('flagship_l64_0', 'flagship_l64_0r', posterior_refine_steps=8, posterior_refin
 # prior unchanged):
 [ -f vae_r/model.json ] || python -c "from galsim_vae.bundle.edit import with_generation_settings \
 as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.03, posterior_prior_weight=0.01)"
+# and since 2026-12-06 (session 38) with a flow refitted to fresh posterior samples of sim20k
+# and the seed-3030 survey (made above for the flagship) in all 8 orientations (run vae_x8,
+# ~65 min; its record further down):
+[ -f vae_x8/model.json ] || galsim-vae refit-prior vae_r sim20k_128 --out vae_x8 --extra-data sim40k_s3030_128 \
+    --flow-couplings 12 --flow-units 256,256 --flow-epochs 40 --flow-select nll --flow-fresh-samples \
+    --flow-orientation all --no-flow-condition-shift --cache-dir cache_vae_x8
 # Shipped as trained/vae_cosmos_sim: evaluate, then copy with the card and reports:
 #   galsim-vae evaluate vae_drawn --data simeval3k_128 --split all --n-generated 2952 --out report_vae_drawn
 #   galsim-vae evaluate vae_drawn --data real_paltas_128 --split all --out report_real_vae_drawn
@@ -941,14 +947,31 @@ DATA=${SHARED_DATA:-$HERE/../../shared/data}
     --out real_paltas_128
 # (since session 25 the reports observe model images with the data sets' own correlated
 # noise; data sets prepared before carry no noise power spectra and get white noise)
-for m in flagship_cosmos_sim cvae2_drawn vae_r; do
-    galsim-vae evaluate $m --data simeval3k_128 --split all --n-generated 2952 --out report_$m --overwrite
+# The shipped reports (session 43's report code: isotropy over 40,000 generated galaxies, the
+# paired memorization test by permutation): each bundle's report_10k_selected on the seed-7411
+# survey, the flagship's report_5k_seed8803, and report_real (~15-19 min each on 2 cores; the
+# memorization test reads the training set sim20k_128 at the path the bundle records)
+[ -d simeval10k ] || galsim-vae simulate --n 10000 --out simeval10k --seed 7411 --processes 2
+[ -d simeval10k_128 ] || galsim-vae prepare cosmos --dir simeval10k --sample 25.2 --stamp-size 128 --out simeval10k_128
+[ -d simeval5k_s8803 ] || galsim-vae simulate --n 5000 --out simeval5k_s8803 --seed 8803 --processes 2
+[ -d simeval5k_s8803_128 ] || galsim-vae prepare cosmos --dir simeval5k_s8803 --sample 25.2 --stamp-size 128 --out simeval5k_s8803_128
+for m in flagship_cosmos_sim cvae2_drawn vae_x8; do
+    galsim-vae evaluate $m --data simeval10k_128 --split all --n-generated 9848 --out report10k_$m --overwrite
     galsim-vae evaluate $m --data real_paltas_128 --split all --out report_real_$m --overwrite
 done
-# Shipping a run's bundle under its public name (cvae2_drawn as cvae2_cosmos_sim), with its
-# card (written by hand from the reports) and reports:
+galsim-vae evaluate flagship_cosmos_sim --data simeval5k_s8803_128 --split all --n-generated 4889 \
+    --out report5k_s8803_flagship_cosmos_sim --overwrite
+# The earlier reports of cvae2 and vae on the 2,952-galaxy survey (their cards' report/):
+for m in cvae2_drawn vae_r; do
+    galsim-vae evaluate $m --data simeval3k_128 --split all --n-generated 2952 --out report_$m --overwrite
+done
+# Shipping a run's bundle under its public name (cvae2_drawn as cvae2_cosmos_sim, vae_x8 as
+# vae_cosmos_sim; flagship_cosmos_sim is built under its name), with its card (written by
+# hand from the reports) and reports:
 #   python -c "from galsim_vae.bundle.writer import set_model_card; import shutil; \
 #     shutil.copytree('cvae2_drawn', 'cvae2_cosmos_sim'); set_model_card('cvae2_cosmos_sim', \
 #     open('card.md').read(), name='cvae2_cosmos_sim', extra_folders={'report': \
-#     'report_cvae2_drawn', 'report_real': 'report_real_cvae2_drawn'})"
+#     'report_cvae2_drawn', 'report_10k_selected': 'report10k_cvae2_drawn', \
+#     'report_real': 'report_real_cvae2_drawn'})"
+# (the flagship: report_10k_selected, report_5k_seed8803 and report_real)
 echo "bundles in $PWD; copy them into $HERE and add the model cards (see trained/*/README.md)"
