@@ -913,6 +913,23 @@ as w; w('vae_drawn', 'vae_r', posterior_refine_steps=8, posterior_refine_rate=0.
 #   Shipped as flagship_cosmos_sim (set_model_card with name='flagship_cosmos_sim' and the
 #   three reports as report_10k_selected, report_5k_seed8803, report_real); the flagship before
 #   it (latent 32, session 36's recipe at the top of this file) is in the git history.
+# Session 43 (runs/s43.sh; a new machine: sim20k, simeval10k, simeval5k_s8803 rebuilt, identical
+#   galaxy counts 19,630 / 9,848 / 4,889): the report's isotropy test now draws 40,000
+#   generated galaxies by default (at 10,000 its 0.003 bound is 1.4 standard errors: an exactly
+#   isotropic population fails it on ~20-28% of draws; tests/test_fidelity.py).  The three
+#   shipped bundles' reports rerun on that code (the memorization test needs sim20k_128 at
+#   the path the bundles record, /work/runs/sim20k_128):
+#   for b in cvae2 vae flagship; do galsim-vae evaluate trained/${b}_cosmos_sim --data simeval10k_128 \
+#     --split all --n-generated 9848 --n-isotropy 40000 --out report10k_s43_$b; done    (15-27 min each)
+#   galsim-vae evaluate trained/flagship_cosmos_sim --data simeval5k_s8803_128 --split all \
+#     --n-generated 4889 --n-isotropy 40000 --out report5k_s43_flagship
+#   cvae2 6/8 (|g| +0.62%, size +0.13%; not met KS |g| 0.078, z-bin flux 9.1%), isotropy max
+#     0.0014 (39,782; p 0.23), PPC 2.8%, memorization p 1 / 0.084 (permutation), magnitude 0.16.
+#   vae 6/8 (|g| -0.82%, size -0.44%, KS |g| 0.035; not met the two z-bins), isotropy max 0.0012
+#     (39,778; p 0.048), PPC 2.8%, memorization p 1 / 0.82, magnitude 0.15.
+#   flagship 6/8 (as session 42), isotropy g1 -0.0025, g2 -0.0020 +- 0.0011 (39,813; p 0.061: met),
+#     PPC 3.3%, memorization p 1 / 0.89, magnitude 0.18, flux_radius slope 0.93.
+#   Shipped as each bundle's report_10k_selected (set_model_card; cards lead with them).
 # Runs trained before 2026-12-04 (session 27) sample one of the eight orientations of the
 # square ("dihedral"); within the group the decoders prefer the pixel axes (cvae2_cosmos_sim:
 # 1.3:1 against the diagonals, angle KS p 0.001).  Since session 27 --augment sets
